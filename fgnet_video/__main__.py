@@ -1,0 +1,4 @@
+from fgnet_video.cli import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""The `fgnet-video` command group. Commands only parse options and call the library."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+import click
+
+from fgnet_video import __version__
+from fgnet_video.errors import UserError
+
+
+class _Group(click.Group):
+    """Click group that turns user errors into one stderr line and exit code 1.
+
+    `--verbose` (or FGNET_VIDEO_VERBOSE=1) prints the traceback as well.
+    """
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except KeyboardInterrupt:
+            click.echo("fgnet-video: interrupted", err=True)
+            sys.exit(130)
+        except Exception as exc:  # noqa: BLE001 - the one place errors become exit codes
+            if ctx.obj and ctx.obj.get("verbose"):
+                traceback.print_exc()
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if not isinstance(exc, (UserError, OSError)):
+                message = f"{type(exc).__name__}: {message} (run with --verbose for details)"
+            click.echo(f"fgnet-video: error: {message}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="fgnet-video")
+@click.option("--verbose", "-v", is_flag=True, envvar="FGNET_VIDEO_VERBOSE",
+              help="Show full tracebacks on errors.")
+@click.pass_context
+def main(ctx: click.Context, verbose: bool) -> None:
+    """Facial action unit detection in video with FG-Net."""
+    ctx.ensure_object(dict)
+    ctx.obj["verbose"] = verbose
+
+
+def _register() -> None:
+    from fgnet_video.cli.predict import predict
+    from fgnet_video.cli.weights import weights
+
+    for command in (predict, weights):
+        main.add_command(command)
+
+
+_register()
