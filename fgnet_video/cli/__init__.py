@@ -47,10 +47,12 @@ def main(ctx: click.Context, verbose: bool) -> None:
 
 
 def _register() -> None:
+    from fgnet_video.cli.evaluate import evaluate
     from fgnet_video.cli.predict import predict
+    from fgnet_video.cli.train import train
     from fgnet_video.cli.weights import weights
 
-    for command in (predict, weights):
+    for command in (predict, weights, train, evaluate):
         main.add_command(command)
 
 

@@ -58,7 +58,8 @@ class FGNetConfig:
             )
         log_res = math.log2(self.resolution)
         if log_res != int(log_res) or self.resolution < 16:
-            raise UserError(f"generator resolution must be a power of two >= 16, not {self.resolution}")
+            raise UserError(
+                f"generator resolution must be a power of two >= 16, not {self.resolution}")
         if len(self.generator_channels) != self.n_levels:
             raise UserError(
                 f"generator_channels needs {self.n_levels} widths for resolution {self.resolution}"
@@ -128,7 +129,7 @@ FULL = FGNetConfig()
 # the pipeline, and training smoke runs. Levels 4..128; heatmaps at 32, so 64 and 128 are "late".
 TINY = FGNetConfig(
     image_size=64,
-    encoder_widths=(8, 16, 16, 32),
+    encoder_widths=(16, 32, 48, 64),
     encoder_units=(1, 1, 2, 1),
     style_dim=32,
     n_mlp=2,

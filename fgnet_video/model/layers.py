@@ -1,0 +1,54 @@
+"""Equalised-learning-rate building blocks shared by the pSp encoder and the StyleGAN2 generator.
+
+Equalised learning rate: a weight is stored as w / lr_mul and used as
+w * (lr_mul / sqrt(fan_in)); a bias is stored as b / lr_mul and used as b * lr_mul.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fgnet_video.kernels import fused_leaky_relu
+
+
+class PixelNorm(nn.Module):
+    """x / sqrt(mean(x**2 over the last axis) + 1e-8), i.e. each vector normalised on its own."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(dim=-1, keepdim=True) + 1e-8)
+
+
+class EqualLinear(nn.Module):
+    """y = x @ (w * lr_mul / sqrt(in))^T + b * lr_mul, optionally followed by the fused
+    leaky ReLU (slope 0.2, gain sqrt 2) with the bias added before the activation."""
+
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        bias: bool = True,
+        bias_init: float = 0.0,
+        lr_mul: float = 1.0,
+        activation: bool = False,
+    ):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_dim, in_dim) / lr_mul)
+        self.bias = nn.Parameter(torch.full((out_dim,), float(bias_init))) if bias else None
+        self.scale = lr_mul / math.sqrt(in_dim)
+        self.lr_mul = lr_mul
+        self.activation = activation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bias = None if self.bias is None else self.bias * self.lr_mul
+        if self.activation:
+            out = F.linear(x, self.weight * self.scale)
+            return fused_leaky_relu(out, bias)
+        return F.linear(x, self.weight * self.scale, bias)
+
+    def extra_repr(self) -> str:
+        out_dim, in_dim = self.weight.shape
+        return f"{in_dim}, {out_dim}, lr_mul={self.lr_mul}, activation={self.activation}"

@@ -1,0 +1,48 @@
+"""Shared fixtures: paths into ../shared (skipped when absent) and small models."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+REFERENCE = SHARED / "reference"
+MEDIA = SHARED / "media"
+
+torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
+
+
+def shared_path(*parts: str) -> Path:
+    """A path under ../shared, or a skip with the reason when it is absent."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} is absent (../shared holds the reference data and test media)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def reference_checkpoints(tmp_path_factory) -> tuple[Path, Path]:
+    """(model.pth, encoder.pt) in the release's formats, written by the reference script
+    (seed 0, ~2.5 GB, ~20 s)."""
+    script = shared_path("reference", "make_reference_checkpoints.py")
+    out = tmp_path_factory.mktemp("reference_checkpoints")
+    subprocess.run([sys.executable, str(script), str(out), "--seed", "0"], check=True)
+    return out / "model.pth", out / "encoder.pt"
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory) -> Path:
+    """A converted file with random tiny-preset weights (bp4d AU set)."""
+    from fgnet_video.aus import BP4D_AUS
+    from fgnet_video.model.checkpoints import save_converted
+    from fgnet_video.model.config import TINY
+    from fgnet_video.model.init import random_model
+
+    path = tmp_path_factory.mktemp("tiny") / "tiny.safetensors"
+    save_converted(path, random_model(TINY, seed=0), "bp4d", BP4D_AUS, extra={"kind": "random"})
+    return path
