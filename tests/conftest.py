@@ -46,3 +46,15 @@ def tiny_weights(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("tiny") / "tiny.safetensors"
     save_converted(path, random_model(TINY, seed=0), "bp4d", BP4D_AUS, extra={"kind": "random"})
     return path
+
+
+@pytest.fixture(scope="session")
+def reference_converted(reference_checkpoints, tmp_path_factory) -> Path:
+    """The reference checkpoints converted to one .safetensors file (bp4d AU set)."""
+    from fgnet_video.model.checkpoints import load_model, save_converted
+
+    model_pth, encoder_pt = reference_checkpoints
+    loaded = load_model(model_pth, psp=encoder_pt, dataset="bp4d")
+    path = tmp_path_factory.mktemp("converted") / "bp4d.safetensors"
+    save_converted(path, loaded.model, loaded.dataset, loaded.aus, loaded.metadata["sources"])
+    return path

@@ -9,6 +9,8 @@ from PIL import Image
 
 from fgnet_video.cli import main
 
+from .conftest import shared_path
+
 
 def _faces(tmp_path, sizes=(256, 256)):
     rng = np.random.default_rng(0)
@@ -50,11 +52,28 @@ def test_predict_is_reproducible_and_batch_independent(tiny_weights, tmp_path):
     pd.testing.assert_frame_equal(outputs[0], outputs[1], atol=1e-6)
 
 
-def test_predict_refuses_unaligned_and_unreadable_input(tiny_weights, tmp_path):
+def test_unaligned_photos_are_aligned_or_reported_without_a_face(tiny_weights, tmp_path):
+    (noise,) = _faces(tmp_path, sizes=(300,))
+    result = CliRunner().invoke(main, ["predict", "-w", str(tiny_weights), str(noise)])
+    assert result.exit_code == 0, result.output
+    assert f"note: {noise}: no face found" in result.output
+    row = next(line for line in result.output.splitlines() if line.startswith(str(noise)))
+    assert row.split(",")[1] == "0" and set(row.split(",")[2:]) == {""}
+
+
+def test_unaligned_photo_with_a_face(tiny_weights, tmp_path):
+    photo = shared_path("reference", "ffhq_align", "celeb-2.png")
+    out = tmp_path / "p.csv"
+    result = CliRunner().invoke(main, ["predict", "-w", str(tiny_weights), str(photo), "-o",
+                                       str(out)])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out)
+    assert table.columns.tolist()[:3] == ["image", "success", "AU01_score"]
+    assert table["success"].tolist() == [1] and table["AU01_score"].notna().all()
+
+
+def test_predict_reports_unreadable_images(tiny_weights, tmp_path):
     runner = CliRunner()
-    (path,) = _faces(tmp_path, sizes=(256,))
-    result = runner.invoke(main, ["predict", "-w", str(tiny_weights), str(path)])
-    assert result.exit_code == 1 and "--aligned" in result.output
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"not an image")
     result = runner.invoke(main, ["predict", "--aligned", "-w", str(tiny_weights), str(bad)])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import traceback
 
@@ -44,15 +45,20 @@ def main(ctx: click.Context, verbose: bool) -> None:
     """Facial action unit detection in video with FG-Net."""
     ctx.ensure_object(dict)
     ctx.obj["verbose"] = verbose
+    if verbose:
+        logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
 
 
 def _register() -> None:
+    from fgnet_video.cli.analyze import analyze
+    from fgnet_video.cli.doctor import doctor
     from fgnet_video.cli.evaluate import evaluate
     from fgnet_video.cli.predict import predict
+    from fgnet_video.cli.preprocess import preprocess
     from fgnet_video.cli.train import train
     from fgnet_video.cli.weights import weights
 
-    for command in (predict, weights, train, evaluate):
+    for command in (analyze, predict, weights, train, evaluate, doctor, preprocess):
         main.add_command(command)
 
 

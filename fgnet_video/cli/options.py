@@ -5,8 +5,12 @@ from __future__ import annotations
 import click
 
 weights_option = click.option(
-    "--weights", "-w", "weights", required=True, metavar="FILE",
-    help="Converted .safetensors file, or the release's model.pth (with --psp).")
+    "--weights", "-w", "weights", default="bp4d", show_default=True, metavar="NAME_OR_FILE",
+    help="Known name (bp4d, disfa: downloaded once into the cache), a converted .safetensors "
+         "file, or the release's model.pth (with --psp).")
+offline_option = click.option(
+    "--offline", is_flag=True, envvar="FGNET_VIDEO_OFFLINE",
+    help="Never download weights (also FGNET_VIDEO_OFFLINE=1).")
 psp_option = click.option(
     "--psp", type=click.Path(dir_okay=False), default=None, metavar="FILE",
     help="pSp encoder.pt: supplies latent_avg for a release model.pth.")

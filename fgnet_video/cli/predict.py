@@ -11,6 +11,7 @@ from fgnet_video.cli.options import (
     dataset_option,
     device_option,
     features_option,
+    offline_option,
     precision_option,
     psp_option,
     weights_option,
@@ -24,34 +25,36 @@ from fgnet_video.errors import UserError
 @psp_option
 @dataset_option
 @click.option("--aligned", is_flag=True,
-              help="The images are FFHQ-aligned 256x256 faces (other sizes are resized).")
+              help="The images are FFHQ-aligned 256x256 faces (other sizes are resized); "
+                   "without it, the largest face of each photo is found and aligned.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
               help="CSV to write (default: standard output).")
 @click.option("--save-heatmaps", type=click.Path(dir_okay=False), default=None,
               help="npz with the clamped heatmaps (N, n_AUs, 128, 128) and image names.")
 @features_option
+@offline_option
 @device_option
 @precision_option
 @batch_size_option
-def predict(images, weights, psp, dataset, aligned, output, save_heatmaps, features, device,
-            precision, batch_size) -> None:
+def predict(images, weights, psp, dataset, aligned, output, save_heatmaps, features, offline,
+            device, precision, batch_size) -> None:
     """Predict AUs for IMAGES (files or folders of face images)."""
     from fgnet_video.images import expand_image_paths
     from fgnet_video.inference import InferenceEngine
-    from fgnet_video.model.checkpoints import load_model
     from fgnet_video.outputs import write_table
-    from fgnet_video.predict import predict_aligned
+    from fgnet_video.predict import predict_images
     from fgnet_video.predict import save_heatmaps as write_heatmaps
+    from fgnet_video.weights import load_weights
 
-    if not aligned:
-        raise UserError("predict needs FFHQ-aligned faces: pass --aligned")
     paths = expand_image_paths(images)
     if not paths:
         raise UserError("no images found in the given paths")
-    loaded = load_model(weights, psp=psp, dataset=dataset, features=features)
+    loaded = load_weights(weights, psp=psp, dataset=dataset, features=features,
+                          offline=offline or None)
     engine = InferenceEngine(loaded, device=device, precision=precision, batch_size=batch_size)
-    table, heatmaps = predict_aligned(paths, engine, keep_heatmaps=save_heatmaps is not None,
-                                      note=lambda text: click.echo(text, err=True))
+    table, heatmaps = predict_images(paths, engine, aligned=aligned,
+                                     keep_heatmaps=save_heatmaps is not None,
+                                     note=lambda text: click.echo(text, err=True))
     if save_heatmaps:
         write_heatmaps(save_heatmaps, heatmaps, table["image"].tolist(), loaded.aus)
     if output:

@@ -47,6 +47,12 @@ class LoadedModel:
     aus: tuple[int, ...]
     metadata: dict = field(default_factory=dict)
 
+    def checkpoint_sha256(self) -> str | None:
+        """sha256 of the file the model was loaded from (computed once)."""
+        if "sha256" not in self.metadata and self.metadata.get("path"):
+            self.metadata["sha256"] = file_sha256(self.metadata["path"])
+        return self.metadata.get("sha256")
+
 
 def file_sha256(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
     digest = hashlib.sha256()
@@ -292,16 +298,21 @@ def load_model(
     if not path.is_file():
         raise UserError(f"{path}: no such checkpoint file")
     if _is_safetensors(path):
-        return _load_converted(path, dataset, features)
-    data = torch_load(path)
-    if all(part in data for part in RELEASE_PARTS):
-        return _load_release(path, data, None if psp is None else str(psp), dataset, features)
-    if "state_dict" in data and isinstance(data["state_dict"], Mapping):
-        return _load_psp(path, data, None if stylegan is None else str(stylegan), dataset, features)
-    keys = ", ".join(sorted(map(str, data))[:6]) or "none"
-    raise UserError(
-        f"{path}: not an FG-Net, pSp or converted checkpoint (top-level keys: {keys})"
-    )
+        loaded = _load_converted(path, dataset, features)
+    else:
+        data = torch_load(path)
+        if all(part in data for part in RELEASE_PARTS):
+            loaded = _load_release(path, data, None if psp is None else str(psp), dataset,
+                                   features)
+        elif "state_dict" in data and isinstance(data["state_dict"], Mapping):
+            loaded = _load_psp(path, data, None if stylegan is None else str(stylegan), dataset,
+                               features)
+        else:
+            keys = ", ".join(sorted(map(str, data))[:6]) or "none"
+            raise UserError(
+                f"{path}: not an FG-Net, pSp or converted checkpoint (top-level keys: {keys})")
+    loaded.metadata["path"] = str(path)
+    return loaded
 
 
 # -- writing ---------------------------------------------------------------------------
