@@ -1,0 +1,28 @@
+"""`fgnet-video doctor`: print the environment report (see fgnet_video.doctor)."""
+
+from __future__ import annotations
+
+import click
+
+from fgnet_video.errors import UserError
+
+_MARKS = {True: click.style("ok", fg="green"), False: click.style("!!", fg="red"), None: "  "}
+
+
+@click.command()
+@click.option("--build", "build_kernels", is_flag=True,
+              help="Build the compiled CUDA kernels now instead of on first use.")
+def doctor(build_kernels: bool) -> None:
+    """Report versions, GPUs, kernel build state, face model files and video libraries."""
+    from fgnet_video.doctor import environment_report, kernel_build_problem
+
+    for section in environment_report(build_kernels):
+        click.echo(click.style(section.title, bold=True))
+        width = max(len(item.name) for item in section.items)
+        for item in section.items:
+            click.echo(f"  {_MARKS[item.ok]} {item.name:<{width}}  {item.value}")
+    if build_kernels:
+        problem = kernel_build_problem()
+        if problem:
+            raise UserError(problem)
+        click.echo("compiled kernels are built and active for CUDA tensors")

@@ -1,0 +1,103 @@
+"""Fused bias + leaky ReLU, StyleGAN2's activation:
+
+    y = leaky_relu(x + b, negative_slope) * scale,   b broadcast along dim 1,
+
+with defaults slope 0.2 and gain sqrt(2). x is (N, C) or (N, C, ...); the bias, when given,
+has C entries and is cast to x's dtype, so y has x's dtype. negative_slope must be >= 0 and
+scale > 0: then y > 0 exactly where x + b > 0, which lets the gradient be computed from the
+saved output alone:
+
+    dL/dx = dL/dy * scale * (1 if y > 0 else negative_slope),   dL/db = sum of dL/dx over all
+    dims but 1.
+
+That gradient is linear in dL/dy with a coefficient that is piecewise constant in y, so it is
+the same op again (its own derivative w.r.t. y is zero almost everywhere): the compiled path
+differentiates any number of times.
+"""
+
+from __future__ import annotations
+
+import math
+from types import ModuleType
+
+import torch
+import torch.nn.functional as F
+
+from fgnet_video.kernels.build import plugin_for
+
+SQRT2 = math.sqrt(2.0)
+
+
+def _check(x: torch.Tensor, bias: torch.Tensor | None, negative_slope: float,
+           scale: float) -> None:
+    if x.dim() < 2:
+        raise ValueError(f"fused_leaky_relu needs x with a channel dim 1, got {tuple(x.shape)}")
+    if bias is not None and (bias.dim() != 1 or bias.shape[0] != x.shape[1]):
+        raise ValueError(f"bias of shape {tuple(bias.shape)} does not match {x.shape[1]} channels")
+    if negative_slope < 0 or scale <= 0:
+        raise ValueError(f"need negative_slope >= 0 and scale > 0, got {negative_slope}, {scale}")
+
+
+def fused_leaky_relu_ref(x: torch.Tensor, bias: torch.Tensor | None = None,
+                         negative_slope: float = 0.2, scale: float = SQRT2) -> torch.Tensor:
+    """Reference fused bias + leaky ReLU in plain PyTorch (the path off CUDA)."""
+    _check(x, bias, negative_slope, scale)
+    if bias is None:
+        y = F.leaky_relu(x, negative_slope)
+    else:
+        y = x + bias.to(x.dtype).view(1, -1, *([1] * (x.dim() - 2)))
+        if torch.is_grad_enabled() and y.requires_grad:
+            y = F.leaky_relu(y, negative_slope)
+        else:  # inference: one buffer for the whole op
+            y = F.leaky_relu_(y, negative_slope)
+    # leaky_relu keeps its input (not its output) for backward, so scaling in place is safe
+    return y.mul_(scale)
+
+
+def fused_leaky_relu(x: torch.Tensor, bias: torch.Tensor | None = None,
+                     negative_slope: float = 0.2, scale: float = SQRT2) -> torch.Tensor:
+    """Fused bias + leaky ReLU: the compiled kernel for CUDA tensors, else the reference."""
+    plugin = plugin_for(x)
+    if plugin is None:
+        return fused_leaky_relu_ref(x, bias, negative_slope, scale)
+    _check(x, bias, negative_slope, scale)
+    if bias is not None:
+        bias = bias.to(x.dtype)
+    return _FusedLeakyReLU.apply(x, bias, float(negative_slope), float(scale), plugin)
+
+
+class _FusedLeakyReLU(torch.autograd.Function):
+    """y = plugin.bias_act(x, b); backward through _FusedLeakyReLUGrad on the saved y."""
+
+    @staticmethod
+    def forward(ctx, x, bias, slope, scale, plugin: ModuleType):
+        y = plugin.bias_act(x, bias, None, False, slope, scale)
+        ctx.save_for_backward(y)
+        ctx.config = (slope, scale, plugin, bias is not None)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        (y,) = ctx.saved_tensors
+        slope, scale, plugin, has_bias = ctx.config
+        dx = _FusedLeakyReLUGrad.apply(dy, y, slope, scale, plugin)
+        dbias = None
+        if has_bias and ctx.needs_input_grad[1]:
+            dbias = dx.sum(dim=[d for d in range(dx.dim()) if d != 1])
+        return dx, dbias, None, None, None
+
+
+class _FusedLeakyReLUGrad(torch.autograd.Function):
+    """dx = dy * scale * (y > 0 ? 1 : slope): linear in dy, so its gradient is itself."""
+
+    @staticmethod
+    def forward(ctx, dy, y, slope, scale, plugin: ModuleType):
+        ctx.save_for_backward(y)
+        ctx.config = (slope, scale, plugin)
+        return plugin.bias_act(dy, None, y, True, slope, scale)
+
+    @staticmethod
+    def backward(ctx, ddx):
+        (y,) = ctx.saved_tensors
+        slope, scale, plugin = ctx.config
+        return _FusedLeakyReLUGrad.apply(ddx, y, slope, scale, plugin), None, None, None, None

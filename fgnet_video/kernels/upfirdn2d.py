@@ -1,0 +1,139 @@
+"""upfirdn2d: upsample, pad, FIR filter, downsample (StyleGAN2's resampling op).
+
+For x of shape (N, C, H, W), a 2-D kernel k (kh x kw), integer factors up, down >= 1 and
+pads (x0, x1, y0, y1) (a pair (p0, p1) means (p0, p1, p0, p1)), per axis:
+
+    u[m]  = x[m / up] if up divides m, else 0,          m in [0, H*up)   zero insertion
+    p[m]  = u[m - y0] (0 outside u),                      m in [0, H*up + y0 + y1)
+                                                          (negative pads crop)
+    f[m]  = sum_i p[m + i] * k[kh - 1 - i]                 true convolution (kernel flipped)
+    y[o]  = f[o * down]
+
+so the output has (H*up + y0 + y1 - kh) // down + 1 rows (same for columns with x0, x1, kw).
+Every channel is filtered on its own with the same kernel.
+
+The adjoint of upfirdn2d is again an upfirdn2d: with the flipped kernel, up and down swapped,
+and pads p0' = kh - 1 - p0, p1' = H*up - out*down + p0 - up + 1 per axis; the compiled path
+differentiates through it (any order). The kernel gets no gradient there: a kernel that
+requires grad goes through the reference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import ModuleType
+
+import torch
+import torch.nn.functional as F
+
+from fgnet_video.kernels.build import plugin_for
+
+Pads = tuple[int, int, int, int]
+
+
+def parse_pad(pad: Sequence[int]) -> Pads:
+    """(x0, x1, y0, y1) from a pair (p0, p1) (both axes) or a 4-sequence."""
+    values = tuple(int(p) for p in pad)
+    if len(values) == 2:
+        return values * 2
+    if len(values) == 4:
+        return values
+    raise ValueError(f"pad must be (p0, p1) or (x0, x1, y0, y1), got {pad!r}")
+
+
+def output_size(size: int, up: int, down: int, pad0: int, pad1: int, taps: int) -> int:
+    """Output length along one axis: (size*up + pad0 + pad1 - taps) // down + 1."""
+    return (size * up + pad0 + pad1 - taps) // down + 1
+
+
+def _check(x: torch.Tensor, kernel: torch.Tensor, up: int, down: int, pads: Pads) -> None:
+    if x.dim() != 4:
+        raise ValueError(f"upfirdn2d needs x of shape (N, C, H, W), got {tuple(x.shape)}")
+    if kernel.dim() != 2 or kernel.numel() == 0:
+        raise ValueError(f"upfirdn2d needs a non-empty 2-D kernel, got {tuple(kernel.shape)}")
+    if up < 1 or down < 1:
+        raise ValueError(f"up and down must be >= 1, got {up}, {down}")
+    x0, x1, y0, y1 = pads
+    kh, kw = kernel.shape
+    if (output_size(x.shape[2], up, down, y0, y1, kh) < 1
+            or output_size(x.shape[3], up, down, x0, x1, kw) < 1):
+        raise ValueError(
+            f"upfirdn2d: padded input {tuple(x.shape[2:])} (up {up}, pad {pads}) is smaller "
+            f"than the kernel {kh}x{kw}")
+
+
+def _pad_or_crop(x: torch.Tensor, left: int, right: int, top: int, bottom: int) -> torch.Tensor:
+    """Zero-pad (positive) or crop (negative) the last two axes."""
+    grow = [max(p, 0) for p in (left, right, top, bottom)]
+    if any(grow):
+        x = F.pad(x, grow)
+    if min(left, right, top, bottom) < 0:
+        h, w = x.shape[2], x.shape[3]
+        x = x[:, :, max(-top, 0): h - max(-bottom, 0), max(-left, 0): w - max(-right, 0)]
+    return x
+
+
+def upfirdn2d_ref(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
+                  pad: Sequence[int] = (0, 0, 0, 0)) -> torch.Tensor:
+    """Reference upfirdn2d in plain PyTorch (the path off CUDA).
+
+    A depthwise transposed convolution with stride `up` computes the full convolution of the
+    zero-inserted input without materialising the zeros; its `padding` trims the part of the
+    requested window that both sides share, the rest is padded or cropped explicitly, and
+    `down` keeps every down-th sample.
+    """
+    pads = parse_pad(pad)
+    _check(x, kernel, up, down, pads)
+    x0, x1, y0, y1 = pads
+    channels, (kh, kw) = x.shape[1], kernel.shape
+    # the full convolution has (H-1)*up + kh samples; the window starts kh-1-p0 into it and
+    # leaves kh-up-p1 at its end
+    trims = (kw - 1 - x0, kw - up - x1, kh - 1 - y0, kh - up - y1)
+    shared_y, shared_x = max(min(trims[2], trims[3]), 0), max(min(trims[0], trims[1]), 0)
+    weight = kernel.to(x.dtype)[None, None].expand(channels, 1, kh, kw)
+    out = F.conv_transpose2d(x, weight, stride=up, padding=(shared_y, shared_x), groups=channels)
+    out = _pad_or_crop(out, shared_x - trims[0], shared_x - trims[1],
+                       shared_y - trims[2], shared_y - trims[3])
+    return out[:, :, ::down, ::down] if down > 1 else out
+
+
+def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
+              pad: Sequence[int] = (0, 0, 0, 0)) -> torch.Tensor:
+    """upfirdn2d: the compiled kernel for CUDA tensors, else the reference."""
+    plugin = plugin_for(x)
+    if plugin is None or (kernel.requires_grad and torch.is_grad_enabled()):
+        return upfirdn2d_ref(x, kernel, up, down, pad)
+    pads = parse_pad(pad)
+    _check(x, kernel, up, down, pads)
+    return _Upfirdn2d.apply(x, kernel.detach(), int(up), int(down), pads, plugin)
+
+
+def adjoint_params(in_h: int, in_w: int, kernel: torch.Tensor, up: int, down: int,
+                   pads: Pads) -> tuple[torch.Tensor, int, int, Pads]:
+    """(kernel, up, down, pads) of the upfirdn2d that is the adjoint of the given one on an
+    in_h x in_w input: it maps output gradients back to input gradients."""
+    x0, x1, y0, y1 = pads
+    kh, kw = kernel.shape
+    out_h = output_size(in_h, up, down, y0, y1, kh)
+    out_w = output_size(in_w, up, down, x0, x1, kw)
+    grad_pads = (kw - 1 - x0, in_w * up - out_w * down + x0 - up + 1,
+                 kh - 1 - y0, in_h * up - out_h * down + y0 - up + 1)
+    return kernel.flip([0, 1]), down, up, grad_pads
+
+
+class _Upfirdn2d(torch.autograd.Function):
+    """y = plugin.upfirdn2d(x); its backward is the adjoint upfirdn2d, through this Function."""
+
+    @staticmethod
+    def forward(ctx, x, kernel, up, down, pads: Pads, plugin: ModuleType):
+        ctx.save_for_backward(kernel)
+        ctx.config = (x.shape[2], x.shape[3], up, down, pads, plugin)
+        return plugin.upfirdn2d(x, kernel, up, down, *pads)
+
+    @staticmethod
+    def backward(ctx, dy):
+        (kernel,) = ctx.saved_tensors
+        in_h, in_w, up, down, pads, plugin = ctx.config
+        adjoint = adjoint_params(in_h, in_w, kernel, up, down, pads)
+        dx = _Upfirdn2d.apply(dy, *adjoint, plugin)
+        return dx, None, None, None, None, None

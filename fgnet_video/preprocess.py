@@ -1,0 +1,309 @@
+"""`preprocess`: images, image folders and videos -> FG-Net's training-data layout.
+
+For every image (or sampled video frame), as the release's data was made:
+
+1. dlib frontal HOG detector with upsample 1 on the full image; the largest face is kept;
+2. dlib 68-point landmarks in that box;
+3. the exact FFHQ alignment to size x size (see fgnet_video.face.align);
+4. landmarks re-detected on the aligned image (same detector and predictor; when the
+   detector finds nothing there, the predictor refits in the mapped source box).
+
+Outputs under the output folder, mirroring the input tree:
+
+    aligned_images/<relative path>.jpg       aligned face, JPEG quality 95
+    aligned_landmarks/<relative path>.npy    (68, 2) float32 landmarks in aligned pixels
+    no_face.txt                              relative paths where no face was found
+
+A folder's files are named relative to that folder; a video becomes a folder named after
+its stem holding <frame index, 6 digits>.jpg. Each file is written under a temporary name and
+renamed when complete; a rerun skips every item whose two outputs exist or which is listed in
+no_face.txt, so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from fgnet_video.atomic import atomic_path
+from fgnet_video.errors import UserError
+from fgnet_video.face.align import ffhq_align, transform_points
+from fgnet_video.face.detect import FaceDetector
+from fgnet_video.face.landmarks import Box, LandmarkPredictor
+from fgnet_video.images import IMAGE_SUFFIXES, read_rgb
+from fgnet_video.video import FrameSelector, VideoReader, probe
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv",
+                  ".flv", ".mts", ".m2ts", ".ts", ".3gp", ".ogv")
+IMAGES_DIR, LANDMARKS_DIR, NO_FACE_FILE = "aligned_images", "aligned_landmarks", "no_face.txt"
+JPEG_QUALITY = 95
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input file and the relative name (no extension) its outputs get."""
+
+    path: Path
+    key: str
+    is_video: bool
+
+
+@dataclass
+class PreprocessReport:
+    """What a preprocess run did."""
+
+    written: int = 0
+    skipped: int = 0  # already complete (or known to have no face) from an earlier run
+    no_face: list[str] = field(default_factory=list)  # keys without a face, this run
+    truncated: list[str] = field(default_factory=list)  # videos that broke off, with reason
+    no_face_file: Path | None = None
+
+
+# -- inputs ---------------------------------------------------------------------------------
+
+def _is_video(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_SUFFIXES
+
+
+def _is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def collect_sources(sources: Iterable[str | os.PathLike], output: Path) -> list[Source]:
+    """The files to process with their output names; raises UserError on bad input.
+
+    A file is an image (by suffix) or else a video; a folder contributes its images and
+    videos (recursively, hidden files and the output folder excluded), named relative to it.
+    """
+    found: list[Source] = []
+    output = output.resolve()
+    for source in map(Path, sources):
+        if not source.exists():
+            raise UserError(f"{source}: no such file or folder")
+        if source.is_dir():
+            for path in sorted(source.rglob("*")):
+                relative = path.relative_to(source)
+                if (not path.is_file() or any(p.startswith(".") for p in relative.parts)
+                        or output in path.resolve().parents):
+                    continue
+                if _is_image(path) or _is_video(path):
+                    found.append(Source(path, relative.with_suffix("").as_posix(),
+                                        _is_video(path)))
+        else:
+            found.append(Source(source, source.stem, not _is_image(source)))
+    if not found:
+        raise UserError("no images or videos found in the given sources")
+    seen: dict[str, Path] = {}
+    for item in found:
+        if item.key in seen:
+            raise UserError(f"{seen[item.key]} and {item.path} would both be written as "
+                            f"{IMAGES_DIR}/{item.key}.jpg; rename one or process them apart")
+        seen[item.key] = item.path
+    return found
+
+
+# -- the per-image work ---------------------------------------------------------------------
+
+class ReleaseAligner:
+    """One image -> (aligned image, landmarks on it), the release's way; None without a face."""
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self.detector = FaceDetector("hog", downscale=1.0, upsample=1, min_face_size=1)
+        self.predictor = LandmarkPredictor()
+
+    def largest_face(self, image: np.ndarray) -> tuple[Box, np.ndarray] | None:
+        """Box and 68 landmarks of the largest face (HOG, upsample 1); None without a face."""
+        detections = self.detector(image)
+        if not detections:
+            return None
+        return detections[0].box, self.predictor(image, detections[0].box)
+
+    def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        face = self.largest_face(image)
+        if face is None:
+            return None
+        box, landmarks = face
+        aligned = ffhq_align(image, landmarks, size=self.size, method="exact")
+        redetected = self.largest_face(aligned.image)
+        if redetected is not None:
+            return aligned.image, redetected[1]
+        return aligned.image, self.predictor(aligned.image, _map_box(aligned.matrix, box))
+
+
+def _map_box(matrix: np.ndarray, box: Box) -> Box:
+    """A square box of the same relative size around the mapped centre of `box`."""
+    x, y, w, h = box
+    centre = transform_points(matrix, np.array([[x + w / 2, y + h / 2]]))[0]
+    scale = math.sqrt(abs(np.linalg.det(matrix[:2, :2])))
+    side_w, side_h = w * scale, h * scale
+    return (centre[0] - side_w / 2, centre[1] - side_h / 2, side_w, side_h)
+
+
+def output_paths(root: Path, key: str) -> tuple[Path, Path]:
+    """(aligned image .jpg, landmarks .npy) of an item."""
+    return root / IMAGES_DIR / f"{key}.jpg", root / LANDMARKS_DIR / f"{key}.npy"
+
+
+def _write(root: Path, key: str, aligned: np.ndarray, landmarks: np.ndarray) -> None:
+    image_path, landmarks_path = output_paths(root, key)
+    with atomic_path(landmarks_path) as tmp:
+        np.save(tmp, landmarks.astype(np.float32))
+    with atomic_path(image_path) as tmp:
+        Image.fromarray(aligned).save(tmp, quality=JPEG_QUALITY)
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One item: an image file to read, or a decoded video frame."""
+
+    key: str
+    path: Path | None = None
+    image: np.ndarray | None = None
+
+
+_worker_aligner: ReleaseAligner | None = None
+
+
+def _run_job(job: _Job, root: Path, size: int) -> tuple[str, bool]:
+    """Process one item (in a worker process or inline); returns (key, face found)."""
+    global _worker_aligner
+    if _worker_aligner is None or _worker_aligner.size != size:
+        _worker_aligner = ReleaseAligner(size)
+    image = job.image if job.image is not None else read_rgb(job.path)
+    result = _worker_aligner(image)
+    if result is not None:
+        _write(root, job.key, *result)
+    return job.key, result is not None
+
+
+# -- the run --------------------------------------------------------------------------------
+
+def _estimate_frames(path: Path, selector: FrameSelector) -> int:
+    """Roughly how many frames the selector keeps (for the progress bar)."""
+    info = probe(path)
+    duration = info.duration or ((info.frame_count or 0) / info.fps if info.fps else 0.0)
+    begin = selector.start or 0.0
+    finish = min(selector.end, duration) if selector.end is not None else duration
+    rate = selector.fps or info.fps or 0.0
+    if selector.fps and info.fps:
+        rate = min(selector.fps, info.fps)
+    return max(int(round(max(finish - begin, 0.0) * rate)), 1)
+
+
+def _read_no_face(root: Path) -> set[str]:
+    path = root / NO_FACE_FILE
+    if not path.is_file():
+        return set()
+    return {line.strip() for line in path.read_text().splitlines() if line.strip()}
+
+
+def _write_no_face(root: Path, keys: set[str]) -> Path:
+    path = root / NO_FACE_FILE
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(f"{key}\n" for key in sorted(keys)))
+    return path
+
+
+class _Runner:
+    """Feeds jobs to `jobs` worker processes (or runs them inline) and collects results."""
+
+    def __init__(self, root: Path, size: int, jobs: int) -> None:
+        self.root, self.size, self.jobs = root, size, jobs
+        self._pool: ProcessPoolExecutor | None = None
+        self._pending: set[Future] = set()
+        if jobs > 1:
+            context = multiprocessing.get_context("spawn")  # the decode thread makes fork unsafe
+            self._pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context)
+
+    def submit(self, job: _Job) -> Iterator[tuple[str, bool]]:
+        """Start `job`; yields the results that are ready (bounded number in flight)."""
+        if self._pool is None:
+            yield _run_job(job, self.root, self.size)
+            return
+        self._pending.add(self._pool.submit(_run_job, job, self.root, self.size))
+        if len(self._pending) >= 2 * self.jobs:
+            done, self._pending = wait(self._pending, return_when=FIRST_COMPLETED)
+            yield from (future.result() for future in done)
+
+    def drain(self) -> Iterator[tuple[str, bool]]:
+        """Results of all remaining jobs."""
+        while self._pending:
+            done, self._pending = wait(self._pending, return_when=FIRST_COMPLETED)
+            yield from (future.result() for future in done)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            for future in self._pending:
+                future.cancel()
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def preprocess(sources: Iterable[str | os.PathLike], output: str | os.PathLike, *,
+               fps: float | None = None, start: float | None = None, end: float | None = None,
+               jobs: int = 1, size: int = 256,
+               on_progress: Callable[[int], None] | None = None,
+               on_total: Callable[[int], None] | None = None) -> PreprocessReport:
+    """Align every image / sampled video frame of `sources` into `output` (see module doc).
+
+    `fps`, `start`, `end` select video frames by timestamp; `jobs` worker processes share the
+    work. `on_total(n)` gets the estimated item count, `on_progress(k)` each k items done.
+    """
+    if jobs < 1:
+        raise UserError(f"--jobs must be at least 1, got {jobs}")
+    root = Path(output)
+    FrameSelector(fps, start, end)  # validates the options before any work
+    items = collect_sources(sources, root)
+    if on_total is not None:
+        on_total(sum(_estimate_frames(s.path, FrameSelector(fps, start, end)) if s.is_video
+                     else 1 for s in items))
+    root.mkdir(parents=True, exist_ok=True)
+    known_no_face = _read_no_face(root)
+    report = PreprocessReport()
+    tick = on_progress or (lambda _: None)
+
+    def todo(key: str) -> bool:
+        image_path, landmarks_path = output_paths(root, key)
+        if key in known_no_face or (image_path.is_file() and landmarks_path.is_file()):
+            report.skipped += 1
+            tick(1)
+            return False
+        return True
+
+    def record(results: Iterable[tuple[str, bool]]) -> None:
+        for key, found in results:
+            if found:
+                report.written += 1
+            else:
+                report.no_face.append(key)
+            tick(1)
+
+    runner = _Runner(root, size, jobs)
+    try:
+        for item in items:
+            if not item.is_video:
+                if todo(item.key):
+                    record(runner.submit(_Job(item.key, path=item.path)))
+                continue
+            with VideoReader(item.path, fps=fps, start=start, end=end) as reader:
+                for frame in reader:
+                    key = f"{item.key}/{frame.index:06d}"
+                    if todo(key):
+                        record(runner.submit(_Job(key, image=frame.image)))
+            if reader.truncated:
+                report.truncated.append(f"{item.path}: {reader.truncated}")
+        record(runner.drain())
+    finally:
+        runner.close()
+        if report.no_face:
+            report.no_face_file = _write_no_face(root, known_no_face | set(report.no_face))
+    report.no_face.sort()
+    return report

@@ -1,0 +1,543 @@
+"""StyleGAN2 ops: references against independent definitions, gradients, the compiled path's
+autograd glue and adjoint formulas (through a CPU stand-in plugin), the CUDA kernels' index
+logic (compiled as C++ and emulated on the CPU), the build/fallback machinery, and on a GPU
+the compiled ops against the references."""
+
+from __future__ import annotations
+
+import ctypes
+import importlib
+import math
+import random
+import shutil
+import subprocess
+import threading
+import time
+import types
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from fgnet_video.errors import UserError
+from fgnet_video.kernels import bias_act as bias_act_module
+from fgnet_video.kernels import (
+    build,
+    fused_leaky_relu,
+    fused_leaky_relu_ref,
+    upfirdn2d,
+    upfirdn2d_ref,
+)
+from fgnet_video.kernels.upfirdn2d import adjoint_params, output_size
+
+REPO = Path(__file__).resolve().parents[1]
+EMULATION = REPO / "tests" / "cuda_emulation"
+KERNEL_SOURCES = REPO / "fgnet_video" / "kernels"
+# the package exports a function of the same name, so fetch the module itself
+upfirdn2d_module = importlib.import_module("fgnet_video.kernels.upfirdn2d")
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def blur_kernel() -> torch.Tensor:
+    """The generator's [1, 3, 3, 1] blur, normalised to sum 4 (as stored in the release)."""
+    taps = torch.tensor([1.0, 3.0, 3.0, 1.0])
+    k = taps[:, None] * taps[None, :]
+    return k / k.sum() * 4
+
+
+# -- independent definitions ---------------------------------------------------------------
+
+def direct_upfirdn2d(x, kernel, up, down, pads):
+    """upfirdn2d spelled out: explicit zero insertion, a zero canvas with the (possibly
+    cropped) signal copied in, a sum of shifted slices times the flipped kernel, striding."""
+    x0, x1, y0, y1 = pads
+    n, c, h, w = x.shape
+    kh, kw = kernel.shape
+    upsampled = x.new_zeros(n, c, h * up, w * up)
+    upsampled[:, :, ::up, ::up] = x
+    ph, pw = h * up + y0 + y1, w * up + x0 + x1
+    canvas = x.new_zeros(n, c, ph, pw)
+    # canvas[r, q] = upsampled[r - y0, q - x0] wherever both exist
+    r0, r1 = max(y0, 0), min(ph, h * up + y0)
+    q0, q1 = max(x0, 0), min(pw, w * up + x0)
+    if r0 < r1 and q0 < q1:
+        canvas[:, :, r0:r1, q0:q1] = upsampled[:, :, r0 - y0:r1 - y0, q0 - x0:q1 - x0]
+    oh, ow = ph - kh + 1, pw - kw + 1
+    out = x.new_zeros(n, c, oh, ow)
+    for i in range(kh):
+        for j in range(kw):
+            out += canvas[:, :, i:i + oh, j:j + ow] * kernel[kh - 1 - i, kw - 1 - j]
+    return out[:, :, ::down, ::down]
+
+
+def direct_bias_act(x, bias, slope, gain):
+    v = x if bias is None else x + bias.view(1, -1, *([1] * (x.dim() - 2)))
+    return torch.where(v > 0, v, v * slope) * gain
+
+
+def random_upfirdn_case(rng: random.Random, max_side: int = 9):
+    """(shape, kernel shape, up, down, pads) with a non-empty output."""
+    while True:
+        up, down = rng.randint(1, 3), rng.randint(1, 3)
+        kh, kw = rng.randint(1, 5), rng.randint(1, 5)
+        shape = (rng.randint(1, 2), rng.randint(1, 3), rng.randint(1, max_side),
+                 rng.randint(1, max_side))
+        pads = tuple(rng.randint(-3, 4) for _ in range(4))
+        if (output_size(shape[2], up, down, pads[2], pads[3], kh) >= 1
+                and output_size(shape[3], up, down, pads[0], pads[1], kw) >= 1):
+            return shape, (kh, kw), up, down, pads
+
+
+# -- references -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("seed", range(40))
+def test_upfirdn2d_ref_matches_direct_definition(seed):
+    shape, kshape, up, down, pads = random_upfirdn_case(random.Random(seed))
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(shape, generator=gen, dtype=torch.float64)
+    kernel = torch.randn(kshape, generator=gen, dtype=torch.float64)
+    got = upfirdn2d_ref(x, kernel, up, down, pads)
+    expected = direct_upfirdn2d(x, kernel, up, down, pads)
+    assert got.shape == expected.shape
+    assert got.shape[2] == output_size(shape[2], up, down, pads[2], pads[3], kshape[0])
+    torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("up, pad, in_size, out_size", [(1, (1, 1), 17, 16), (2, (2, 1), 8, 16)])
+def test_upfirdn2d_ref_generator_uses(up, pad, in_size, out_size):
+    """The blur after a transposed conv (2H+1 -> 2H) and the RGB skip upsampling (H -> 2H)."""
+    x = torch.randn(2, 4, in_size, in_size, dtype=torch.float64)
+    kernel = blur_kernel().double()
+    got = upfirdn2d_ref(x, kernel, up=up, pad=pad)
+    assert got.shape == (2, 4, out_size, out_size)
+    torch.testing.assert_close(got, direct_upfirdn2d(x, kernel, up, 1, pad * 2))
+    if up == 2:  # upsampling a constant image keeps it constant away from the borders
+        ones = upfirdn2d_ref(torch.ones(1, 1, 8, 8), blur_kernel(), up=2, pad=pad)
+        torch.testing.assert_close(ones[..., 2:-2, 2:-2], torch.ones(1, 1, 12, 12))
+
+
+def test_upfirdn2d_rejects_bad_arguments():
+    x = torch.zeros(1, 1, 4, 4)
+    with pytest.raises(ValueError, match="pad must be"):
+        upfirdn2d_ref(x, blur_kernel(), pad=(1, 1, 1))
+    with pytest.raises(ValueError, match="smaller than the kernel"):
+        upfirdn2d_ref(x, blur_kernel(), pad=(-1, -1))
+    with pytest.raises(ValueError, match="2-D kernel"):
+        upfirdn2d_ref(x, torch.ones(4))
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
+        upfirdn2d_ref(torch.zeros(4, 4), blur_kernel())
+
+
+@pytest.mark.parametrize("shape, with_bias", [((5, 7), True), ((2, 3, 4, 5), True),
+                                              ((2, 3, 4, 5), False), ((2, 3, 6), True)])
+def test_fused_leaky_relu_ref_matches_formula(shape, with_bias):
+    x = torch.randn(shape, dtype=torch.float64)
+    bias = torch.randn(shape[1], dtype=torch.float64) if with_bias else None
+    torch.testing.assert_close(fused_leaky_relu_ref(x, bias), direct_bias_act(x, bias, 0.2, 2**0.5))
+    torch.testing.assert_close(fused_leaky_relu_ref(x, bias, 0.0, 3.0),
+                               direct_bias_act(x, bias, 0.0, 3.0))
+
+
+def test_fused_leaky_relu_ref_casts_bias_to_x_dtype():
+    x = torch.randn(3, 4, dtype=torch.bfloat16)
+    assert fused_leaky_relu_ref(x, torch.randn(4)).dtype == torch.bfloat16
+
+
+def test_fused_leaky_relu_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="does not match"):
+        fused_leaky_relu_ref(torch.zeros(2, 3), torch.zeros(4))
+    with pytest.raises(ValueError, match="negative_slope >= 0"):
+        fused_leaky_relu_ref(torch.zeros(2, 3), None, -0.1)
+    with pytest.raises(ValueError, match="channel dim"):
+        fused_leaky_relu_ref(torch.zeros(3))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_upfirdn2d_ref_gradcheck(seed):
+    shape, kshape, up, down, pads = random_upfirdn_case(random.Random(100 + seed), max_side=5)
+    x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+    kernel = torch.randn(kshape, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, k: upfirdn2d_ref(a, k, up, down, pads), (x, kernel),
+                                    fast_mode=True)
+
+
+@pytest.mark.parametrize("shape", [(4, 6), (2, 3, 5, 4)])
+def test_fused_leaky_relu_ref_gradcheck(shape):
+    # keep x + b away from 0, where leaky ReLU has no derivative
+    x = torch.randn(shape, dtype=torch.float64)
+    x = (x + 0.1 * x.sign()).requires_grad_()
+    bias = torch.zeros(shape[1], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(fused_leaky_relu_ref, (x, bias))
+    assert torch.autograd.gradgradcheck(fused_leaky_relu_ref, (x, bias))
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_adjoint_params_give_the_input_gradient(seed):
+    """The compiled backward runs upfirdn2d with adjoint_params: it must equal autograd's
+    gradient of the reference."""
+    shape, kshape, up, down, pads = random_upfirdn_case(random.Random(200 + seed))
+    x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+    kernel = torch.randn(kshape, dtype=torch.float64)
+    y = upfirdn2d_ref(x, kernel, up, down, pads)
+    dy = torch.randn_like(y)
+    (expected,) = torch.autograd.grad(y, x, dy)
+    k2, up2, down2, pads2 = adjoint_params(shape[2], shape[3], kernel, up, down, pads)
+    torch.testing.assert_close(upfirdn2d_ref(dy, k2, up2, down2, pads2), expected)
+
+
+# -- the compiled path's autograd glue, with a CPU stand-in for the plugin -------------------
+
+def stand_in_plugin():
+    """The plugin's contract (see ops.h) implemented with the direct definitions."""
+    calls = {"bias_act": 0, "upfirdn2d": 0}
+
+    def bias_act(x, bias, ref, grad, slope, gain):
+        calls["bias_act"] += 1
+        if grad:
+            return x * torch.where(ref > 0, gain, gain * slope)
+        return direct_bias_act(x, bias, slope, gain)
+
+    def upfirdn(x, kernel, up, down, px0, px1, py0, py1):
+        calls["upfirdn2d"] += 1
+        return direct_upfirdn2d(x, kernel.to(x.dtype), up, down, (px0, px1, py0, py1))
+
+    return types.SimpleNamespace(bias_act=bias_act, upfirdn2d=upfirdn, calls=calls)
+
+
+@pytest.fixture
+def stand_in(monkeypatch):
+    plugin = stand_in_plugin()
+    monkeypatch.setattr(bias_act_module, "plugin_for", lambda *tensors: plugin)
+    monkeypatch.setattr(upfirdn2d_module, "plugin_for", lambda *tensors: plugin)
+    return plugin
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_compiled_upfirdn2d_autograd(stand_in, seed):
+    shape, kshape, up, down, pads = random_upfirdn_case(random.Random(300 + seed), max_side=5)
+    x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+    kernel = torch.randn(kshape, dtype=torch.float64)
+
+    def op(a):
+        return upfirdn2d(a, kernel, up, down, pads)
+
+    torch.testing.assert_close(op(x), upfirdn2d_ref(x, kernel, up, down, pads))
+    assert torch.autograd.gradcheck(op, (x,), fast_mode=True)
+    assert torch.autograd.gradgradcheck(op, (x,), fast_mode=True)
+    assert stand_in.calls["upfirdn2d"] > 0
+
+
+def test_compiled_upfirdn2d_kernel_with_grad_uses_reference(stand_in):
+    kernel = blur_kernel().requires_grad_()
+    upfirdn2d(torch.randn(1, 2, 8, 8), kernel, up=2, pad=(2, 1)).sum().backward()
+    assert stand_in.calls["upfirdn2d"] == 0 and kernel.grad is not None
+
+
+@pytest.mark.parametrize("shape", [(4, 6), (2, 3, 5, 4)])
+def test_compiled_fused_leaky_relu_autograd(stand_in, shape):
+    x = torch.randn(shape, dtype=torch.float64)
+    x = (x + 0.1 * x.sign()).requires_grad_()
+    bias = torch.zeros(shape[1], dtype=torch.float64, requires_grad=True)
+    torch.testing.assert_close(fused_leaky_relu(x, bias), fused_leaky_relu_ref(x, bias))
+    assert torch.autograd.gradcheck(fused_leaky_relu, (x, bias))
+    assert torch.autograd.gradgradcheck(fused_leaky_relu, (x, bias))
+    assert torch.autograd.gradcheck(lambda a: fused_leaky_relu(a, None, 0.1, 1.5), (x,))
+    assert stand_in.calls["bias_act"] > 0
+
+
+# -- the CUDA kernels' index logic, emulated on the CPU --------------------------------------
+
+@pytest.fixture(scope="module")
+def emulated(tmp_path_factory):
+    """The kernel headers compiled as C++ with the CPU emulation (see cuda_emulation/)."""
+    compiler = shutil.which("g++") or shutil.which("clang++")
+    if compiler is None:
+        pytest.skip("no C++ compiler (g++ or clang++) to build the kernel emulation")
+    library = tmp_path_factory.mktemp("emulation") / "emulate.so"
+    subprocess.run([compiler, "-std=c++20", "-O1", "-shared", "-fPIC", "-pthread",
+                    "-Wno-unknown-pragmas", f"-I{EMULATION / 'include'}", f"-I{KERNEL_SOURCES}",
+                    str(EMULATION / "emulate.cpp"), "-o", str(library)], check=True)
+    lib = ctypes.CDLL(str(library))
+    lib.emu_upfirdn2d.restype = ctypes.c_char_p
+    lib.emu_bias_act.restype = ctypes.c_char_p
+    return lib
+
+
+def _ptr(t: torch.Tensor | None) -> ctypes.c_void_p:
+    return ctypes.c_void_p(None if t is None else t.data_ptr())
+
+
+def emulated_upfirdn2d(lib, x, kernel, up, down, pads):
+    x0, x1, y0, y1 = pads
+    n, c, h, w = x.shape
+    kh, kw = kernel.shape
+    oh, ow = output_size(h, up, down, y0, y1, kh), output_size(w, up, down, x0, x1, kw)
+    x, kernel = x.float().contiguous(), kernel.float().contiguous()
+    y = torch.full((n, c, oh, ow), math.nan)
+    name = lib.emu_upfirdn2d(_ptr(x), _ptr(kernel), _ptr(y), ctypes.c_int64(n * c), h, w, oh, ow,
+                             up, down, x0, y0, kh, kw)
+    return y, name.decode()
+
+
+UPFIRDN_EMULATION_CASES = [
+    # (shape, kernel, up, down, pads, expected variant)
+    ((1, 2, 17, 17), "blur", 1, 1, (1, 1, 1, 1), "tiled-up1-down1-k4"),
+    ((1, 2, 41, 75), "random", 1, 1, (-2, 3, 2, -1), "tiled-up1-down1-k4"),
+    ((1, 2, 9, 9), "blur", 1, 1, (1, 1, 1, 1), "direct"),
+    ((1, 2, 8, 8), "blur", 2, 1, (2, 1, 2, 1), "tiled-up2-down1-k4"),
+    ((1, 2, 19, 37), "random", 2, 1, (1, 3, 0, 2), "tiled-up2-down1-k4"),
+    ((1, 2, 40, 70), "random", 1, 2, (2, 1, 2, 1), "tiled-up1-down2-k4"),
+    ((1, 2, 33, 67), "random", 1, 2, (-1, 0, 3, -2), "tiled-up1-down2-k4"),
+    ((2, 1, 4, 4), "blur", 2, 1, (2, 1, 2, 1), "direct"),
+    ((1, 2, 30, 30), "random3", 1, 1, (1, 1, 1, 1), "direct"),
+    ((2, 2, 7, 11), "random35", 3, 2, (-1, 2, 4, -2), "direct"),
+]
+
+
+@pytest.mark.parametrize("case", UPFIRDN_EMULATION_CASES, ids=lambda c: f"{c[-1]}-{c[0]}")
+def test_emulated_upfirdn2d_kernels(emulated, case):
+    shape, kind, up, down, pads, variant = case
+    gen = torch.Generator().manual_seed(len(UPFIRDN_EMULATION_CASES))
+    kernel = {"blur": blur_kernel(), "random": torch.randn(4, 4, generator=gen),
+              "random3": torch.randn(3, 3, generator=gen),
+              "random35": torch.randn(3, 5, generator=gen)}[kind]
+    x = torch.randn(shape, generator=gen)
+    got, name = emulated_upfirdn2d(emulated, x, kernel, up, down, pads)
+    assert name == variant
+    torch.testing.assert_close(got, upfirdn2d_ref(x, kernel, up, down, pads), rtol=1e-5, atol=1e-5)
+
+
+def test_emulated_upfirdn2d_backward_pass(emulated):
+    """The generator's ToRGB upsampling and its adjoint (a down-2 filter), as the compiled
+    autograd runs them."""
+    x = torch.randn(1, 3, 32, 32, requires_grad=True)
+    y = upfirdn2d_ref(x, blur_kernel(), up=2, pad=(2, 1))
+    dy = torch.randn_like(y)
+    (expected,) = torch.autograd.grad(y, x, dy)
+    kernel, up, down, pads = adjoint_params(32, 32, blur_kernel(), 2, 1, (2, 1, 2, 1))
+    got, name = emulated_upfirdn2d(emulated, dy, kernel, up, down, pads)
+    assert name == "tiled-up1-down2-k4"
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape, with_bias, grad, offset", [
+    ((2, 3, 5, 7), True, False, 0),    # inner 35: channel changes inside a 4-pack, 2-elt tail
+    ((2, 3, 4, 8), True, False, 0),    # inner 32
+    ((3, 50), True, False, 0),         # 2-D, inner 1
+    ((2, 3, 5, 7), False, False, 0),
+    ((2, 3, 5, 7), True, False, 1),    # misaligned start: scalar path
+    ((2, 3, 5, 7), False, True, 0),
+    ((2, 3, 5, 7), False, True, 1),
+    ((1, 2, 1, 3), True, False, 0),    # fewer elements than a pack
+])
+def test_emulated_bias_act_kernel(emulated, shape, with_bias, grad, offset):
+    numel = math.prod(shape)
+    storage = torch.randn(numel + offset)
+    x = storage[offset:].view(shape)
+    bias = torch.randn(shape[1]) if with_bias else None
+    ref = direct_bias_act(torch.randn(shape), None, 0.2, 1.4) if grad else None
+    y_storage = torch.full((numel + offset,), math.nan)
+    y = y_storage[offset:].view(shape)
+    aligned = all(t.data_ptr() % 16 == 0 for t in (x, y) + ((ref,) if grad else ()))
+    inner = numel // (shape[0] * shape[1])
+    name = emulated.emu_bias_act(_ptr(x), _ptr(bias), _ptr(ref), _ptr(y), ctypes.c_int64(numel),
+                                 ctypes.c_int64(shape[1]), ctypes.c_int64(inner),
+                                 ctypes.c_float(0.2), ctypes.c_float(1.4), int(grad), int(aligned))
+    expected_vector = aligned and numel >= 4
+    assert name.decode().endswith("vector" if expected_vector else "scalar")
+    expected = x * torch.where(ref > 0, 1.4, 0.28) if grad else direct_bias_act(x, bias, 0.2, 1.4)
+    torch.testing.assert_close(y, expected)
+
+
+# -- build machinery and fallback -----------------------------------------------------------
+
+@pytest.fixture
+def fresh_plugin_state():
+    build.reset_plugin_state()
+    yield
+    build.reset_plugin_state()
+
+
+def test_failed_build_warns_once_and_falls_back(monkeypatch, tmp_path, fresh_plugin_state):
+    monkeypatch.setenv("FGNET_VIDEO_HOME", str(tmp_path))
+    attempts = []
+
+    def failing_compile():
+        attempts.append(1)
+        raise RuntimeError("nvcc not found\nsecond line of the compiler log")
+
+    monkeypatch.setattr(build, "_compile", failing_compile)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    # route CPU tensors through the plugin loader, as CUDA tensors would be
+    monkeypatch.setattr(bias_act_module, "plugin_for", lambda *tensors: build.load_plugin())
+    x, bias = torch.randn(2, 3, 4, 4), torch.randn(3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first = fused_leaky_relu(x, bias)
+        second = fused_leaky_relu(x, bias)
+    messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert len(messages) == 1 and "\n" not in messages[0]
+    assert "nvcc not found" in messages[0] and "reference" in messages[0]
+    assert len(attempts) == 1
+    torch.testing.assert_close(first, fused_leaky_relu_ref(x, bias))
+    torch.testing.assert_close(second, first)
+    status = build.plugin_status()
+    assert status.state == "failed" and status.active_path == "reference"
+    log = status.directory / "build-error.log"
+    assert "second line of the compiler log" in log.read_text()
+    assert str(log) in messages[0]
+
+
+def test_mode_switch_forces_reference(monkeypatch, fresh_plugin_state):
+    fake = object()
+    monkeypatch.setattr(build, "load_plugin", lambda: fake)
+    cuda_like = types.SimpleNamespace(is_cuda=True, dtype=torch.float16)
+    monkeypatch.delenv(build.MODE_ENV, raising=False)
+    assert build.plugin_for(cuda_like) is fake
+    assert build.plugin_for(torch.zeros(1)) is None  # CPU tensors take the reference
+    assert build.plugin_for(types.SimpleNamespace(is_cuda=True, dtype=torch.float64)) is None
+    monkeypatch.setenv(build.MODE_ENV, "ref")
+    assert build.plugin_for(cuda_like) is None
+    assert build.plugin_status().state == "disabled"
+    monkeypatch.setenv(build.MODE_ENV, "fast")
+    with pytest.raises(UserError, match="FGNET_VIDEO_KERNELS"):
+        build.plugin_for(cuda_like)
+
+
+def test_cache_dir_is_keyed_by_versions_and_sources(monkeypatch, tmp_path):
+    monkeypatch.setenv("FGNET_VIDEO_HOME", str(tmp_path / "home"))
+    directory = build.build_dir()
+    assert directory.parent == tmp_path / "home" / "kernels"
+    assert torch.__version__.split("+")[0] in directory.name
+    assert directory.name.endswith(build.source_hash())
+    copy = tmp_path / "sources"
+    shutil.copytree(KERNEL_SOURCES, copy, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    monkeypatch.setattr(build, "SOURCE_DIR", copy)
+    same = build.source_hash()
+    (copy / "upfirdn2d.cu").write_text((copy / "upfirdn2d.cu").read_text() + "\n// edit\n")
+    assert build.source_hash() != same
+    assert same == directory.name.rsplit("-", 1)[1]
+    monkeypatch.setenv("TORCH_CUDA_ARCH_LIST", "8.6;9.0+PTX")
+    assert "-arch8690PTX-" in build.build_dir().name
+
+
+def test_file_lock_serialises_holders(tmp_path):
+    events = []
+
+    def hold(name):
+        with build._file_lock(tmp_path / "build.lock"):
+            events.append(f"{name} in")
+            time.sleep(0.1)
+            events.append(f"{name} out")
+
+    threads = [threading.Thread(target=hold, args=(n,)) for n in "ab"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert events[0][0] == events[1][0] and events[2][0] == events[3][0]
+
+
+# -- compiled vs reference on a GPU ---------------------------------------------------------
+
+TOLERANCE = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 4e-2}
+
+
+@pytest.fixture(scope="module")
+def compiled():
+    if build.kernel_mode() == "ref":
+        pytest.skip("FGNET_VIDEO_KERNELS=ref")
+    plugin = build.load_plugin()
+    assert plugin is not None, f"plugin build failed: {build.plugin_status().error}"
+    return plugin
+
+
+def _compare_upfirdn2d(x32, kernel, up, down, pads, dtype):
+    x = x32.to(dtype).requires_grad_()
+    y = upfirdn2d(x, kernel, up, down, pads)
+    assert y.dtype == dtype
+    xr = x.detach().float().requires_grad_()
+    yr = upfirdn2d_ref(xr, kernel, up, down, pads)
+    tol = TOLERANCE[dtype] * max(1.0, yr.abs().max().item())
+    torch.testing.assert_close(y.float(), yr, rtol=0, atol=tol)
+    dy = torch.randn_like(yr)
+    (dx,) = torch.autograd.grad(y, x, dy.to(dtype))
+    (dxr,) = torch.autograd.grad(yr, xr, dy)
+    grad_tol = TOLERANCE[dtype] * max(1.0, dxr.abs().max().item())
+    torch.testing.assert_close(dx.float(), dxr, rtol=0, atol=grad_tol)
+
+
+@CUDA
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("resolution, channels", [(8, 512), (32, 512), (128, 256), (256, 128),
+                                                  (1024, 32)])
+def test_cuda_upfirdn2d_fgnet_shapes(compiled, dtype, resolution, channels):
+    kernel = blur_kernel().cuda()
+    blur_in = torch.randn(2, channels, resolution + 1, resolution + 1, device="cuda")
+    _compare_upfirdn2d(blur_in, kernel, 1, 1, (1, 1, 1, 1), dtype)
+    rgb = torch.randn(2, 3, resolution // 2, resolution // 2, device="cuda")
+    _compare_upfirdn2d(rgb, kernel, 2, 1, (2, 1, 2, 1), dtype)
+
+
+@CUDA
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("seed", range(8))
+def test_cuda_upfirdn2d_random(compiled, dtype, seed):
+    rng = random.Random(400 + seed)
+    shape, kshape, up, down, pads = random_upfirdn_case(rng)
+    shape = (shape[0], shape[1], shape[2] * rng.choice([1, 7]), shape[3] * rng.choice([1, 9]))
+    if output_size(shape[2], up, down, pads[2], pads[3], kshape[0]) < 1:
+        pads = (pads[0], pads[1], kshape[0], kshape[0])
+    if output_size(shape[3], up, down, pads[0], pads[1], kshape[1]) < 1:
+        pads = (kshape[1], kshape[1], pads[2], pads[3])
+    kernel = torch.randn(kshape, device="cuda")
+    _compare_upfirdn2d(torch.randn(shape, device="cuda"), kernel, up, down, pads, dtype)
+
+
+@CUDA
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("shape", [(16, 512), (2, 512, 8, 8), (2, 64, 129, 131), (3, 5, 7),
+                                   (2, 32, 256, 256)])
+def test_cuda_fused_leaky_relu(compiled, dtype, shape):
+    x = torch.randn(shape, device="cuda").to(dtype).requires_grad_()
+    bias = torch.randn(shape[1], device="cuda", requires_grad=True)
+    y = fused_leaky_relu(x, bias)
+    xr = x.detach().float().requires_grad_()
+    br = bias.detach().to(dtype).float().requires_grad_()
+    yr = fused_leaky_relu_ref(xr, br)
+    tol = TOLERANCE[dtype]
+    torch.testing.assert_close(y.float(), yr, rtol=tol, atol=tol)
+    dy = torch.randn_like(yr)
+    dx, db = torch.autograd.grad(y, (x, bias), dy.to(dtype))
+    dxr, dbr = torch.autograd.grad(yr, (xr, br), dy)
+    torch.testing.assert_close(dx.float(), dxr, rtol=tol, atol=tol)
+    torch.testing.assert_close(db.float(), dbr, rtol=tol, atol=tol * math.sqrt(dx.numel()))
+    assert db.dtype == bias.dtype
+
+
+@CUDA
+def test_cuda_double_backward(compiled):
+    x = torch.randn(2, 8, 9, 9, device="cuda", dtype=torch.float32, requires_grad=True)
+    kernel = blur_kernel().cuda()
+
+    def model(fn_act, fn_fir, a):
+        return fn_fir(fn_act(a, None), kernel, 2, 1, (2, 1, 2, 1)).square().sum()
+
+    results = []
+    for act, fir in ((fused_leaky_relu, upfirdn2d), (fused_leaky_relu_ref, upfirdn2d_ref)):
+        (g,) = torch.autograd.grad(model(act, fir, x), x, create_graph=True)
+        (gg,) = torch.autograd.grad(g.square().sum(), x)
+        results.append((g, gg))
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-4, atol=1e-4)
+
+
+@CUDA
+def test_cuda_non_contiguous_inputs(compiled):
+    x = torch.randn(2, 8, 40, 40, device="cuda").transpose(2, 3)
+    kernel = blur_kernel().cuda()
+    torch.testing.assert_close(upfirdn2d(x, kernel, pad=(1, 1)),
+                               upfirdn2d_ref(x, kernel, pad=(1, 1)))
+    bias = torch.randn(16, device="cuda")[::2]
+    torch.testing.assert_close(fused_leaky_relu(x, bias), fused_leaky_relu_ref(x, bias))
