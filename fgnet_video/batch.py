@@ -24,11 +24,10 @@ from pathlib import Path
 from fgnet_video.analyze import AnalyzeOptions, OutputPaths, analyze_to_files
 from fgnet_video.errors import UserError
 from fgnet_video.inference import InferenceEngine
+from fgnet_video.video import VIDEO_SUFFIXES
 
 log = logging.getLogger(__name__)
 
-VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv",
-                  ".flv", ".mts", ".m2ts", ".ts", ".3gp", ".ogv")
 
 
 @dataclass(frozen=True)
@@ -207,7 +206,8 @@ def _init_worker(engine_args: dict, threads: int) -> None:
                           offline=engine_args.get("offline"))
     _worker_engine = InferenceEngine(loaded, device=engine_args.get("device", "auto"),
                                      precision=engine_args.get("precision", "auto"),
-                                     batch_size=engine_args.get("batch_size", 16))
+                                     batch_size=engine_args.get("batch_size", 16),
+                                     **engine_args.get("speed", {}))
 
 
 def _worker_job(job: Job, out_dir: Path, options: AnalyzeOptions, overlay: bool,

@@ -35,7 +35,7 @@ def align_photos(paths: Sequence[Path], note: Callable[[str], None] = lambda _: 
     """The largest face of each photo, FFHQ-aligned the release's way (exact recipe), and a
     mask of the photos where a face was found (the others get a blank crop)."""
     from fgnet_video.face.align import ffhq_align
-    from fgnet_video.preprocess import ReleaseAligner
+    from fgnet_video.face.still import ReleaseAligner
 
     aligner = ReleaseAligner(ALIGNED_SIZE)
     faces, found = [], []

@@ -27,6 +27,8 @@ import numpy as np
 
 from fgnet_video.errors import UserError
 
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv",
+                  ".flv", ".mts", ".m2ts", ".ts", ".3gp", ".ogv")
 
 class TruncatedVideoWarning(UserWarning):
     """A video stream broke off before its end; the frames before the break were delivered."""
