@@ -1,0 +1,435 @@
+"""The FG-Net training loop (the release's recipe by default).
+
+Each iteration: a batch of aligned faces -> raw heatmaps -> loss = MSE(raw[:, :n_aus],
+targets), targets from the landmarks and labels (fgnet_video.aus.heatmap_targets_torch)
+-> AdamW step after clipping the gradient norm. An epoch is a fixed number of iterations;
+after each, the validation F1 is computed, `last.safetensors` is written and
+`best.safetensors` when the F1 improved. `resume.pt` is written at the end of every epoch,
+every `save_every` iterations and when the run stops early (--max-iterations, SIGINT,
+SIGTERM); `--resume` continues from it bit for bit (same device and precision).
+
+Under torchrun each process reads its share of every global batch; gradients are averaged
+by DistributedDataParallel, metrics are summed over ranks and only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+
+from fgnet_video.aus import au_name, heatmap_targets_torch, resolve_aus
+from fgnet_video.errors import UserError
+from fgnet_video.model.checkpoints import save_converted
+from fgnet_video.model.config import FGNetConfig
+from fgnet_video.model.fgnet import FGNet
+from fgnet_video.train.data import (
+    DataIssues,
+    FrameDataset,
+    LabelTable,
+    check_frames,
+    collate_frames,
+    default_csv,
+    read_labels,
+)
+from fgnet_video.train.distributed import (
+    DistContext,
+    all_reduce_sum,
+    autocast,
+    autocast_dtype,
+    barrier,
+    broadcast_state,
+    context_from_env,
+    init_process_group,
+    pick_device,
+    shutdown,
+)
+from fgnet_video.train.evaluate import ChannelMap, count_predictions
+from fgnet_video.train.model_init import freeze_unreached, initial_model, set_dropout
+from fgnet_video.train.options import RUNTIME_OPTIONS, TrainOptions
+from fgnet_video.train.progress import progress_bar
+from fgnet_video.train.runlog import LOG_FILE, MetricsLog, StopRequest, write_run_options
+from fgnet_video.train.sampler import EpochBatchSampler
+from fgnet_video.train.state import (
+    STATE_FILE,
+    ResumeState,
+    capture_rng,
+    load_state,
+    restore_rng,
+    save_state,
+    seed_everything,
+)
+
+BEST_FILE = "best.safetensors"
+LAST_FILE = "last.safetensors"
+
+
+@dataclass(frozen=True)
+class TrainSummary:
+    """Where a run ended: `epoch` (from 0) and its next `iteration`, the global step, the best
+    validation F1 and the epoch (from 0) it was reached in, the number of bad frames skipped."""
+
+    out_dir: Path
+    finished: bool
+    epoch: int
+    iteration: int
+    step: int
+    best_f1: float | None
+    best_epoch: int | None
+    skipped: int
+
+    def line(self) -> str:
+        """One human line (epochs counted from 1)."""
+        best = ""
+        if self.best_f1 is not None:
+            best = f"; best F1 {self.best_f1:.1f} after epoch {self.best_epoch + 1}"
+        if not self.finished:
+            return (f"stopped after step {self.step} (epoch {self.epoch + 1}, iteration"
+                    f" {self.iteration}){best}; continue with --resume --out {self.out_dir}")
+        return f"finished after step {self.step}{best}; checkpoints in {self.out_dir}"
+
+
+def train(options: TrainOptions) -> TrainSummary:
+    """Run (or resume) training; returns where it ended."""
+    ctx = context_from_env()
+    device = pick_device(options.device, ctx)
+    init_process_group(ctx, device)
+    try:
+        return _Trainer(options, ctx, device).run()
+    finally:
+        shutdown(ctx)
+
+
+def training_step(
+    net: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    images: torch.Tensor,
+    landmarks: torch.Tensor,
+    labels: torch.Tensor,
+    aus: tuple[int, ...],
+    *,
+    heatmap_size: int,
+    sigma: float,
+    grad_clip: float,
+    amp_dtype: torch.dtype | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimisation step on a batch already on the device; (loss, gradient norm before
+    clipping). loss = mean over (B, n_aus, H, W) of (raw[:, :n_aus] - targets)^2."""
+    targets = heatmap_targets_torch(landmarks.float(), labels, aus, size=heatmap_size,
+                                    sigma=sigma)
+    with autocast(images.device, amp_dtype):
+        raw = net(images)
+    loss = F.mse_loss(raw[:, : len(aus)].float(), targets)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    return loss.detach(), grad_norm
+
+
+def make_optimizer(params: list[torch.nn.Parameter], options: TrainOptions,
+                   device: torch.device) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters; the fused kernel on GPU, the multi-tensor one on CPU
+    (the same update, far fewer kernel launches than one per parameter)."""
+    kernel = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    return torch.optim.AdamW(params, lr=options.lr, betas=(options.beta1, options.beta2),
+                             weight_decay=options.weight_decay, **kernel)
+
+
+def _load_split(options: TrainOptions, split: str, csv: str | None, issues: DataIssues,
+                ctx: DistContext, subset: int | None) -> LabelTable:
+    data = Path(options.data)
+    path = Path(csv) if csv else default_csv(data, options.dataset, options.fold, split)
+    table = read_labels(path, options.data, options.dataset, issues, options.positive_threshold)
+    if subset is not None:
+        table = table.subset(subset, options.seed)
+    # Rank 0 computes missing landmarks first; the others then find them cached.
+    if ctx.is_main:
+        table = check_frames(table, issues, show_progress=options.progress,
+                             workers=options.num_workers)
+    barrier(ctx)
+    if not ctx.is_main:
+        table = check_frames(table, issues, show_progress=False)
+    return table
+
+
+class _Trainer:
+    def __init__(self, options: TrainOptions, ctx: DistContext, device: torch.device):
+        self.ctx = ctx
+        self.device = device
+        out = options.out_dir
+        self.state_path = out / STATE_FILE
+        state = self._check_out_dir(options)
+        if state is not None:
+            stored = TrainOptions.from_dict(state.options)
+            options = stored.resumed_with(
+                {k: v for k, v in options.to_dict().items() if k in RUNTIME_OPTIONS}
+            )
+        self.options = options
+        self.amp_dtype = autocast_dtype(options.precision, device)
+        if options.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = device.type == "cuda" and not options.deterministic
+
+        self.issues = DataIssues(options.on_bad_data)
+        self.train_table = _load_split(options, "train", options.train_csv, self.issues, ctx,
+                                       options.subset)
+        self.aus = resolve_aus(self.train_table.aus)
+        self.val_table = None
+        if options.validate:
+            self.val_table = _load_split(options, "test", options.val_csv, self.issues, ctx,
+                                         options.val_subset)
+            if self.val_table.aus != self.aus:
+                raise UserError(f"the validation CSV labels AUs {self.val_table.aus},"
+                                f" the training CSV {self.aus}")
+
+        seed_everything(options.seed)
+        if state is None:
+            self.model, self.sources = initial_model(options, self.aus)
+        else:
+            if tuple(state.aus) != self.aus:
+                raise UserError(f"the run being resumed trained AUs {state.aus}, not {self.aus}")
+            self.model, self.sources = FGNet(FGNetConfig.from_dict(state.config)), state.sources
+            self.model.load_state_dict(state.model)
+            set_dropout(self.model, options.dropout)
+        self.model.to(device)
+        trainable = freeze_unreached(self.model)
+        self.optimizer = make_optimizer(trainable, options, device)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
+        self.net = self.model
+        if ctx.enabled:
+            self.net = DistributedDataParallel(
+                self.model, device_ids=[device.index] if device.type == "cuda" else None
+            )
+
+        self.epoch = self.iteration = self.step = 0
+        self.best_f1: float | None = None
+        self.best_epoch: int | None = None
+        self.last_f1: float | None = None
+        self.last_loss: float | None = None
+        self.grad_norm = torch.zeros(())
+        log_bytes = None
+        if state is None:
+            seed_everything(options.seed + ctx.rank)
+        else:
+            self.optimizer.load_state_dict(state.optimizer)
+            self.scaler.load_state_dict(state.scaler)
+            self.epoch, self.iteration, self.step = state.epoch, state.iteration, state.step
+            self.best_f1, self.best_epoch = state.best_f1, state.best_epoch
+            self.issues.restore(state.bad_frames)
+            log_bytes = state.log_bytes
+            if len(state.rng) == ctx.world_size:
+                restore_rng(state.rng[ctx.rank])
+            else:
+                seed_everything(options.seed + ctx.rank + state.step)
+        if ctx.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            if state is None:
+                write_run_options(out, options)
+        self.log = MetricsLog(out / LOG_FILE, ctx.is_main, truncate_to=log_bytes)
+        if state is None:
+            self.log.write({"event": "start", "aus": list(self.aus),
+                            "train_frames": len(self.train_table),
+                            "val_frames": len(self.val_table) if self.val_table else 0,
+                            "world_size": ctx.world_size, "options": options.to_dict()})
+        else:
+            self.log.write({"event": "resume", "epoch": self.epoch, "iteration": self.iteration,
+                            "step": self.step, "world_size": ctx.world_size})
+        self.train_set = FrameDataset(self.train_table, self.model.config.image_size)
+
+    def _check_out_dir(self, options: TrainOptions) -> ResumeState | None:
+        if options.resume:
+            return load_state(self.state_path)
+        if self.state_path.exists():
+            raise UserError(f"{options.out} already holds a run: pass --resume to continue it"
+                            " or choose another --out")
+        return None
+
+    # -- the loop -------------------------------------------------------------------------------
+    def run(self) -> TrainSummary:
+        o = self.options
+        total = o.epochs * o.iterations
+        done = self.epoch * o.iterations + self.iteration
+        run_iterations = 0
+        try:
+            with StopRequest() as stop, progress_bar(
+                "train", total, o.progress and self.ctx.is_main, completed=done,
+                status=self._status(None),
+            ) as ticker:
+                while self.epoch < o.epochs:
+                    if o.max_iterations is not None and run_iterations >= o.max_iterations:
+                        return self._stop()
+                    run_iterations = self._run_epoch(stop, ticker, run_iterations)
+                    if run_iterations is None:
+                        return self._stop()
+                    self._end_epoch(ticker)
+        finally:
+            if self.ctx.is_main:
+                self.issues.warn()
+        self.log.write({"event": "done", "step": self.step, "best_f1": self.best_f1,
+                        "best_epoch": self.best_epoch, "skipped": self._skipped()})
+        self.log.close()
+        return self._summary(finished=True)
+
+    def _run_epoch(self, stop: StopRequest, ticker, run_iterations: int) -> int | None:
+        """Iterations of the current epoch from self.iteration on; the count of iterations this
+        process has run so far, or None when the run must stop here (state saved)."""
+        o = self.options
+        sampler = EpochBatchSampler(
+            len(self.train_set), o.batch_size, o.iterations, o.seed, self.epoch,
+            start=self.iteration, rank=self.ctx.rank, world_size=self.ctx.world_size,
+        )
+        loader = torch.utils.data.DataLoader(
+            self.train_set, batch_sampler=sampler, num_workers=o.num_workers,
+            collate_fn=collate_frames, pin_memory=self.device.type == "cuda",
+            generator=torch.Generator().manual_seed(o.seed),
+        )
+        self.model.train()
+        window_loss = torch.zeros(2, dtype=torch.float64, device=self.device)
+        started = time.perf_counter()
+        for batch in loader:
+            for path, reason in batch.bad:
+                self.issues.report(path, reason)
+            limit = o.max_iterations is not None and run_iterations >= o.max_iterations
+            # Every rank must agree to stop or to skip an empty batch (DDP steps in lockstep);
+            # a single process needs no device round trip for that.
+            flags = torch.tensor([float(stop.requested or limit), float(len(batch) == 0)],
+                                 device=self.device if self.ctx.enabled else "cpu")
+            stop_now, empty = (all_reduce_sum(flags, self.ctx) > 0).tolist()
+            if stop_now:
+                return None
+            if not empty:
+                loss = self._step(batch)
+                window_loss[0] += loss.detach().double()
+                window_loss[1] += 1
+            self.iteration += 1
+            self.step += 1
+            run_iterations += 1
+            if self.step % o.log_every == 0 or self.iteration == o.iterations:
+                self._log_train(window_loss, started, ticker)
+                window_loss.zero_()
+            ticker.advance()
+            if o.save_every and self.step % o.save_every == 0 and self.iteration < o.iterations:
+                self._save_state()
+        return run_iterations
+
+    def _step(self, batch) -> torch.Tensor:
+        loss, self.grad_norm = training_step(
+            self.net, self.optimizer, self.scaler,
+            batch.images.to(self.device, non_blocking=True),
+            batch.landmarks.to(self.device, non_blocking=True),
+            batch.labels.to(self.device, non_blocking=True),
+            self.aus, heatmap_size=self.model.config.heatmap_size, sigma=self.options.sigma,
+            grad_clip=self.options.grad_clip,
+            amp_dtype=self.amp_dtype,
+        )
+        return loss
+
+    def _log_train(self, window_loss: torch.Tensor, started: float, ticker) -> None:
+        totals = all_reduce_sum(window_loss.clone(), self.ctx)
+        loss = float(totals[0] / totals[1]) if totals[1] > 0 else float("nan")
+        self.last_loss = loss
+        self.log.write({
+            "event": "train", "epoch": self.epoch, "iteration": self.iteration,
+            "step": self.step, "loss": loss, "grad_norm": float(self.grad_norm),
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "seconds": round(time.perf_counter() - started, 3),
+        })
+        ticker.update(status=self._status(loss))
+
+    def _status(self, loss: float | None) -> str:
+        parts = [f"epoch {min(self.epoch + 1, self.options.epochs)}/{self.options.epochs}"]
+        if loss is not None:
+            parts.append(f"loss {loss:.4f}")
+        if self.last_f1 is not None:
+            parts.append(f"F1 {self.last_f1:.1f} (best {self.best_f1:.1f})")
+        return " | ".join(parts)
+
+    def _end_epoch(self, ticker) -> None:
+        f1 = None
+        record: dict = {"event": "val", "epoch": self.epoch, "step": self.step}
+        if self.val_table is not None:
+            counts = self._validate()
+            f1 = counts.mean_f1()
+            per_au = counts.f1()
+            record.update(frames=counts.n_frames, mean_f1=f1, per_au={au_name(a): float(v)
+                                              for a, v in zip(self.aus, per_au, strict=True)})
+        self.last_f1 = f1
+        improved = f1 is not None and (self.best_f1 is None or f1 > self.best_f1)
+        if improved:
+            self.best_f1, self.best_epoch = f1, self.epoch
+        record["best"] = improved
+        self.log.write(record)
+        self.epoch += 1
+        self.iteration = 0
+        if self.ctx.is_main:
+            extra = {"training": {"epochs_done": self.epoch, "step": self.step, "val_f1": f1,
+                                  "options": self.options.to_dict()}}
+            save_converted(self.options.out_dir / LAST_FILE, self.model, self._dataset_name(),
+                           self.aus, self.sources, extra)
+            if improved:
+                save_converted(self.options.out_dir / BEST_FILE, self.model,
+                               self._dataset_name(), self.aus, self.sources, extra)
+        self._save_state()
+        ticker.update(status=self._status(self.last_loss))
+
+    def _validate(self):
+        broadcast_state(self.model, self.ctx)  # BatchNorm statistics differ across ranks
+        dataset = FrameDataset(self.val_table, self.model.config.image_size)
+        identity = ChannelMap(self.aus, tuple(range(len(self.aus))), tuple(range(len(self.aus))))
+        counts = count_predictions(
+            self.model, dataset, identity, device=self.device,
+            batch_size=self.options.eval_batch_size, num_workers=self.options.num_workers,
+            amp_dtype=self.amp_dtype, issues=self.issues, ctx=self.ctx,
+            show_progress=False,
+        )
+        self.model.train()
+        return counts
+
+    def _dataset_name(self) -> str:
+        return self.options.dataset.lower()
+
+    def _skipped(self) -> int:
+        return len(self.issues.found)
+
+    # -- state ----------------------------------------------------------------------------------
+    def _save_state(self) -> None:
+        rng = capture_rng()
+        if self.ctx.enabled:
+            gathered: list = [None] * self.ctx.world_size
+            torch.distributed.all_gather_object(gathered, rng)
+            rng_all = gathered
+        else:
+            rng_all = [rng]
+        if not self.ctx.is_main:
+            return
+        state = ResumeState(
+            options=self.options.to_dict(), config=self.model.config.to_dict(),
+            dataset=self._dataset_name(), aus=self.aus, sources=self.sources,
+            epoch=self.epoch, iteration=self.iteration, step=self.step,
+            model=self.model.state_dict(), optimizer=self.optimizer.state_dict(),
+            scaler=self.scaler.state_dict(), rng=rng_all, best_f1=self.best_f1,
+            best_epoch=self.best_epoch, log_bytes=self.log.size(), bad_frames=self.issues.items(),
+        )
+        save_state(self.state_path, state)
+
+    def _stop(self) -> TrainSummary:
+        self.log.write({"event": "stop", "epoch": self.epoch, "iteration": self.iteration,
+                        "step": self.step})
+        self._save_state()
+        self.log.close()
+        return self._summary(finished=False)
+
+    def _summary(self, finished: bool) -> TrainSummary:
+        return TrainSummary(self.options.out_dir, finished, self.epoch, self.iteration,
+                            self.step, self.best_f1, self.best_epoch, self._skipped())
