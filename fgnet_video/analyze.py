@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from fgnet_video import __version__
-from fgnet_video.atomic import atomic_path, temporary_name
+from fgnet_video.atomic import temporary_name, write_json
 from fgnet_video.errors import UserError
 from fgnet_video.face.pipeline import FaceSettings
 from fgnet_video.inference import InferenceEngine
@@ -180,9 +180,7 @@ def analyze_to_files(
             overlay.abort()
         reader.close()
         raise
-    with atomic_path(outputs.sidecar) as tmp:
-        sidecar = _sidecar(path, engine, reader, options, stats, outputs, started)
-        tmp.write_text(json.dumps(sidecar, indent=2))
+    write_json(outputs.sidecar, _sidecar(path, engine, reader, options, stats, outputs, started))
     return stats
 
 

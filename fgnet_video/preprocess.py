@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from fgnet_video.atomic import atomic_path
+from fgnet_video.atomic import atomic_path, save_npy
 from fgnet_video.errors import UserError
 from fgnet_video.face.still import ReleaseAligner
 from fgnet_video.images import IMAGE_SUFFIXES, read_rgb
@@ -110,8 +110,7 @@ def output_paths(root: Path, key: str) -> tuple[Path, Path]:
 
 def _write(root: Path, key: str, aligned: np.ndarray, landmarks: np.ndarray) -> None:
     image_path, landmarks_path = output_paths(root, key)
-    with atomic_path(landmarks_path) as tmp:
-        np.save(tmp, landmarks.astype(np.float32))
+    save_npy(landmarks_path, landmarks.astype(np.float32))
     with atomic_path(image_path) as tmp:
         Image.fromarray(aligned).save(tmp, quality=JPEG_QUALITY)
 

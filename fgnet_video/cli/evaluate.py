@@ -52,8 +52,8 @@ def evaluate(weights: str, dataset: str, data: str, fold: int, all_folds: bool,
     labels by AU number, so cross-dataset scores use the AUs both sets share."""
     from rich.console import Console
 
+    from fgnet_video.atomic import write_json
     from fgnet_video.train.evaluate import evaluate_weights, results_table
-    from fgnet_video.train.files import write_json
     from fgnet_video.train.progress import stderr_console
 
     if csvs and all_folds:

@@ -29,14 +29,13 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image, UnidentifiedImageError
 
+from fgnet_video.atomic import save_npy
 from fgnet_video.aus import resolve_aus
 from fgnet_video.errors import UserError
-from fgnet_video.face.detect import FaceDetector
-from fgnet_video.face.landmarks import LandmarkPredictor
+from fgnet_video.face.still import ReleaseAligner
+from fgnet_video.images import read_rgb
 from fgnet_video.inference import images_to_tensor
-from fgnet_video.train.files import save_npy
 from fgnet_video.train.progress import progress_bar, stderr_console
 
 BadDataPolicy = Literal["skip", "fail"]
@@ -45,7 +44,7 @@ POSITIVE_THRESHOLDS = {"bp4d": 1.0, "disfa": 2.0, "custom": 1.0}
 # Valid label values per dataset: (minimum, maximum, integers only).
 LABEL_RANGES = {"bp4d": (0.0, 1.0, True), "disfa": (0.0, 5.0, True), "custom": (0.0, np.inf, False)}
 _AU_COLUMN = re.compile(r"^au_?0*(\d+)$", re.IGNORECASE)
-_DECODE_ERRORS = (OSError, ValueError, UnidentifiedImageError)
+_DECODE_ERRORS = (OSError, ValueError, UserError)
 
 
 # -- bad data ------------------------------------------------------------------------------------
@@ -213,24 +212,15 @@ def read_labels(
 # -- landmarks ----------------------------------------------------------------------------------
 
 class DlibLandmarker:
-    """dlib 68-point landmarks of the largest face in an aligned image (frontal HOG detector,
-    upsample 1, as FG-Net's preprocessing), in the 256-px coordinates of the aligned face."""
+    """dlib 68-point landmarks of the largest face in an aligned image, found the way FG-Net's
+    preprocessing did (`ReleaseAligner.largest_face`), in the 256-px coordinates of the face."""
 
     def __init__(self) -> None:
-        self._detector = FaceDetector("hog", min_face_size=1.0, downscale=1.0, upsample=1)
-        self._predictor = LandmarkPredictor()
+        self._aligner = ReleaseAligner()
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray | None:
-        faces = self._detector(rgb)
-        if not faces:
-            return None
-        return self._predictor(rgb, faces[0].box) * (256.0 / rgb.shape[1])
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    """Decode an image file to (H, W, 3) uint8 RGB; raises OSError/ValueError when unreadable."""
-    with Image.open(path) as image:
-        return np.array(image.convert("RGB"))
+        face = self._aligner.largest_face(rgb)
+        return None if face is None else face[1] * (256.0 / rgb.shape[1])
 
 
 def _landmarks_or_reason(

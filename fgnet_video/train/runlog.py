@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from fgnet_video.atomic import write_json
 from fgnet_video.errors import UserError
-from fgnet_video.train.files import write_json
 from fgnet_video.train.options import TrainOptions
 
 RUN_FILE = "run.json"

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fgnet_video.atomic import atomic_path
 from fgnet_video.errors import UserError
-from fgnet_video.train.files import atomic_path
 
 STATE_FILE = "resume.pt"
 STATE_FORMAT = 1
