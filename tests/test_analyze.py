@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import av
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -206,3 +207,31 @@ def test_full_size_reference_checkpoint_on_sampled_frames(reference_converted, t
     assert table["frame"].tolist() == [0, 25] and (table["success"] == 1).all()
     scores = table[[c for c in BP4D_COLUMNS if c.endswith("_score")]].to_numpy()
     assert np.isfinite(scores).all() and np.abs(scores).max() <= 1 and scores.std() > 0
+
+
+def test_parallel_jobs_give_the_same_tables(tiny_weights, tmp_path):
+    frames = [np.full((120, 160, 3), 50 + 20 * i, np.uint8) for i in range(3)]
+    (tmp_path / "in").mkdir()
+    for name in ("p", "q"):
+        write_video(tmp_path / "in" / f"{name}.mp4", frames)
+    serial = run(str(tmp_path / "in"), "-w", str(tiny_weights), "--out-dir", str(tmp_path / "s"))
+    parallel = run(str(tmp_path / "in"), "-w", str(tiny_weights), "--out-dir",
+                   str(tmp_path / "j"), "--jobs", "2")
+    assert serial.exit_code == 0 and parallel.exit_code == 0, parallel.output
+    assert "2 done, 0 skipped, 0 failed" in parallel.output
+    for name in ("p", "q"):
+        pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "s" / f"{name}.csv"),
+                                      pd.read_csv(tmp_path / "j" / f"{name}.csv"))
+
+
+def test_min_confidence_drops_weak_detections(tiny_weights, tmp_path):
+    from fgnet_video.face.pipeline import FaceSettings
+
+    with av.open(str(SAMPLE)) as container:
+        frames = [cv2.resize(f.to_ndarray(format="rgb24"), (1280, 720))
+                  for _, f in zip(range(12), container.decode(video=0), strict=False)]
+    video = write_video(tmp_path / "astro720.mp4", frames)
+    strict = analyze_video(video, weights=str(tiny_weights),
+                           face_settings=FaceSettings(min_confidence=0.5))
+    assert (strict["confidence"] >= 0.5).all() and set(strict["face_id"]) == {0}
+    assert len(strict) == 12

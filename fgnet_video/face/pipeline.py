@@ -33,6 +33,8 @@ class FaceSettings:
     downscale: factor of the frame copy the detector scans; None = 80 / min_face_size.
     min_face_size: smallest face (detector box side, frame pixels) reported.
     max_faces: keep at most this many faces per frame (largest first); None = all.
+    min_confidence: detector score a detection needs (HOG SVM margin or CNN confidence;
+        0 is dlib's default; about 0.3-0.5 drops face-like patterns such as badges).
     align_method: 'fast' (one warp) or 'exact' (the release's PIL recipe, slow).
     aligned_size: side of the aligned crop (FG-Net reads 256).
     """
@@ -42,6 +44,7 @@ class FaceSettings:
     downscale: float | None = None
     min_face_size: float = 100.0
     max_faces: int | None = None
+    min_confidence: float = 0.0
     align_method: AlignMethod = "fast"
     aligned_size: int = 256
 
@@ -100,7 +103,8 @@ class FacePipeline:
         """`predictor` lets pipelines of one thread share the 100 MB landmark model."""
         self.settings = settings or FaceSettings()
         s = self.settings
-        detector = FaceDetector(s.detector, min_face_size=s.min_face_size, downscale=s.downscale)
+        detector = FaceDetector(s.detector, min_face_size=s.min_face_size, downscale=s.downscale,
+                                threshold=s.min_confidence)
         self.tracker = FaceTracker(detector, predictor or LandmarkPredictor(),
                                    detect_every=s.detect_every, max_faces=s.max_faces)
 
