@@ -10,10 +10,12 @@ from fgnet_video.cli.options import (
     batch_size_option,
     dataset_option,
     device_option,
+    engine_options,
     features_option,
     offline_option,
     precision_option,
     psp_option,
+    speed_options,
     weights_option,
 )
 from fgnet_video.errors import UserError
@@ -46,6 +48,7 @@ def _sampling_total(info, fps: float | None, start: float | None, end: float | N
 @device_option
 @precision_option
 @batch_size_option
+@speed_options
 @click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Analyse this many frames per second (by timestamp); default every frame.")
 @click.option("--start", type=click.FloatRange(min=0), default=None, help="Start time (s).")
@@ -65,11 +68,14 @@ def _sampling_total(info, fps: float | None, start: float | None, end: float | N
               help="Run the detector every N frames; track in between.")
 @click.option("--min-face", type=click.FloatRange(min=1), default=80.0, show_default=True,
               help="Smallest face side in pixels.")
+@click.option("--min-confidence", type=float, default=0.0, show_default=True,
+              help="Detector score a face needs (HOG margin; 0.3-0.5 drops face-like patterns).")
 @click.option("--align", "align_method", type=click.Choice(["fast", "exact"]), default="fast",
               show_default=True, help="Alignment: one warp (fast) or the release's PIL recipe.")
 def analyze(inputs, output, out_dir, weights, psp, dataset, overlay, device, precision,
-            batch_size, fps, start, end, max_faces, features, table_format, jobs, overwrite,
-            offline, detector, detect_every, min_face, align_method) -> None:
+            batch_size, channels_last, cuda_graphs, compile_model, fps, start, end, max_faces,
+            features, table_format, jobs, overwrite, offline, detector, detect_every, min_face,
+            min_confidence, align_method) -> None:
     """Detect AUs in every frame of INPUTS (videos, folders, globs or a manifest CSV)."""
     from fgnet_video.analyze import AnalyzeOptions, OutputPaths
     from fgnet_video.batch import BatchRun, Job, expand_inputs
@@ -99,12 +105,14 @@ def analyze(inputs, output, out_dir, weights, psp, dataset, overlay, device, pre
     options = AnalyzeOptions(
         SamplingSettings(fps, start, end),
         FaceSettings(detector=detector, detect_every=detect_every, min_face_size=min_face,
-                     max_faces=max_faces, align_method=align_method),
+                     min_confidence=min_confidence, max_faces=max_faces,
+                     align_method=align_method),
         table_format,
     )
     engine_args = dict(weights=weights, psp=psp, dataset=dataset, features=features,
                        offline=offline or None, device=device, precision=precision,
-                       batch_size=batch_size)
+                       batch_size=batch_size,
+                       speed=engine_options(channels_last, cuda_graphs, compile_model))
     run = BatchRun(Path(out_dir or "."), options, overlay=overlay is not None,
                    overwrite=overwrite)
     reporter = Reporter(sampling=options.sampling)
@@ -124,7 +132,7 @@ def _engine(args: dict):
     loaded = load_weights(args["weights"], psp=args["psp"], dataset=args["dataset"],
                           features=args["features"], offline=args["offline"])
     return InferenceEngine(loaded, device=args["device"], precision=args["precision"],
-                           batch_size=args["batch_size"])
+                           batch_size=args["batch_size"], **args.get("speed", {}))
 
 
 def _with_source(source: str, reason: str | None) -> str:

@@ -10,10 +10,12 @@ from fgnet_video.cli.options import (
     batch_size_option,
     dataset_option,
     device_option,
+    engine_options,
     features_option,
     offline_option,
     precision_option,
     psp_option,
+    speed_options,
     weights_option,
 )
 from fgnet_video.errors import UserError
@@ -36,8 +38,9 @@ from fgnet_video.errors import UserError
 @device_option
 @precision_option
 @batch_size_option
+@speed_options
 def predict(images, weights, psp, dataset, aligned, output, save_heatmaps, features, offline,
-            device, precision, batch_size) -> None:
+            device, precision, batch_size, channels_last, cuda_graphs, compile_model) -> None:
     """Predict AUs for IMAGES (files or folders of face images)."""
     from fgnet_video.images import expand_image_paths
     from fgnet_video.inference import InferenceEngine
@@ -51,7 +54,8 @@ def predict(images, weights, psp, dataset, aligned, output, save_heatmaps, featu
         raise UserError("no images found in the given paths")
     loaded = load_weights(weights, psp=psp, dataset=dataset, features=features,
                           offline=offline or None)
-    engine = InferenceEngine(loaded, device=device, precision=precision, batch_size=batch_size)
+    engine = InferenceEngine(loaded, device=device, precision=precision, batch_size=batch_size,
+                             **engine_options(channels_last, cuda_graphs, compile_model))
     table, heatmaps = predict_images(paths, engine, aligned=aligned,
                                      keep_heatmaps=save_heatmaps is not None,
                                      note=lambda text: click.echo(text, err=True))

@@ -6,13 +6,26 @@ w * (lr_mul / sqrt(fan_in)); a bias is stored as b / lr_mul and used as b * lr_m
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from fgnet_video.kernels import fused_leaky_relu
+
+
+@contextlib.contextmanager
+def full_precision(device_type: str, enabled: bool = True) -> Iterator[None]:
+    """Inside, autocast is off on `device_type` (when `enabled`): ops run in their inputs'
+    dtype, so fp32 inputs give fp32 results."""
+    if not enabled:
+        yield
+        return
+    with torch.autocast(device_type, enabled=False):
+        yield
 
 
 class PixelNorm(nn.Module):
@@ -24,7 +37,13 @@ class PixelNorm(nn.Module):
 
 class EqualLinear(nn.Module):
     """y = x @ (w * lr_mul / sqrt(in))^T + b * lr_mul, optionally followed by the fused
-    leaky ReLU (slope 0.2, gain sqrt 2) with the bias added before the activation."""
+    leaky ReLU (slope 0.2, gain sqrt 2) with the bias added before the activation.
+
+    `fp32_under_autocast` (a plain attribute, off by default): compute in fp32 even under
+    autocast, returning fp32.
+    """
+
+    fp32_under_autocast: bool = False
 
     def __init__(
         self,
@@ -43,6 +62,12 @@ class EqualLinear(nn.Module):
         self.activation = activation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fp32_under_autocast:
+            with full_precision(x.device.type):
+                return self._linear(x.float())
+        return self._linear(x)
+
+    def _linear(self, x: torch.Tensor) -> torch.Tensor:
         bias = None if self.bias is None else self.bias * self.lr_mul
         if self.activation:
             out = F.linear(x, self.weight * self.scale)

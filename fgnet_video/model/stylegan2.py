@@ -4,10 +4,14 @@ Parameter and buffer names follow the common PyTorch layout of the release's `g_
 (`style.N`, `input.input`, `conv1`, `to_rgb1`, `convs.N`, `to_rgbs.N`, `noises.noise_N`,
 blur `*.kernel` buffers), so the release's state dict loads one to one.
 
-Modulated convolution, as computed here (the "modulate activations" form, equal to
-modulating the weights): with style s = A(w) (per input channel),
+Modulated convolution: with style s = A(w) (per input channel),
     y = conv(x * s, W * c) * d,   c = 1/sqrt(in * k * k),
     d = 1/sqrt(sum_{in,k,k} (c * W * s)^2 + 1e-8)   (demodulation, per output channel).
+Two computation orders give the same y up to rounding:
+- default, "modulate activations": scale x by s, one ordinary conv for the whole batch with
+  the shared weight, scale the output by d;
+- `fused_modconv` (the release's order): build each sample's weight c * W * s * d, fold the
+  batch into the groups of one grouped conv.
 An upsampling conv is a stride-2 transposed conv followed by a 4x4 blur (upfirdn2d).
 """
 
@@ -21,7 +25,7 @@ from torch import nn
 
 from fgnet_video.kernels import fused_leaky_relu, upfirdn2d
 from fgnet_video.model.config import FGNetConfig
-from fgnet_video.model.layers import EqualLinear, PixelNorm
+from fgnet_video.model.layers import EqualLinear, PixelNorm, full_precision
 
 BLUR_TAPS = (1.0, 3.0, 3.0, 1.0)
 
@@ -57,7 +61,15 @@ class Upsample(nn.Module):
 
 
 class ModulatedConv2d(nn.Module):
-    """Style-modulated k x k conv (weight stored (1, out, in, k, k)), optional x2 upsampling."""
+    """Style-modulated k x k conv (weight stored (1, out, in, k, k)), optional x2 upsampling.
+
+    Switches (plain attributes, so state dicts are unchanged):
+    - `fused_modconv`: compute in the release's order (per-sample weights, grouped conv);
+    - `fp32_coefficients`: under autocast, compute the style s and the demodulation d in fp32.
+    """
+
+    fused_modconv: bool = False
+    fp32_coefficients: bool = False
 
     def __init__(self, in_ch: int, out_ch: int, kernel_size: int, style_dim: int,
                  demodulate: bool = True, upsample: bool = False):
@@ -73,19 +85,57 @@ class ModulatedConv2d(nn.Module):
             pad = len(BLUR_TAPS) - 2 - (kernel_size - 1)
             self.blur = Blur(pad=((pad + 1) // 2 + 1, pad // 2 + 1))
 
+    def coefficients(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Style s (B, in) and demodulation d (B, out) (None without demodulation)."""
+        with full_precision(w.device.type, self.fp32_coefficients):
+            if self.fp32_coefficients:
+                w = w.float()
+            style = self.modulation(w)
+            if not self.demodulate:
+                return style, None
+            weight = self.weight[0] * self.scale
+            energy = style.square() @ weight.square().sum(dim=(2, 3)).t()
+            return style, torch.rsqrt(energy + 1e-8)
+
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        style = self.modulation(w)  # (B, in)
-        weight = self.weight[0] * self.scale  # (out, in, k, k)
+        style, demod = self.coefficients(w)
+        if self.fused_modconv:
+            return self._grouped(x, style, demod)
+        weight = (self.weight[0] * self.scale).to(x.dtype)  # (out, in, k, k)
         x = x * style.to(x.dtype)[:, :, None, None]
         if self.upsample:
-            x = F.conv_transpose2d(x, weight.transpose(0, 1).to(x.dtype), stride=2)
-            x = self.blur(x)
+            x = self.blur(F.conv_transpose2d(x, weight.transpose(0, 1), stride=2))
         else:
-            x = F.conv2d(x, weight.to(x.dtype), padding=self.kernel_size // 2)
-        if self.demodulate:
-            energy = style.square() @ weight.square().sum(dim=(2, 3)).t()  # (B, out)
-            x = x * torch.rsqrt(energy + 1e-8).to(x.dtype)[:, :, None, None]
+            x = F.conv2d(x, weight, padding=self.kernel_size // 2)
+        if demod is not None:
+            x = x * demod.to(x.dtype)[:, :, None, None]
         return x
+
+    def _grouped(self, x: torch.Tensor, style: torch.Tensor,
+                 demod: torch.Tensor | None) -> torch.Tensor:
+        """The release's order: weights W * c * s * d per sample, batch folded into groups."""
+        batch, in_ch, height, width = x.shape
+        _, out_ch, _, k, _ = self.weight.shape
+        weight = self.weight * self.scale * style[:, None, :, None, None]  # (B, out, in, k, k)
+        if demod is not None:
+            weight = weight * demod[:, :, None, None, None]
+        weight = weight.to(x.dtype)
+        x = x.reshape(1, batch * in_ch, height, width)
+        if self.upsample:
+            weight = weight.transpose(1, 2).reshape(batch * in_ch, out_ch, k, k)
+            x = F.conv_transpose2d(x, weight, stride=2, groups=batch)
+            return self.blur(x.reshape(batch, out_ch, *x.shape[2:]))
+        x = F.conv2d(x, weight.reshape(batch * out_ch, in_ch, k, k), padding=k // 2,
+                     groups=batch)
+        return x.reshape(batch, out_ch, height, width)
+
+
+def set_modconv_order(module: nn.Module, fused: bool) -> None:
+    """Switch every ModulatedConv2d inside `module` to the release's order (True) or the
+    default "modulate activations" order (False)."""
+    for child in module.modules():
+        if isinstance(child, ModulatedConv2d):
+            child.fused_modconv = fused
 
 
 class NoiseInjection(nn.Module):
