@@ -9,6 +9,8 @@ Outputs under the output folder, mirroring the input tree:
     aligned_images/<relative path>.jpg       aligned face, JPEG quality 95
     aligned_landmarks/<relative path>.npy    (68, 2) float32 landmarks in aligned pixels
     no_face.txt                              relative paths where no face was found
+    videos.json                              per video folder: {"fps": average frame rate,
+                                             "source": file name}, so frame i is at i / fps s
 
 A folder's files are named relative to that folder; a video becomes a folder named after
 its stem holding <frame index, 6 digits>.jpg. Each file is written under a temporary name and
@@ -18,6 +20,7 @@ no_face.txt, so an interrupted run resumes where it stopped.
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -28,13 +31,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from fgnet_video.atomic import atomic_path, save_npy
+from fgnet_video.atomic import atomic_path, save_npy, write_json
 from fgnet_video.errors import UserError
 from fgnet_video.face.still import ReleaseAligner
 from fgnet_video.images import IMAGE_SUFFIXES, read_rgb
 from fgnet_video.video import VIDEO_SUFFIXES, FrameSelector, VideoReader, probe
 
 IMAGES_DIR, LANDMARKS_DIR, NO_FACE_FILE = "aligned_images", "aligned_landmarks", "no_face.txt"
+VIDEOS_FILE = "videos.json"
 JPEG_QUALITY = 95
 
 
@@ -160,6 +164,28 @@ def _read_no_face(root: Path) -> set[str]:
     return {line.strip() for line in path.read_text().splitlines() if line.strip()}
 
 
+def read_videos(root: Path) -> dict[str, dict]:
+    """ROOT/videos.json: {video folder key: {'fps': float, 'source': name}} ({} when absent)."""
+    path = root / VIDEOS_FILE
+    if not path.is_file():
+        return {}
+    try:
+        videos = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: unreadable ({exc})") from None
+    if not isinstance(videos, dict):
+        raise UserError(f"{path}: expected a JSON object of video folders")
+    return videos
+
+
+def _record_video(root: Path, key: str, path: Path, fps: float | None) -> None:
+    """Add (or refresh) a video's entry in ROOT/videos.json."""
+    videos = read_videos(root)
+    entry = {"fps": fps, "source": path.name}
+    if videos.get(key) != entry:
+        write_json(root / VIDEOS_FILE, {**videos, key: entry})
+
+
 def _write_no_face(root: Path, keys: set[str]) -> Path:
     path = root / NO_FACE_FILE
     with atomic_path(path) as tmp:
@@ -252,6 +278,7 @@ def preprocess(sources: Iterable[str | os.PathLike], output: str | os.PathLike, 
                     key = f"{item.key}/{frame.index:06d}"
                     if todo(key):
                         record(runner.submit(_Job(key, image=frame.image)))
+            _record_video(root, item.key, item.path, reader.info.fps)
             if reader.truncated:
                 report.truncated.append(f"{item.path}: {reader.truncated}")
         record(runner.drain())

@@ -20,8 +20,9 @@ def _parse_aus(text: str | None) -> tuple[int, ...] | None:
 
 
 @click.command("evaluate")
-@click.option("--weights", "--checkpoint", "weights", required=True,
-              help="Checkpoint; '{fold}' in the path picks one per fold.")
+@click.option("--weights", "--checkpoint", "weights", required=True, multiple=True,
+              help="Checkpoint; '{fold}' in the path picks one per fold. Repeat to compare"
+              " runs side by side.")
 @click.option("--dataset", required=True,
               type=click.Choice(["bp4d", "disfa", "custom"], case_sensitive=False),
               help="Labels to score against (a BP4D model on disfa is cross-dataset).")
@@ -44,30 +45,34 @@ def _parse_aus(text: str | None) -> tuple[int, ...] | None:
 @click.option("--positive-threshold", type=float,
               help="Label value that counts as active [disfa 2, else 1].")
 @click.option("--json", "json_path", type=_PATH, help="Also write the scores as JSON here.")
-def evaluate(weights: str, dataset: str, data: str, fold: int, all_folds: bool,
+def evaluate(weights: tuple[str, ...], dataset: str, data: str, fold: int, all_folds: bool,
              csvs: tuple[str, ...], psp: str | None, model_dataset: str | None, aus: str | None,
              batch_size: int, num_workers: int, device: str, precision: str, on_bad_data: str,
              positive_threshold: float | None, json_path: str | None) -> None:
     """Per-AU F1 x 100 (and their mean), accuracy and support; channels are matched to
-    labels by AU number, so cross-dataset scores use the AUs both sets share."""
+    labels by AU number, so cross-dataset scores use the AUs both sets share. With several
+    --weights, each is scored on the same frames and a table compares their F1 per AU."""
     from rich.console import Console
 
     from fgnet_video.atomic import write_json
-    from fgnet_video.train.evaluate import evaluate_weights, results_table
+    from fgnet_video.train.evaluate import comparison_table, evaluate_weights, results_table
     from fgnet_video.train.progress import stderr_console
 
     if csvs and all_folds:
         raise UserError("--csv and --all-folds exclude each other")
-    report = evaluate_weights(
-        weights, dataset.lower(), data, folds=(0, 1, 2) if all_folds else (fold,), csvs=csvs,
+    reports = [evaluate_weights(
+        path, dataset.lower(), data, folds=(0, 1, 2) if all_folds else (fold,), csvs=csvs,
         psp=psp, model_dataset=model_dataset, aus=_parse_aus(aus), batch_size=batch_size,
         num_workers=num_workers, device=device, precision=precision, on_bad_data=on_bad_data,
         positive_threshold=positive_threshold,
-    )
-    if report["skipped"]:
-        path, reason = report["skipped"][0]
-        stderr_console().print(f"[yellow]warning:[/] skipped {len(report['skipped'])} bad"
-                               f" frame(s); first: {path}: {reason}", highlight=False)
-    Console().print(results_table(report))
+    ) for path in weights]
+    for report in reports:
+        if report["skipped"]:
+            path, reason = report["skipped"][0]
+            stderr_console().print(f"[yellow]warning:[/] skipped {len(report['skipped'])} bad"
+                                   f" frame(s); first: {path}: {reason}", highlight=False)
+        Console().print(results_table(report))
+    if len(reports) > 1:
+        Console().print(comparison_table(reports))
     if json_path:
-        write_json(json_path, report)
+        write_json(json_path, reports[0] if len(reports) == 1 else {"runs": reports})

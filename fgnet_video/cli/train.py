@@ -57,6 +57,27 @@ _PATH = click.Path(dir_okay=False, path_type=str)
 @click.option("--deterministic", is_flag=True, help="Deterministic GPU kernels (slower).")
 @click.option("--on-bad-data", type=click.Choice(["skip", "fail"]), default="fail",
               show_default=True, help="Skip (and count) or stop at a bad frame.")
+@click.option("--unlabeled", multiple=True, type=click.Path(path_type=str),
+              help="Unlabeled video, or preprocessed folder (aligned_images/), for the"
+              " auxiliary tasks (repeatable). Videos are aligned once into OUT/unlabeled/.")
+@click.option("--aux", default="", show_default=False,
+              help="Auxiliary tasks on the unlabeled frames: inpaint, flow or inpaint,flow"
+              " [off].")
+@click.option("--aux-weight-inpaint", default=1.0, show_default=True,
+              help="Weight of the RoI inpainting L1 loss.")
+@click.option("--aux-weight-flow", default=0.1, show_default=True,
+              help="Weight of the flow end-point-error loss.")
+@click.option("--aux-batch", type=click.IntRange(min=1),
+              help="Unlabeled frames per iteration [--batch-size].")
+@click.option("--aux-masks", default=3, show_default=True,
+              help="Inpainting: squares masked per face, at random AU ROI points.")
+@click.option("--aux-mask-size", default=40.0, show_default=True,
+              help="Inpainting: side of a masked square in 256-px face pixels.")
+@click.option("--aux-flow-gap", default=0.1, show_default=True,
+              help="Flow: seconds between the two frames of a pair.")
+@click.option("--unlabeled-fps", type=float,
+              help="Frame rate of preprocessed folders without videos.json (frame files"
+              " named by frame index).")
 @device_option
 @click.option("--num-workers", default=4, show_default=True, help="Data loading processes.")
 @click.option("--eval-batch-size", default=32, show_default=True)
@@ -77,6 +98,7 @@ def train(ctx: click.Context, **params: object) -> None:
     for name in ("data", "train_csv", "val_csv", "weights", "psp", "stylegan"):
         if params[name] is not None:
             params[name] = str(Path(str(params[name])).resolve())
+    params["unlabeled"] = tuple(str(Path(str(p)).resolve()) for p in params["unlabeled"])
     if params["resume"]:
         given = {name: value for name, value in params.items()
                  if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE}

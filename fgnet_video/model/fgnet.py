@@ -34,6 +34,7 @@ class ForwardTrace:
     features: list[torch.Tensor]
     heatmaps: torch.Tensor
     image: torch.Tensor | None = None
+    hidden: torch.Tensor | None = None  # the interpreter's last hidden map (before its head)
 
 
 class FGNet(nn.Module):
@@ -52,16 +53,29 @@ class FGNet(nn.Module):
         """W+ vectors the computed levels read (the last level's ToRGB style is not needed)."""
         return 2 * self.config.computed_levels - 1
 
-    def trace(self, images: torch.Tensor, rgb: bool = False) -> ForwardTrace:
-        """Full forward pass keeping the intermediates; `rgb` also renders the generator image
-        (the release computed it; FG-Net does not use it)."""
+    def _generate(self, images: torch.Tensor, rgb: bool) -> tuple[torch.Tensor, torch.Tensor,
+                                                                   list[torch.Tensor],
+                                                                   torch.Tensor | None]:
+        """(codes, w_plus, features, RGB image or None): encoder, mapping and synthesis."""
         n_levels = self.config.n_levels if rgb else self.config.computed_levels
         n_styles = self.config.n_styles if rgb else self.n_styles_used
         codes = self.pspencoder(images, n_styles=n_styles) + self.latent_avg
         w_plus = self.g_all.mapping(codes)
         features, image = self.g_all.synthesis(w_plus, n_levels=n_levels, rgb=rgb)
-        heatmaps = self.interpreter(features)
-        return ForwardTrace(codes, w_plus, features, heatmaps, image)
+        return codes, w_plus, features, image
+
+    def trace(self, images: torch.Tensor, rgb: bool = False) -> ForwardTrace:
+        """Full forward pass keeping the intermediates; `rgb` also renders the generator image
+        (the release computed it; FG-Net does not use it)."""
+        codes, w_plus, features, image = self._generate(images, rgb)
+        hidden = self.interpreter.hidden(features)
+        heatmaps = self.interpreter.head(hidden)
+        return ForwardTrace(codes, w_plus, features, heatmaps, image, hidden)
+
+    def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
+        """The generator's RGB image (B, 3, resolution, resolution) of the faces (pSp's
+        reconstruction), without running the interpreter."""
+        return self._generate(images, rgb=True)[3]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Raw (unclamped) heatmaps (B, n_heatmaps, heatmap_size, heatmap_size) from faces

@@ -72,8 +72,9 @@ class PyramidInterpreter(nn.Module):
             return F.interpolate(feature, size=size, mode="bilinear", align_corners=True)
         return feature
 
-    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
-        """Heatmaps (B, n_heatmaps, heatmap_size, heatmap_size) from the generator features.
+    def hidden(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """The last hidden pyramid map (B, head_width, heatmap_size, heatmap_size): the last
+        layer's block before its output conv (auxiliary heads read it).
 
         `features` may stop early: levels past its end must be unused (switched off).
         """
@@ -83,4 +84,12 @@ class PyramidInterpreter(nn.Module):
             c = self.layer(i - 1)(c)
             if self.used[i]:
                 c = c + self._resize(features[i]).to(c.dtype)
-        return self.layer(n - 1)(c)
+        return self.layer(n - 1)[:-1](c)
+
+    def head(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Heatmaps from the last hidden map (the output conv)."""
+        return self.layer(self.config.n_levels - 1)[-1](hidden)
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """Heatmaps (B, n_heatmaps, heatmap_size, heatmap_size) from the generator features."""
+        return self.head(self.hidden(features))

@@ -212,6 +212,38 @@ def results_table(report: dict) -> Table:
     return table
 
 
+def run_labels(weights: Sequence[str]) -> list[str]:
+    """Short column names for checkpoints: '<folder>/<file stem>' ('runs/aux/best.safetensors'
+    -> 'aux/best'), the full paths when those collide."""
+    short = [f"{Path(w).parent.name}/{Path(w).stem}".lstrip("/") for w in weights]
+    return short if len(set(short)) == len(short) else [str(w) for w in weights]
+
+
+def comparison_table(reports: Sequence[dict]) -> Table:
+    """Several checkpoints' reports side by side: one row per AU, the F1 of each checkpoint
+    (fold mean when several folds were scored) and, for two, the difference second - first."""
+    summaries = [report.get("average") or report["sets"][0] for report in reports]
+    aus = list(summaries[0]["per_au"])
+    if any(list(s["per_au"]) != aus for s in summaries):
+        raise UserError("the checkpoints were scored on different AUs; compare them with --aus")
+    table = Table(title=f"F1 on {reports[0]['dataset']}", show_footer=True)
+    table.add_column("AU", footer="mean")
+    for label, summary in zip(run_labels([r["weights"] for r in reports]), summaries,
+                              strict=True):
+        table.add_column(label, justify="right", footer=f"{summary['mean_f1']:.1f}")
+    two = len(summaries) == 2
+    if two:
+        delta = summaries[1]["mean_f1"] - summaries[0]["mean_f1"]
+        table.add_column("difference", justify="right", footer=f"{delta:+.1f}")
+    for au in aus:
+        scores = [s["per_au"][au]["f1"] for s in summaries]
+        cells = [f"{score:.1f}" for score in scores]
+        if two:
+            cells.append(f"{scores[1] - scores[0]:+.1f}")
+        table.add_row(au, *cells)
+    return table
+
+
 # -- evaluating a checkpoint ---------------------------------------------------------------------
 
 def load_for_evaluation(weights: str, psp: str | None, dataset: str,

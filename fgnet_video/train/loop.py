@@ -10,24 +10,30 @@ SIGTERM); `--resume` continues from it bit for bit (same device and precision).
 
 Under torchrun each process reads its share of every global batch; gradients are averaged
 by DistributedDataParallel, metrics are summed over ranks and only rank 0 writes files.
+
+With auxiliary tasks (`aux`, fgnet_video.train.auxiliary) every iteration also reads a batch
+of unlabeled frames (an order of its own, from the same seed) and the step minimises the
+supervised loss plus the weighted auxiliary losses; each loss is logged. The flow head is
+saved as `flow_head.safetensors` at the end of every epoch and with the resume state.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from fgnet_video.aus import au_name, heatmap_targets_torch, resolve_aus
+from fgnet_video.aus import au_name, resolve_aus
 from fgnet_video.errors import UserError
 from fgnet_video.model.checkpoints import save_converted
 from fgnet_video.model.config import FGNetConfig
 from fgnet_video.model.fgnet import FGNet
+from fgnet_video.train.auxiliary import AuxiliaryModel, AuxSettings, auxiliary_step, loss_names
 from fgnet_video.train.data import (
     DataIssues,
     FrameDataset,
@@ -50,6 +56,7 @@ from fgnet_video.train.distributed import (
     shutdown,
 )
 from fgnet_video.train.evaluate import ChannelMap, count_predictions
+from fgnet_video.train.flow import FlowHead, save_flow_head
 from fgnet_video.train.model_init import freeze_unreached, initial_model, set_dropout
 from fgnet_video.train.options import RUNTIME_OPTIONS, TrainOptions
 from fgnet_video.train.progress import progress_bar
@@ -64,9 +71,21 @@ from fgnet_video.train.state import (
     save_state,
     seed_everything,
 )
+from fgnet_video.train.step import apply_gradients, heatmap_loss
+from fgnet_video.train.unlabeled import (
+    CACHE_DIR,
+    UnlabeledBatch,
+    UnlabeledDataset,
+    UnlabeledFrames,
+    cache_videos,
+    collate_unlabeled,
+    load_frames,
+    split_sources,
+)
 
 BEST_FILE = "best.safetensors"
 LAST_FILE = "last.safetensors"
+FLOW_HEAD_FILE = "flow_head.safetensors"
 
 
 @dataclass(frozen=True)
@@ -121,18 +140,10 @@ def training_step(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimisation step on a batch already on the device; (loss, gradient norm before
     clipping). loss = mean over (B, n_aus, H, W) of (raw[:, :n_aus] - targets)^2."""
-    targets = heatmap_targets_torch(landmarks.float(), labels, aus, size=heatmap_size,
-                                    sigma=sigma)
     with autocast(images.device, amp_dtype):
         raw = net(images)
-    loss = F.mse_loss(raw[:, : len(aus)].float(), targets)
-    optimizer.zero_grad(set_to_none=True)
-    scaler.scale(loss).backward()
-    scaler.unscale_(optimizer)
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip)
-    scaler.step(optimizer)
-    scaler.update()
+    loss = heatmap_loss(raw, landmarks, labels, aus, heatmap_size=heatmap_size, sigma=sigma)
+    grad_norm = apply_gradients(loss, optimizer, scaler, grad_clip)
     return loss.detach(), grad_norm
 
 
@@ -160,6 +171,36 @@ def _load_split(options: TrainOptions, split: str, csv: str | None, issues: Data
     if not ctx.is_main:
         table = check_frames(table, issues, show_progress=False)
     return table
+
+
+def _load_unlabeled(options: TrainOptions, issues: DataIssues,
+                    ctx: DistContext) -> UnlabeledFrames:
+    """The unlabeled frames of `--unlabeled`; videos are aligned once into the run's cache."""
+    videos, roots = split_sources(options.unlabeled)
+    if videos:
+        cache = options.out_dir / CACHE_DIR
+        if ctx.is_main:
+            cache_videos(videos, cache, jobs=max(1, options.num_workers),
+                         show_progress=options.progress)
+        barrier(ctx)
+        roots.append(cache)
+    gap = options.aux_flow_gap if "flow" in options.aux_tasks else None
+
+    def load(show_progress: bool) -> UnlabeledFrames:
+        return load_frames(roots, issues, flow_gap=gap, fps_override=options.unlabeled_fps,
+                           show_progress=show_progress, workers=options.num_workers)
+
+    # Rank 0 computes missing landmarks first; the others then find them cached.
+    frames = load(options.progress) if ctx.is_main else None
+    barrier(ctx)
+    return frames if frames is not None else load(False)
+
+
+def _aux_settings(options: TrainOptions) -> AuxSettings | None:
+    if not options.aux_tasks:
+        return None
+    return AuxSettings(options.aux_tasks, options.aux_weight_inpaint, options.aux_weight_flow,
+                       options.aux_masks, options.aux_mask_size, options.seed)
 
 
 class _Trainer:
@@ -192,6 +233,8 @@ class _Trainer:
             if self.val_table.aus != self.aus:
                 raise UserError(f"the validation CSV labels AUs {self.val_table.aus},"
                                 f" the training CSV {self.aus}")
+        self.aux = _aux_settings(options)
+        self.unlabeled = _load_unlabeled(options, self.issues, ctx) if self.aux else None
 
         seed_everything(options.seed)
         if state is None:
@@ -202,21 +245,32 @@ class _Trainer:
             self.model, self.sources = FGNet(FGNetConfig.from_dict(state.config)), state.sources
             self.model.load_state_dict(state.model)
             set_dropout(self.model, options.dropout)
+        self.flow_head = None
+        if self.aux is not None and self.aux.flow:
+            self.flow_head = FlowHead(self.model.config.head_width)
+            if state is not None:
+                if "flow_head" not in state.aux:
+                    raise UserError(f"{self.state_path}: no flow head saved in the resume state")
+                self.flow_head.load_state_dict(state.aux["flow_head"])
+            self.flow_head.to(device)
         self.model.to(device)
-        trainable = freeze_unreached(self.model)
+        trainable = freeze_unreached(self.model, rgb=self.aux is not None and self.aux.inpaint)
+        if self.flow_head is not None:
+            trainable += list(self.flow_head.parameters())
         self.optimizer = make_optimizer(trainable, options, device)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
-        self.net = self.model
+        self.net = self.model if self.aux is None else AuxiliaryModel(self.model, self.flow_head)
         if ctx.enabled:
             self.net = DistributedDataParallel(
-                self.model, device_ids=[device.index] if device.type == "cuda" else None
+                self.net, device_ids=[device.index] if device.type == "cuda" else None
             )
+        self.loss_names = loss_names(options.aux_tasks)
 
         self.epoch = self.iteration = self.step = 0
         self.best_f1: float | None = None
         self.best_epoch: int | None = None
         self.last_f1: float | None = None
-        self.last_loss: float | None = None
+        self.last_losses: dict[str, float] | None = None
         self.grad_norm = torch.zeros(())
         log_bytes = None
         if state is None:
@@ -237,15 +291,23 @@ class _Trainer:
             if state is None:
                 write_run_options(out, options)
         self.log = MetricsLog(out / LOG_FILE, ctx.is_main, truncate_to=log_bytes)
+        self.train_set = FrameDataset(self.train_table, self.model.config.image_size)
+        self.unlabeled_set = None
+        if self.aux is not None:
+            config = self.model.config
+            self.unlabeled_set = UnlabeledDataset(
+                self.unlabeled, self.unlabeled.usable(pairs=self.aux.flow), config.image_size,
+                config.heatmap_size if self.aux.flow else None)
         if state is None:
+            aux = {} if self.aux is None else {"aux": list(self.aux.tasks),
+                                                "unlabeled_frames": len(self.unlabeled_set)}
             self.log.write({"event": "start", "aus": list(self.aus),
                             "train_frames": len(self.train_table),
                             "val_frames": len(self.val_table) if self.val_table else 0,
-                            "world_size": ctx.world_size, "options": options.to_dict()})
+                            **aux, "world_size": ctx.world_size, "options": options.to_dict()})
         else:
             self.log.write({"event": "resume", "epoch": self.epoch, "iteration": self.iteration,
                             "step": self.step, "world_size": ctx.world_size})
-        self.train_set = FrameDataset(self.train_table, self.model.config.image_size)
 
     def _check_out_dir(self, options: TrainOptions) -> ResumeState | None:
         if options.resume:
@@ -294,24 +356,28 @@ class _Trainer:
             collate_fn=collate_frames, pin_memory=self.device.type == "cuda",
             generator=torch.Generator().manual_seed(o.seed),
         )
-        self.model.train()
-        window_loss = torch.zeros(2, dtype=torch.float64, device=self.device)
+        unlabeled_batches = self._unlabeled_loader() if self.aux else itertools.repeat(None)
+        self.net.train()
+        # Sums of each logged loss over the window, then the number of steps in it.
+        window_loss = torch.zeros(len(self.loss_names) + 1, dtype=torch.float64,
+                                  device=self.device)
         started = time.perf_counter()
-        for batch in loader:
-            for path, reason in batch.bad:
+        for batch, unlabeled in zip(loader, unlabeled_batches, strict=False):
+            for path, reason in batch.bad + (unlabeled.bad if unlabeled is not None else []):
                 self.issues.report(path, reason)
             limit = o.max_iterations is not None and run_iterations >= o.max_iterations
             # Every rank must agree to stop or to skip an empty batch (DDP steps in lockstep);
             # a single process needs no device round trip for that.
-            flags = torch.tensor([float(stop.requested or limit), float(len(batch) == 0)],
+            empty = len(batch) == 0 or (unlabeled is not None and len(unlabeled) == 0)
+            flags = torch.tensor([float(stop.requested or limit), float(empty)],
                                  device=self.device if self.ctx.enabled else "cpu")
             stop_now, empty = (all_reduce_sum(flags, self.ctx) > 0).tolist()
             if stop_now:
                 return None
             if not empty:
-                loss = self._step(batch)
-                window_loss[0] += loss.detach().double()
-                window_loss[1] += 1
+                losses = self._step(batch, unlabeled)
+                window_loss[:-1] += losses.detach().double()
+                window_loss[-1] += 1
             self.iteration += 1
             self.step += 1
             run_iterations += 1
@@ -323,34 +389,56 @@ class _Trainer:
                 self._save_state()
         return run_iterations
 
-    def _step(self, batch) -> torch.Tensor:
-        loss, self.grad_norm = training_step(
-            self.net, self.optimizer, self.scaler,
-            batch.images.to(self.device, non_blocking=True),
-            batch.landmarks.to(self.device, non_blocking=True),
-            batch.labels.to(self.device, non_blocking=True),
-            self.aus, heatmap_size=self.model.config.heatmap_size, sigma=self.options.sigma,
-            grad_clip=self.options.grad_clip,
-            amp_dtype=self.amp_dtype,
+    def _unlabeled_loader(self) -> torch.utils.data.DataLoader:
+        """This epoch's unlabeled batches from the current iteration on (stream 1 of the
+        seed, so the labeled order is the same as without auxiliary tasks)."""
+        o = self.options
+        sampler = EpochBatchSampler(
+            len(self.unlabeled_set), o.unlabeled_batch, o.iterations, o.seed, self.epoch,
+            start=self.iteration, rank=self.ctx.rank, world_size=self.ctx.world_size, stream=1,
         )
-        return loss
+        return torch.utils.data.DataLoader(
+            self.unlabeled_set, batch_sampler=sampler, num_workers=o.num_workers,
+            collate_fn=collate_unlabeled, pin_memory=self.device.type == "cuda",
+            generator=torch.Generator().manual_seed(o.seed),
+        )
+
+    def _step(self, batch, unlabeled: UnlabeledBatch | None) -> torch.Tensor:
+        """One step; the losses named by self.loss_names (a scalar without auxiliary tasks)."""
+        images = batch.images.to(self.device, non_blocking=True)
+        landmarks = batch.landmarks.to(self.device, non_blocking=True)
+        labels = batch.labels.to(self.device, non_blocking=True)
+        common = {"heatmap_size": self.model.config.heatmap_size, "sigma": self.options.sigma,
+                  "grad_clip": self.options.grad_clip, "amp_dtype": self.amp_dtype}
+        if unlabeled is None:
+            loss, self.grad_norm = training_step(self.net, self.optimizer, self.scaler, images,
+                                                 landmarks, labels, self.aus, **common)
+            return loss
+        losses, self.grad_norm = auxiliary_step(
+            self.net, self.optimizer, self.scaler, images, landmarks, labels,
+            unlabeled.to(self.device), self.aus, self.aux,
+            self.aux.mask_rng(self.step, self.ctx.rank), **common,
+        )
+        return losses
 
     def _log_train(self, window_loss: torch.Tensor, started: float, ticker) -> None:
         totals = all_reduce_sum(window_loss.clone(), self.ctx)
-        loss = float(totals[0] / totals[1]) if totals[1] > 0 else float("nan")
-        self.last_loss = loss
+        count = totals[-1]
+        losses = {name: float(totals[k] / count) if count > 0 else float("nan")
+                  for k, name in enumerate(self.loss_names)}
+        self.last_losses = losses
         self.log.write({
             "event": "train", "epoch": self.epoch, "iteration": self.iteration,
-            "step": self.step, "loss": loss, "grad_norm": float(self.grad_norm),
+            "step": self.step, **losses, "grad_norm": float(self.grad_norm),
             "lr": self.optimizer.param_groups[0]["lr"],
             "seconds": round(time.perf_counter() - started, 3),
         })
-        ticker.update(status=self._status(loss))
+        ticker.update(status=self._status(losses))
 
-    def _status(self, loss: float | None) -> str:
+    def _status(self, losses: dict[str, float] | None) -> str:
         parts = [f"epoch {min(self.epoch + 1, self.options.epochs)}/{self.options.epochs}"]
-        if loss is not None:
-            parts.append(f"loss {loss:.4f}")
+        for name, value in (losses or {}).items():
+            parts.append(f"{name.removeprefix('loss_')} {value:.4f}")
         if self.last_f1 is not None:
             parts.append(f"F1 {self.last_f1:.1f} (best {self.best_f1:.1f})")
         return " | ".join(parts)
@@ -380,8 +468,10 @@ class _Trainer:
             if improved:
                 save_converted(self.options.out_dir / BEST_FILE, self.model,
                                self._dataset_name(), self.aus, self.sources, extra)
+            if self.flow_head is not None:
+                save_flow_head(self.options.out_dir / FLOW_HEAD_FILE, self.flow_head)
         self._save_state()
-        ticker.update(status=self._status(self.last_loss))
+        ticker.update(status=self._status(self.last_losses))
 
     def _validate(self):
         broadcast_state(self.model, self.ctx)  # BatchNorm statistics differ across ranks
@@ -420,6 +510,7 @@ class _Trainer:
             model=self.model.state_dict(), optimizer=self.optimizer.state_dict(),
             scaler=self.scaler.state_dict(), rng=rng_all, best_f1=self.best_f1,
             best_epoch=self.best_epoch, log_bytes=self.log.size(), bad_frames=self.issues.items(),
+            aux={} if self.flow_head is None else {"flow_head": self.flow_head.state_dict()},
         )
         save_state(self.state_path, state)
 

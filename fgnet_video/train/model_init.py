@@ -74,21 +74,27 @@ def set_dropout(model: nn.Module, p: float) -> None:
             module.p = p
 
 
-def unreached_parameters(config: FGNetConfig) -> set[str]:
+def unreached_parameters(config: FGNetConfig, rgb: bool = False) -> set[str]:
     """Names of the parameters FG-Net's forward pass never reaches (the generator's RGB
     branch, styles of levels that are not computed), found by a forward/backward of an
-    FG-Net of this config on the meta device (no memory, no arithmetic)."""
+    FG-Net of this config on the meta device (no memory, no arithmetic). With `rgb`, the
+    generator's RGB image counts as an output too (its branch is then reached)."""
     with torch.device("meta"):
         probe = FGNet(config).eval()
         size = config.image_size
-        probe(torch.zeros(1, 3, size, size)).float().sum().backward()
+        images = torch.zeros(1, 3, size, size)
+        loss = probe(images).float().sum()
+        if rgb:
+            loss = loss + probe.reconstruct(images).float().sum()
+        loss.backward()
     return {name for name, param in probe.named_parameters() if param.grad is None}
 
 
-def freeze_unreached(model: FGNet) -> list[nn.Parameter]:
-    """Freeze the parameters the forward pass never reaches and return the trainable ones
-    (DDP needs a gradient for every parameter it synchronises)."""
-    unreached = unreached_parameters(model.config)
+def freeze_unreached(model: FGNet, rgb: bool = False) -> list[nn.Parameter]:
+    """Freeze the parameters the forward pass (and, with `rgb`, the RGB reconstruction)
+    never reaches and return the trainable ones (DDP needs a gradient for every parameter
+    it synchronises)."""
+    unreached = unreached_parameters(model.config, rgb)
     trainable = []
     for name, param in model.named_parameters():
         param.requires_grad_(name not in unreached)

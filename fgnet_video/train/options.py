@@ -14,12 +14,32 @@ RUNTIME_OPTIONS = frozenset({
     "eval_batch_size", "resume",
 })
 
+AUX_TASKS = ("inpaint", "flow")
+
+
+def parse_tasks(text: str | None) -> tuple[str, ...]:
+    """Auxiliary task names: 'flow,inpaint' -> ('inpaint', 'flow') (canonical order), '' ->
+    (); ValueError naming the first unknown one."""
+    names = [part.strip().lower() for part in (text or "").split(",") if part.strip()]
+    unknown = [name for name in names if name not in AUX_TASKS]
+    if unknown:
+        raise ValueError(unknown[0])
+    return tuple(task for task in AUX_TASKS if task in names)
+
 
 @dataclass(frozen=True)
 class TrainOptions:
     """A training run. Initialisation: exactly one of `weights` (fine-tune an FG-Net
     checkpoint; a release model.pth also needs `psp`), `psp` (+ optional `stylegan`: the
-    release's starting point) or `preset` (random init, e.g. 'tiny')."""
+    release's starting point) or `preset` (random init, e.g. 'tiny').
+
+    Auxiliary tasks (off by default; fgnet_video.train.auxiliary): `aux` names them
+    ('inpaint', 'flow' or 'inpaint,flow'), `unlabeled` lists their videos / preprocessed
+    folders; each iteration adds an unlabeled batch of `aux_batch` frames (default: the
+    batch size) and the weighted losses. Inpainting blanks `aux_masks` squares of side
+    `aux_mask_size` (256-px units) at AU ROI points; flow pairs frames `aux_flow_gap`
+    seconds apart (`unlabeled_fps`: frame rate of folders without preprocess's videos.json).
+    """
 
     dataset: str
     data: str
@@ -50,6 +70,15 @@ class TrainOptions:
     precision: str = "auto"
     deterministic: bool = False
     on_bad_data: str = "fail"
+    aux: str = ""
+    unlabeled: tuple[str, ...] = ()
+    aux_weight_inpaint: float = 1.0
+    aux_weight_flow: float = 0.1
+    aux_batch: int | None = None
+    aux_masks: int = 3
+    aux_mask_size: float = 40.0
+    aux_flow_gap: float = 0.1
+    unlabeled_fps: float | None = None
     device: str = "auto"
     num_workers: int = 4
     eval_batch_size: int = 32
@@ -86,6 +115,42 @@ class TrainOptions:
             )
         if self.dataset.lower() == "custom" and not self.train_csv and not self.resume:
             raise UserError("--dataset custom needs --train-csv (and --val-csv for validation)")
+        self._check_aux()
+
+    def _check_aux(self) -> None:
+        """Validate the auxiliary-task options; store `aux` in canonical order ('inpaint,flow')
+        and `unlabeled` as a tuple (so stored and given options compare equal on resume)."""
+        try:
+            tasks = parse_tasks(self.aux)
+        except ValueError as exc:
+            raise UserError(f"--aux takes inpaint, flow or inpaint,flow, not {exc.args[0]!r}"
+                            ) from None
+        object.__setattr__(self, "aux", ",".join(tasks))
+        object.__setattr__(self, "unlabeled", tuple(str(p) for p in self.unlabeled))
+        if tasks and not self.unlabeled:
+            raise UserError("--aux needs unlabeled data: --unlabeled VIDEO_OR_FOLDER")
+        if self.unlabeled and not tasks:
+            raise UserError("--unlabeled feeds the auxiliary tasks: add --aux inpaint,flow"
+                            " (or one of them)")
+        if self.aux_weight_inpaint < 0 or self.aux_weight_flow < 0:
+            raise UserError("--aux-weight-inpaint and --aux-weight-flow must be >= 0")
+        if self.aux_batch is not None and self.aux_batch < 1:
+            raise UserError(f"--aux-batch must be at least 1, not {self.aux_batch}")
+        if self.aux_masks < 1 or not self.aux_mask_size > 0:
+            raise UserError("--aux-masks must be at least 1 and --aux-mask-size > 0")
+        if not self.aux_flow_gap > 0:
+            raise UserError(f"--aux-flow-gap must be > 0 seconds, not {self.aux_flow_gap}")
+        if self.unlabeled_fps is not None and not self.unlabeled_fps > 0:
+            raise UserError(f"--unlabeled-fps must be > 0, not {self.unlabeled_fps}")
+
+    @property
+    def aux_tasks(self) -> tuple[str, ...]:
+        """The auxiliary tasks of the run, () when off."""
+        return parse_tasks(self.aux)
+
+    @property
+    def unlabeled_batch(self) -> int:
+        return self.aux_batch or self.batch_size
 
     @property
     def out_dir(self) -> Path:

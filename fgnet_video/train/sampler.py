@@ -6,6 +6,8 @@ seeded by (seed, e), concatenated until it covers `iterations * batch_size` fram
 batch i is stream[i*B : (i+1)*B]; with W processes, rank r reads that batch's frames
 r, r+W, r+2W, ... (as torch's DistributedSampler strides its indices). The order is a pure
 function of (seed, epoch, iteration, rank, world size), so a run resumes mid-epoch exactly.
+A second data stream (the unlabeled frames of auxiliary tasks) passes `stream` > 0 and gets
+an order of its own from the generator seeded by (seed, epoch, stream).
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ import torch
 from fgnet_video.errors import UserError
 
 
-def epoch_order(n_frames: int, n_needed: int, seed: int, epoch: int) -> np.ndarray:
+def epoch_order(n_frames: int, n_needed: int, seed: int, epoch: int,
+                stream: int = 0) -> np.ndarray:
     """The first `n_needed` frame indices of epoch `epoch`'s permutation stream."""
-    rng = np.random.default_rng([seed, epoch])
+    rng = np.random.default_rng([seed, epoch] if stream == 0 else [seed, epoch, stream])
     n_perms = -(-n_needed // n_frames)
     return np.concatenate([rng.permutation(n_frames) for _ in range(n_perms)])[:n_needed]
 
@@ -38,6 +41,7 @@ class EpochBatchSampler(torch.utils.data.Sampler[list[int]]):
         start: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        stream: int = 0,
     ):
         if n_frames <= 0:
             raise UserError("no training frames left to sample from")
@@ -50,7 +54,7 @@ class EpochBatchSampler(torch.utils.data.Sampler[list[int]]):
         self.start = start
         self.rank = rank
         self.world_size = world_size
-        self._order = epoch_order(n_frames, iterations * batch_size, seed, epoch)
+        self._order = epoch_order(n_frames, iterations * batch_size, seed, epoch, stream)
 
     def __len__(self) -> int:
         return max(self.iterations - self.start, 0)

@@ -3,7 +3,8 @@
 `resume.pt` (next to the checkpoints) holds the run's options and model config, the model,
 optimizer and grad-scaler states, the random generator states of torch (CPU and CUDA),
 numpy and Python for every rank, the position (epoch, next iteration, global step), the best
-validation F1 so far and the size of the metrics log at that point. It is written with
+validation F1 so far and the size of the metrics log at that point, and the state dicts of
+the auxiliary-task heads (none without --aux). It is written with
 torch.save to a temporary name and renamed, and read back with weights_only=True.
 """
 
@@ -85,6 +86,7 @@ class ResumeState:
     best_epoch: int | None = None
     log_bytes: int = 0
     bad_frames: list[list[str]] = field(default_factory=list)
+    aux: dict = field(default_factory=dict)  # auxiliary heads' state dicts, by name
 
     def to_dict(self) -> dict:
         return {"format": STATE_FORMAT, **{k: getattr(self, k) for k in self.__dataclass_fields__}}
