@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import argparse
 import copy
-import time
 
 import numpy as np
 import torch
+from train_step import time_call  # the sibling benchmark script (benchmarks/ is on sys.path)
 
 from fgnet_video.aus import resolve_aus
 from fgnet_video.model.config import preset
@@ -33,24 +33,13 @@ from fgnet_video.train.options import TrainOptions
 from fgnet_video.train.unlabeled import UnlabeledBatch
 
 
-def _once(fn, device: torch.device) -> float:
-    """Milliseconds of one `fn()` call."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return (time.perf_counter() - start) * 1000
-
-
 def _interleaved(steps: dict, rounds: int, device: torch.device) -> dict[str, float]:
     """Median ms of each step function, timed in rounds of one call each, so that a slow
     period of a shared machine hits every configuration alike."""
     times: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(rounds):
         for name, fn in steps.items():
-            times[name].append(_once(fn, device))
+            times[name].append(time_call(fn, device))
     return {name: float(np.median(values)) for name, values in times.items()}
 
 

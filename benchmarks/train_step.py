@@ -23,18 +23,21 @@ from fgnet_video.train.model_init import freeze_unreached
 from fgnet_video.train.options import TrainOptions
 
 
+def time_call(fn, device: torch.device) -> float:
+    """Milliseconds of one `fn()` call (the device synchronised before and after)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return (time.perf_counter() - start) * 1000
+
+
 def _timed(fn, steps: int, device: torch.device) -> float:
     """Median milliseconds of `fn()` over `steps` runs."""
-    times = []
-    for _ in range(steps):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append((time.perf_counter() - start) * 1000)
-    return sorted(times)[len(times) // 2]
+    times = sorted(time_call(fn, device) for _ in range(steps))
+    return times[len(times) // 2]
 
 
 def main() -> None:
