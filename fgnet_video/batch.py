@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fgnet_video.analyze import AnalyzeOptions, OutputPaths, analyze_to_files
-from fgnet_video.errors import UserError
+from fgnet_video.errors import UserError, error_line
 from fgnet_video.inference import InferenceEngine
 from fgnet_video.video import VIDEO_SUFFIXES
 
@@ -102,22 +102,12 @@ def expand_inputs(specs: Iterable[str]) -> list[Job]:
 
 @dataclass
 class BatchSummary:
+    """Inputs by outcome: done (and which of those were truncated), skipped, failed + why."""
+
     done: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     truncated: list[tuple[str, str]] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed
-
-
-def _error_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    line = text.splitlines()[0] if text else ""
-    if isinstance(exc, (UserError, OSError)):
-        return line or type(exc).__name__
-    return f"{type(exc).__name__}: {line}" if line else type(exc).__name__
 
 
 def process_job(job: Job, engine: InferenceEngine, out_dir: Path, options: AnalyzeOptions,
@@ -135,7 +125,7 @@ def process_job(job: Job, engine: InferenceEngine, out_dir: Path, options: Analy
         raise
     except Exception as exc:  # noqa: BLE001 - one input's failure is reported, not fatal
         log.debug("analysis of %s failed", job.source, exc_info=True)
-        return "failed", _error_line(exc)
+        return "failed", error_line(exc)
     return "done", stats.truncated
 
 
@@ -184,7 +174,7 @@ class BatchRun:
                 try:
                     status, detail = future.result()
                 except Exception as exc:  # noqa: BLE001 - a worker that died (e.g. the model)
-                    status, detail = "failed", _error_line(exc)
+                    status, detail = "failed", error_line(exc)
                 self.record(job, status, detail)
                 on_end(job, status, detail)
         return self.summary

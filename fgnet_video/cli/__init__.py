@@ -9,7 +9,7 @@ import traceback
 import click
 
 from fgnet_video import __version__
-from fgnet_video.errors import UserError
+from fgnet_video.errors import UserError, error_line
 
 
 class _Group(click.Group):
@@ -29,9 +29,9 @@ class _Group(click.Group):
         except Exception as exc:  # noqa: BLE001 - the one place errors become exit codes
             if ctx.obj and ctx.obj.get("verbose"):
                 traceback.print_exc()
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            message = error_line(exc)
             if not isinstance(exc, (UserError, OSError)):
-                message = f"{type(exc).__name__}: {message} (run with --verbose for details)"
+                message += " (run with --verbose for details)"
             click.echo(f"fgnet-video: error: {message}", err=True)
             sys.exit(1)
 

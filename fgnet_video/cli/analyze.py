@@ -205,7 +205,8 @@ class Reporter:
                 click.echo(f"{summary.skipped[0]}: outputs are complete already, skipped "
                            "(use --overwrite to redo)", err=True)
             return
-        click.echo(f"{len(summary.done)} done, {len(summary.skipped)} skipped, "
+        truncated = f" ({len(summary.truncated)} truncated)" if summary.truncated else ""
+        click.echo(f"{len(summary.done)} done{truncated}, {len(summary.skipped)} skipped, "
                    f"{len(summary.failed)} failed", err=True)
         for source, reason in summary.failed:
             click.echo(f"  failed: {_with_source(source, reason)}", err=True)
