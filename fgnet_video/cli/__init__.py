@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import traceback
 
@@ -26,6 +27,9 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("fgnet-video: interrupted", err=True)
             sys.exit(130)
+        except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(1)
         except Exception as exc:  # noqa: BLE001 - the one place errors become exit codes
             if ctx.obj and ctx.obj.get("verbose"):
                 traceback.print_exc()
