@@ -37,6 +37,8 @@ from fgnet_video.train.state import seed_everything
 from fgnet_video.train.unlabeled import flow_partners, load_frames, split_sources
 from fgnet_video.video import read_frames
 
+from .conftest import metrics_records
+
 VOX = Path(__file__).resolve().parents[1].parent / "shared" / "media" / "vox_talking.mp4"
 AUS = (1, 12, 25)
 CLIP_FRAMES = 12
@@ -209,11 +211,6 @@ def _options(root: Path, out: Path, **overrides) -> TrainOptions:
     return TrainOptions(**base)
 
 
-def _records(out: Path, event: str) -> list[dict]:
-    lines = (out / "metrics.jsonl").read_text().splitlines()
-    return [r for r in map(json.loads, lines) if r["event"] == event]
-
-
 def test_preprocess_records_the_frame_rate_and_frames_pair_up(data_root: Path,
                                                               monkeypatch) -> None:
     folder = data_root / "TALK"
@@ -273,9 +270,9 @@ def test_aux_losses_fall_when_training_from_a_video(clip: Path, data_root: Path,
     # The video was aligned once into the run's cache, with its frame rate recorded.
     assert len(list((out / "unlabeled" / "aligned_images" / "talk").glob("*.jpg"))) == 12
     assert read_videos(out / "unlabeled")["talk"]["fps"] == 25.0
-    start = _records(out, "start")[0]
+    start = metrics_records(out, "start")[0]
     assert start["aux"] == ["inpaint", "flow"] and start["unlabeled_frames"] == 10
-    train_records = _records(out, "train")
+    train_records = metrics_records(out, "train")
     assert len(train_records) == 16
     assert np.isfinite([r["loss"] for r in train_records]).all()
     for name in ("loss_inpaint", "loss_flow"):
@@ -311,8 +308,8 @@ def test_resume_with_aux_continues_exactly(data_root: Path, tmp_path: Path) -> N
         for key in a:
             assert torch.equal(a[key], b[key]), (name, key)
     keys = ("step", "loss", "loss_inpaint", "loss_flow", "grad_norm")
-    a_log = [[r[k] for k in keys] for r in _records(tmp_path / "a", "train")]
-    b_log = [[r[k] for k in keys] for r in _records(tmp_path / "b", "train")]
+    a_log = [[r[k] for k in keys] for r in metrics_records(tmp_path / "a", "train")]
+    b_log = [[r[k] for k in keys] for r in metrics_records(tmp_path / "b", "train")]
     assert a_log == b_log and len(a_log) == 4
 
 
@@ -321,8 +318,8 @@ def test_supervised_path_is_unchanged_with_aux_off(data_root: Path, tmp_path: Pa
     step by step (MSE on the heatmap targets, AdamW after clipping, same data order)."""
     options = _options(data_root, tmp_path / "run", dropout=0.1)
     train(options)
-    records = _records(tmp_path / "run", "train")
-    assert "loss_inpaint" not in records[0] and "aux" not in _records(tmp_path / "run",
+    records = metrics_records(tmp_path / "run", "train")
+    assert "loss_inpaint" not in records[0] and "aux" not in metrics_records(tmp_path / "run",
                                                                        "start")[0]
     assert not (tmp_path / "run" / "flow_head.safetensors").exists()
 

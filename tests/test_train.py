@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -40,6 +39,8 @@ from fgnet_video.train.model_init import (
 )
 from fgnet_video.train.options import TrainOptions
 from fgnet_video.train.sampler import EpochBatchSampler
+
+from .conftest import metrics_records
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO.parent / "shared" / "reference"
@@ -118,11 +119,6 @@ def _options(root: Path, out: Path, **overrides) -> TrainOptions:
     return TrainOptions(**base)
 
 
-def _records(out: Path, event: str) -> list[dict]:
-    lines = (out / "metrics.jsonl").read_text().splitlines()
-    return [r for r in map(json.loads, lines) if r["event"] == event]
-
-
 # -- learning ------------------------------------------------------------------------------------
 
 def test_tiny_model_learns_real_faces(face_root: Path, tmp_path: Path) -> None:
@@ -131,10 +127,10 @@ def test_tiny_model_learns_real_faces(face_root: Path, tmp_path: Path) -> None:
     summary = train(_options(face_root, out, epochs=8, iterations=8, batch_size=4, lr=5e-4,
                              dropout=0.0, num_workers=1))
     assert summary.finished and summary.step == 64
-    vals = _records(out, "val")
+    vals = metrics_records(out, "val")
     assert [v["epoch"] for v in vals] == list(range(8))
     assert vals[0]["mean_f1"] < 100.0 and summary.best_f1 == 100.0
-    losses = [(r["epoch"], r["loss"]) for r in _records(out, "train")]
+    losses = [(r["epoch"], r["loss"]) for r in metrics_records(out, "train")]
     last_epoch = [loss for epoch, loss in losses if epoch == 7]
     assert np.mean(last_epoch) < 0.5 * losses[0][1]
     # The best checkpoint scores 100 again through the evaluation path.
@@ -168,9 +164,9 @@ def test_resume_is_bit_exact(face_root: Path, tmp_path: Path) -> None:
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
-    steps = [r["step"] for r in _records(tmp_path / "b", "train")]
+    steps = [r["step"] for r in metrics_records(tmp_path / "b", "train")]
     assert steps == [1, 2, 3, 4, 5, 6]  # the log holds each step once
-    assert len(_records(tmp_path / "b", "resume")) == 1
+    assert len(metrics_records(tmp_path / "b", "resume")) == 1
 
 
 def test_resume_refuses_a_changed_recipe(face_root: Path, tmp_path: Path) -> None:
@@ -372,11 +368,11 @@ def test_ddp_two_processes_on_gloo(face_root: Path, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     assert sorted(p.name for p in out.iterdir()) == [
         "best.safetensors", "last.safetensors", "metrics.jsonl", "resume.pt", "run.json"]
-    start = _records(out, "start")[0]
+    start = metrics_records(out, "start")[0]
     assert start["world_size"] == 2
-    val = _records(out, "val")[0]
+    val = metrics_records(out, "val")[0]
     assert val["frames"] == 20  # counts summed over both ranks' shards
-    assert len(_records(out, "train")) == 3
+    assert len(metrics_records(out, "train")) == 3
     # The reduced F1 is the F1 of the saved model on the whole validation set.
     report = evaluate_weights(str(out / "last.safetensors"), "custom", str(face_root),
                               csvs=[csv], device="cpu", num_workers=0, show_progress=False)
