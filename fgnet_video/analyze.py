@@ -206,11 +206,9 @@ def analyze_video(
     ('bp4d', 'disfa'); pass `engine` to reuse a loaded model across videos.
     """
     if engine is None:
-        from fgnet_video.weights import load_weights
-
-        loaded = load_weights(weights, psp=psp, dataset=dataset, features=features)
-        engine = InferenceEngine(loaded, device=device, precision=precision,
-                                 batch_size=batch_size)
+        engine = InferenceEngine.from_weights(weights, psp=psp, dataset=dataset,
+                                              features=features, device=device,
+                                              precision=precision, batch_size=batch_size)
     if face_settings is None:
         face_settings = FaceSettings(max_faces=max_faces)
     rows = _CollectedRows()

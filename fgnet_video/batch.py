@@ -131,7 +131,7 @@ def process_job(job: Job, engine: InferenceEngine, out_dir: Path, options: Analy
 
 class BatchRun:
     """Runs jobs one after another on one engine, or in `n_jobs` worker processes that
-    each load their own engine from `engine_args` (InferenceEngine/load_weights keywords)."""
+    each load their own engine from `engine_args` (`InferenceEngine.from_weights` keywords)."""
 
     def __init__(self, out_dir: Path, options: AnalyzeOptions, overlay: bool = False,
                  overwrite: bool = False):
@@ -188,16 +188,8 @@ def _init_worker(engine_args: dict, threads: int) -> None:
     global _worker_engine
     import torch
 
-    from fgnet_video.weights import load_weights
-
     torch.set_num_threads(threads)
-    loaded = load_weights(engine_args["weights"], psp=engine_args.get("psp"),
-                          dataset=engine_args.get("dataset"), features=engine_args.get("features"),
-                          offline=engine_args.get("offline"))
-    _worker_engine = InferenceEngine(loaded, device=engine_args.get("device", "auto"),
-                                     precision=engine_args.get("precision", "auto"),
-                                     batch_size=engine_args.get("batch_size", 16),
-                                     **engine_args.get("speed", {}))
+    _worker_engine = InferenceEngine.from_weights(**engine_args)
 
 
 def _worker_job(job: Job, out_dir: Path, options: AnalyzeOptions, overlay: bool,

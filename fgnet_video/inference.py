@@ -154,6 +154,19 @@ class InferenceEngine:
                            else requested_batch)
         self._runner = wrap_runner(self._plain, self.batch_size)
 
+    @classmethod
+    def from_weights(cls, weights: str = "bp4d", psp: str | None = None,
+                     dataset: str | None = None, features: str | None = None,
+                     offline: bool | None = None, **engine_options) -> InferenceEngine:
+        """Resolve and load a `--weights` value (`fgnet_video.weights.load_weights`: a file, or
+        a known name through the cache), then build the engine with `engine_options`
+        (this class's keyword options)."""
+        from fgnet_video.weights import load_weights
+
+        loaded = load_weights(weights, psp=psp, dataset=dataset, features=features,
+                              offline=offline)
+        return cls(loaded, **engine_options)
+
     @property
     def image_size(self) -> int:
         return self.model.config.image_size

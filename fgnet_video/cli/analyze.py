@@ -112,7 +112,7 @@ def analyze(inputs, output, out_dir, weights, psp, dataset, overlay, device, pre
     engine_args = dict(weights=weights, psp=psp, dataset=dataset, features=features,
                        offline=offline or None, device=device, precision=precision,
                        batch_size=batch_size,
-                       speed=engine_options(channels_last, cuda_graphs, compile_model))
+                       **engine_options(channels_last, cuda_graphs, compile_model))
     run = BatchRun(Path(out_dir or "."), options, overlay=overlay is not None,
                    overwrite=overwrite)
     reporter = Reporter(sampling=options.sampling)
@@ -120,19 +120,11 @@ def analyze(inputs, output, out_dir, weights, psp, dataset, overlay, device, pre
     if jobs > 1 and len(jobs_list) > 1:
         summary = run.run_parallel(jobs_list, jobs, engine_args, on_end=reporter.on_end)
     else:
-        summary = run.run(jobs_list, _engine(engine_args), on_start=reporter.on_start,
-                          on_end=reporter.on_end)
+        from fgnet_video.inference import InferenceEngine
+
+        summary = run.run(jobs_list, InferenceEngine.from_weights(**engine_args),
+                          on_start=reporter.on_start, on_end=reporter.on_end)
     reporter.summarise(summary, single=output is not None)
-
-
-def _engine(args: dict):
-    from fgnet_video.inference import InferenceEngine
-    from fgnet_video.weights import load_weights
-
-    loaded = load_weights(args["weights"], psp=args["psp"], dataset=args["dataset"],
-                          features=args["features"], offline=args["offline"])
-    return InferenceEngine(loaded, device=args["device"], precision=args["precision"],
-                           batch_size=args["batch_size"], **args.get("speed", {}))
 
 
 def _with_source(source: str, reason: str | None) -> str:

@@ -47,20 +47,19 @@ def predict(images, weights, psp, dataset, aligned, output, save_heatmaps, featu
     from fgnet_video.outputs import write_table
     from fgnet_video.predict import predict_images
     from fgnet_video.predict import save_heatmaps as write_heatmaps
-    from fgnet_video.weights import load_weights
 
     paths = expand_image_paths(images)
     if not paths:
         raise UserError("no images found in the given paths")
-    loaded = load_weights(weights, psp=psp, dataset=dataset, features=features,
-                          offline=offline or None)
-    engine = InferenceEngine(loaded, device=device, precision=precision, batch_size=batch_size,
-                             **engine_options(channels_last, cuda_graphs, compile_model))
+    engine = InferenceEngine.from_weights(
+        weights, psp=psp, dataset=dataset, features=features, offline=offline or None,
+        device=device, precision=precision, batch_size=batch_size,
+        **engine_options(channels_last, cuda_graphs, compile_model))
     table, heatmaps = predict_images(paths, engine, aligned=aligned,
                                      keep_heatmaps=save_heatmaps is not None,
                                      note=lambda text: click.echo(text, err=True))
     if save_heatmaps:
-        write_heatmaps(save_heatmaps, heatmaps, table["image"].tolist(), loaded.aus)
+        write_heatmaps(save_heatmaps, heatmaps, table["image"].tolist(), engine.loaded.aus)
     if output:
         write_table(table, output)
     else:
