@@ -341,6 +341,14 @@ def load_weights(
     features: str | None = None,
     offline: bool | None = None,
 ) -> LoadedModel:
-    """Resolve a `--weights` value (see resolve_weights) and load it with load_model."""
+    """Resolve a `--weights` value (see resolve_weights) and load it with load_model.
+
+    A cached known checkpoint was just checked against its manifest record, so the recorded
+    sha256 is handed on (`LoadedModel.checkpoint_sha256` then need not hash it again)."""
     path, psp_path = resolve_weights(spec, psp=psp, offline=offline)
-    return load_model(path, psp=psp_path, dataset=dataset, features=features)
+    loaded = load_model(path, psp=psp_path, dataset=dataset, features=features)
+    if not Path(spec).expanduser().is_file():  # a known name, verified by ensure_weights
+        entry = Manifest(cache_dir()).files.get(Path(path).name)
+        if entry is not None:
+            loaded.metadata["sha256"] = entry["sha256"]
+    return loaded

@@ -268,6 +268,8 @@ def test_known_name_is_downloaded_converted_then_served_from_cache(serve, tmp_pa
     assert len(stub.requests) == seen  # the second use needs no request
     assert loaded.dataset == "bp4d" and loaded.model.config == TINY
     assert loaded.metadata["sources"]["model"]["drive_id"] == BP4D_ID
+    digest = hashlib.sha256((home / "bp4d.safetensors").read_bytes()).hexdigest()
+    assert loaded.checkpoint_sha256() == digest == records["bp4d.safetensors"]["sha256"]
     x = torch.rand(2, 3, 64, 64) * 2 - 1
     with torch.no_grad():
         assert torch.equal(loaded.model(x), model(x))
