@@ -25,7 +25,7 @@ import pandas as pd
 from fgnet_video.face.pipeline import Face, FacePipeline, FaceSettings
 from fgnet_video.inference import InferenceEngine
 from fgnet_video.outputs import au_columns
-from fgnet_video.video import Frame, VideoReader
+from fgnet_video.video import Frame, VideoReader, put_unless_stopped
 
 ROW_COLUMNS = ["frame", "timestamp", "face_id", "success", "confidence", "x", "y", "w", "h"]
 QUEUE_FRAMES = 32
@@ -98,13 +98,7 @@ def _face_worker(reader: VideoReader, faces: FacePipeline, out: queue.Queue,
                  stop: threading.Event, times: StageTimes) -> None:
     """Run detection/tracking/alignment over the decoded frames, in order, into `out`."""
     def put(item: object) -> bool:
-        while not stop.is_set():
-            try:
-                out.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return put_unless_stopped(out, item, stop)
 
     try:
         frames = iter(reader)

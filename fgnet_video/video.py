@@ -30,6 +30,18 @@ from fgnet_video.errors import UserError
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv",
                   ".flv", ".mts", ".m2ts", ".ts", ".3gp", ".ogv")
 
+def put_unless_stopped(target: queue.Queue, item: object, stop: threading.Event) -> bool:
+    """Put `item` into a bounded queue, waiting while it is full; False (not put) once `stop`
+    is set, so a producer thread never blocks forever on a consumer that went away."""
+    while not stop.is_set():
+        try:
+            target.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
 class TruncatedVideoWarning(UserWarning):
     """A video stream broke off before its end; the frames before the break were delivered."""
 
@@ -229,13 +241,7 @@ class VideoReader:
 
     def _put(self, item: object) -> bool:
         """Put into the bounded queue, giving up when the reader is closed."""
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return put_unless_stopped(self._queue, item, self._stop)
 
     def _decoded_frames(self) -> Iterator[av.VideoFrame]:
         """Decoded frames in presentation order; records why the stream broke, if it did."""
