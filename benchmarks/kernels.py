@@ -5,8 +5,9 @@ For every generator resolution r (8 .. 1024, widths 512, 512, 512, 512, 256, 128
   rgb-up  upfirdn2d of the RGB skip (B, 3, r/2, r/2), up 2, pad (2, 1)
   lrelu   fused bias + leaky ReLU of a styled conv output (B, C, r, r)
 each forward and forward+backward. Prints milliseconds (median of --repeats, CUDA events on
-a GPU), the speedup of the compiled op over the reference measured in the same run, and the
-achieved bandwidth: the bytes an ideal implementation must read and write, over the time.
+a GPU), the speedup of the compiled op (impl="cuda") over the reference (impl="ref") measured
+in the same run, and the achieved bandwidth: the bytes an ideal implementation must read and
+write, over the time. FGNET_VIDEO_KERNELS does not change what is measured.
 
     python benchmarks/kernels.py                      # CUDA if available, batch 16
     python benchmarks/kernels.py --dtype bf16 --max-resolution 256
@@ -24,14 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from fgnet_video.kernels import (
-    fused_leaky_relu,
-    fused_leaky_relu_ref,
-    load_plugin,
-    plugin_status,
-    upfirdn2d,
-    upfirdn2d_ref,
-)
+from fgnet_video.kernels import fused_leaky_relu, load_plugin, plugin_status, upfirdn2d
 
 RESOLUTIONS = (8, 16, 32, 64, 128, 256, 512, 1024)
 WIDTHS = (512, 512, 512, 512, 256, 128, 64, 32)
@@ -50,7 +44,7 @@ class Case:
 
     name: str
     shape: tuple[int, ...]
-    run: Callable[[bool, bool], None]  # (compiled, backward)
+    run: Callable[[bool, bool], None]  # (compiled: impl "cuda", else "ref"; backward)
     bytes_forward: int
     bytes_backward: int
 
@@ -83,9 +77,8 @@ def _upfirdn_case(name, in_shape, out_shape, kwargs, dtype, device, size) -> Cas
     dy = torch.randn(out_shape, device=device, dtype=dtype)
 
     def run(compiled: bool, backward: bool) -> None:
-        op = upfirdn2d if compiled else upfirdn2d_ref
         with torch.set_grad_enabled(backward):
-            y = op(x, **kwargs)
+            y = upfirdn2d(x, **kwargs, impl="cuda" if compiled else "ref")
             if backward:
                 torch.autograd.grad(y, x, dy)
 
@@ -99,9 +92,8 @@ def _lrelu_case(shape, dtype, device, size) -> Case:
     dy = torch.randn(shape, device=device, dtype=dtype)
 
     def run(compiled: bool, backward: bool) -> None:
-        op = fused_leaky_relu if compiled else fused_leaky_relu_ref
         with torch.set_grad_enabled(backward):
-            y = op(x, bias)
+            y = fused_leaky_relu(x, bias, impl="cuda" if compiled else "ref")
             if backward:
                 torch.autograd.grad(y, (x, bias), dy)
 

@@ -9,9 +9,10 @@ column against fp32 on real aligned faces.
 
 Modes (each row adds one switch to the row above it; an indented row replaces the one above):
 
-    release            fp32, pure-PyTorch ops, RGB image computed, per-sample weights with a
-                       grouped conv (the release's order): the baseline
-    + compiled ops     the compiled StyleGAN2 kernels (CUDA only)
+    release            fp32, pure-PyTorch ops (impl "ref"), RGB image computed, per-sample
+                       weights with a grouped conv (the release's order): the baseline
+    + compiled ops     from here on the StyleGAN2 ops' default impl (FGNET_VIDEO_KERNELS;
+                       unset: "auto", the compiled kernels on CUDA); CUDA only
     + no RGB           the generator image is not computed (FG-Net never reads it)
     + activation order the modulated convs scale activations, one ungrouped conv per layer
     + channels-last    NHWC for the pSp encoder and the interpreter
@@ -19,7 +20,8 @@ Modes (each row adds one switch to the row above it; an indented row replaces th
       bf16, no islands the same with everything under autocast
       fp16             fp16 autocast instead of bf16 (CUDA only)
     + CUDA graphs      one graph per batch-size bucket (CUDA only)
-      torch.compile    inductor instead of the graphs (CUDA; on the CPU with --compile)
+      torch.compile    inductor over the reference ops instead of the graphs (CUDA; on the
+                       CPU with --compile)
 
 faces/s is the median over --repeats calls of InferenceEngine.predict on a batch (host
 uint8 in, scores out, transfers included), after one warm-up call (kernel build, graph
@@ -49,6 +51,7 @@ from fgnet_video.aus import BP4D_AUS
 from fgnet_video.devices import resolve_device
 from fgnet_video.errors import UserError
 from fgnet_video.inference import InferenceEngine
+from fgnet_video.kernels import IMPL_ENV, default_impl
 from fgnet_video.model.checkpoints import LoadedModel, load_model
 from fgnet_video.model.config import FGNetConfig, preset
 from fgnet_video.model.fgnet import FGNet
@@ -317,6 +320,7 @@ def _run(args: argparse.Namespace) -> int:
     print(f"model: {'full' if config.resolution == 1024 else 'tiny'} preset "
           f"(image {config.image_size}, generator {config.resolution}), {source}")
     print(f"accuracy faces: {len(faces)} real aligned faces; timing: median of {repeats} calls")
+    print(f"kernels: default impl {default_impl()} ({IMPL_ENV}); release rows use ref")
     release_gflop, fast_gflop = gflops_per_face(config, True), gflops_per_face(config, False)
     peak = matmul_tflops(device)
     rows = run_modes(loaded, device, modes, batches, repeats, faces, args.compile)

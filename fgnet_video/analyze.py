@@ -2,6 +2,8 @@
 
 Files appear only when complete: the table and overlay are written under temporary names
 and renamed at the end, and the sidecar, written last, is what marks an input as done.
+`analyze_video(path, **options)` is the Python entry point; it takes the options of the
+`analyze` command (`fgnet_video.options`) and runs the same code.
 """
 
 from __future__ import annotations
@@ -10,33 +12,21 @@ import csv
 import json
 import os
 import time
+import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from fgnet_video import __version__
 from fgnet_video.atomic import temporary_name, write_json
-from fgnet_video.errors import UserError
-from fgnet_video.face.pipeline import FaceSettings
 from fgnet_video.inference import InferenceEngine
-from fgnet_video.outputs import OUTPUT_FORMATS, write_table
-from fgnet_video.pipeline import RunStats, SamplingSettings, ScoredFrame, analyze_stream, rows_for
+from fgnet_video.options import AnalyzeOptions
+from fgnet_video.outputs import table_format, write_table
+from fgnet_video.pipeline import RunStats, ScoredFrame, analyze_stream, rows_for
 from fgnet_video.video import VideoReader
-
-
-@dataclass(frozen=True)
-class AnalyzeOptions:
-    """Everything about an analysis except the model and the paths."""
-
-    sampling: SamplingSettings = field(default_factory=SamplingSettings)
-    face: FaceSettings = field(default_factory=FaceSettings)
-    table_format: str = "csv"
-
-    def __post_init__(self) -> None:
-        if self.table_format not in OUTPUT_FORMATS:
-            raise UserError(f"unknown format {self.table_format!r} (use csv or parquet)")
 
 
 @dataclass(frozen=True)
@@ -48,9 +38,16 @@ class OutputPaths:
     overlay: Path | None = None
 
     @classmethod
-    def beside(cls, table: str | os.PathLike, overlay: str | os.PathLike | None = None):
+    def for_table(cls, table: str | os.PathLike,
+                  overlay: bool | str | os.PathLike = False) -> OutputPaths:
+        """The outputs of a table at `table`: the sidecar beside it (`<stem>.json`) and, with
+        `overlay` True, the overlay `<stem>.overlay.mp4` (or at the path `overlay`)."""
         table = Path(table)
-        return cls(table, table.with_suffix(".json"), None if overlay is None else Path(overlay))
+        if overlay is True:
+            overlay_path = table.with_suffix(".overlay.mp4")
+        else:
+            overlay_path = Path(overlay) if overlay else None
+        return cls(table, table.with_suffix(".json"), overlay_path)
 
     def complete(self) -> bool:
         """True when a finished run's sidecar and every output it names exist."""
@@ -111,7 +108,7 @@ class _CollectedRows:
 
 
 def _sidecar(path: Path, engine: InferenceEngine, reader: VideoReader, options: AnalyzeOptions,
-             stats: RunStats, outputs: OutputPaths, started: float) -> dict:
+             stats: RunStats, outputs: OutputPaths, fmt: str, started: float) -> dict:
     info = reader.info
     loaded = engine.loaded
     return {
@@ -130,7 +127,7 @@ def _sidecar(path: Path, engine: InferenceEngine, reader: VideoReader, options: 
                        "dataset": loaded.dataset, "aus": list(loaded.aus),
                        "features": list(engine.model.config.features)},
         "settings": {"sampling": asdict(options.sampling), "face": asdict(options.face),
-                     "format": options.table_format, "device": str(engine.device),
+                     "format": fmt, "device": str(engine.device),
                      "precision": str(engine.dtype).replace("torch.", ""),
                      "batch_size": engine.batch_size},
         "outputs": {"table": outputs.table.name,
@@ -145,73 +142,82 @@ def analyze_to_files(
     outputs: OutputPaths,
     options: AnalyzeOptions | None = None,
     on_progress: Callable[[int, int], None] = lambda frames, faces: None,
+    on_rows: Callable[[pd.DataFrame], None] = lambda rows: None,
 ) -> RunStats:
-    """Analyse `path` into `outputs`; on any failure no output file is left behind."""
+    """Analyse `path` into `outputs` (each group of rows also goes to `on_rows`); on any
+    failure no output file is left behind. The table's format is `options.table_format`,
+    else chosen by its suffix (`fgnet_video.outputs.table_format`)."""
     from fgnet_video.overlay import OverlayWriter
 
     options = options or AnalyzeOptions()
     path = Path(path)
     started = time.time()
     sampling = options.sampling
-    reader = VideoReader(path, fps=sampling.fps, start=sampling.start, end=sampling.end)
-    if options.table_format == "csv":
-        rows = _CsvRows(outputs.table)
-    else:
-        rows = _CollectedRows(outputs.table, options.table_format)
-    overlay = None
-    try:
-        if outputs.overlay is not None:
-            overlay = OverlayWriter(path, outputs.overlay, engine.loaded.aus)
+    fmt = table_format(outputs.table, options.table_format)
+    with VideoReader(path, fps=sampling.fps, start=sampling.start, end=sampling.end) as reader:
+        rows = _CsvRows(outputs.table) if fmt == "csv" else _CollectedRows(outputs.table, fmt)
+        overlay = None
+        try:
+            if outputs.overlay is not None:
+                overlay = OverlayWriter(path, outputs.overlay, engine.loaded.aus)
 
-        def on_scored(scored: list[ScoredFrame]) -> None:
-            rows.write(rows_for(scored, engine.loaded.aus))
+            def on_scored(scored: list[ScoredFrame]) -> None:
+                table = rows_for(scored, engine.loaded.aus)
+                rows.write(table)
+                on_rows(table)
+                if overlay is not None:
+                    for item in scored:
+                        overlay.write(item)
+
+            stats = analyze_stream(reader, engine, options.face, on_scored, on_progress)
+            rows.finish()
             if overlay is not None:
-                for item in scored:
-                    overlay.write(item)
-
-        stats = analyze_stream(path, engine, options.face, sampling, on_scored, on_progress,
-                               reader=reader)
-        rows.finish()
-        if overlay is not None:
-            overlay.finish()
-    except BaseException:
-        rows.abort()
-        if overlay is not None:
-            overlay.abort()
-        reader.close()
-        raise
-    write_json(outputs.sidecar, _sidecar(path, engine, reader, options, stats, outputs, started))
+                overlay.finish()
+        except BaseException:
+            rows.abort()
+            if overlay is not None:
+                overlay.abort()
+            raise
+    write_json(outputs.sidecar, _sidecar(path, engine, reader, options, stats, outputs, fmt,
+                                         started))
     return stats
 
 
 def analyze_video(
     path: str | os.PathLike,
-    weights: str = "bp4d",
-    psp: str | None = None,
-    dataset: str | None = None,
-    features: str | None = None,
-    device: str = "auto",
-    precision: str = "auto",
-    batch_size: int = 16,
-    fps: float | None = None,
-    start: float | None = None,
-    end: float | None = None,
-    max_faces: int | None = None,
-    face_settings: FaceSettings | None = None,
+    output: str | os.PathLike | None = None,
+    *,
+    overlay: bool | str | os.PathLike = False,
     engine: InferenceEngine | None = None,
+    **options: Any,
 ) -> pd.DataFrame:
-    """Per-frame, per-face AU table of one video (the columns of `analyze`'s CSV).
+    """Per-frame, per-face AU table of one video: the rows `fgnet-video analyze` writes.
 
-    `weights` is a converted file, a release model.pth (with `psp`) or a known name
-    ('bp4d', 'disfa'); pass `engine` to reuse a loaded model across videos.
+    `options` are those of the `analyze` command by their field names in
+    `fgnet_video.options` (fps, start, end, detector, detect_every, min_face_size,
+    min_confidence, max_faces, align_method, weights, psp, dataset, features, offline, device,
+    precision, batch_size, channels_last, cuda_graphs, compile, table_format, ...), with the
+    same defaults. With `output`, the table, its JSON sidecar and (with `overlay`: True or a
+    path) the overlay video are written as well, exactly as the command writes them. Pass
+    `engine` to reuse a loaded model across videos (the model options are then not used).
+    A truncated stream is reported as a TruncatedVideoWarning.
     """
+    from fgnet_video.video import TruncatedVideoWarning
+
+    settings = AnalyzeOptions.from_kwargs(**options)
     if engine is None:
-        engine = InferenceEngine.from_weights(weights, psp=psp, dataset=dataset,
-                                              features=features, device=device,
-                                              precision=precision, batch_size=batch_size)
-    if face_settings is None:
-        face_settings = FaceSettings(max_faces=max_faces)
+        engine = InferenceEngine.from_weights(**settings.model.engine_kwargs())
     rows = _CollectedRows()
-    analyze_stream(path, engine, face_settings, SamplingSettings(fps, start, end),
-                   lambda scored: rows.write(rows_for(scored, engine.loaded.aus)))
+    if output is not None:
+        stats = analyze_to_files(path, engine, OutputPaths.for_table(output, overlay), settings,
+                                 on_rows=rows.write)
+    else:
+        sampling = settings.sampling
+        with VideoReader(path, fps=sampling.fps, start=sampling.start,
+                         end=sampling.end) as reader:
+            stats = analyze_stream(reader, engine, settings.face,
+                                   lambda scored: rows.write(rows_for(scored, engine.loaded.aus)))
+    if stats.truncated:
+        warnings.warn(f"{path}: truncated video: {stats.truncated}", TruncatedVideoWarning,
+                      stacklevel=2)
     return rows.table()

@@ -6,7 +6,8 @@ manifest; an optional `name` column sets the output name). Each input gets
 `<out_dir>/<name>.csv` (or .parquet), `<name>.json` (the sidecar, written last) and, if
 asked, `<name>.overlay.mp4`; `name` is the file's stem, or its path inside a given folder.
 An input whose complete outputs exist is skipped unless `overwrite`; one failing input never
-stops the others.
+stops the others. `analyze_inputs` is what `fgnet-video analyze` runs: it plans the outputs
+(`plan_jobs`: every check of inputs and output paths) and runs the jobs.
 """
 
 from __future__ import annotations
@@ -18,16 +19,17 @@ import multiprocessing
 import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from fgnet_video.analyze import AnalyzeOptions, OutputPaths, analyze_to_files
-from fgnet_video.errors import UserError, error_line
+from fgnet_video.analyze import OutputPaths, analyze_to_files
+from fgnet_video.errors import UserError, error_line, warnings_as_lines, warnings_shown_as_lines
 from fgnet_video.inference import InferenceEngine
+from fgnet_video.options import AnalyzeOptions
+from fgnet_video.outputs import table_format
 from fgnet_video.video import VIDEO_SUFFIXES
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass(frozen=True)
@@ -39,13 +41,12 @@ class Job:
     name: str
     paths: OutputPaths | None = None
 
-    def outputs(self, out_dir: Path, table_format: str, overlay: bool) -> OutputPaths:
+    def outputs(self, out_dir: Path, fmt: str, overlay: bool) -> OutputPaths:
+        """The explicit paths, else `<out_dir>/<name>.<fmt>` and the outputs beside it."""
         if self.paths is not None:
             return self.paths
         base = out_dir / self.name
-        return OutputPaths(base.with_name(base.name + f".{table_format}"),
-                           base.with_name(base.name + ".json"),
-                           base.with_name(base.name + ".overlay.mp4") if overlay else None)
+        return OutputPaths.for_table(base.with_name(f"{base.name}.{fmt}"), overlay)
 
 
 def _manifest_jobs(manifest: Path) -> list[Job]:
@@ -110,14 +111,35 @@ class BatchSummary:
     truncated: list[tuple[str, str]] = field(default_factory=list)
 
 
+def plan_jobs(inputs: Iterable[str], options: AnalyzeOptions,
+              output: str | os.PathLike | None = None, out_dir: str | os.PathLike | None = None,
+              overlay_to: str | os.PathLike | None = None) -> list[Job]:
+    """The jobs of an analysis: one input written to `output` (its sidecar beside it, its
+    overlay at `overlay_to` or beside it when `options.overlay`), or any number of inputs
+    written into `out_dir`. UserError for every inconsistent combination."""
+    if (output is None) == (out_dir is None):
+        raise UserError("give either -o FILE (one input) or --out-dir DIR")
+    if out_dir is not None and overlay_to is not None:
+        raise UserError("with --out-dir, give --overlay without a file name")
+    jobs = expand_inputs(inputs)
+    if not jobs:
+        raise UserError("no video found in the given inputs")
+    if output is None:
+        return jobs
+    if len(jobs) > 1:
+        raise UserError(f"-o takes one input, got {len(jobs)}: use --out-dir")
+    paths = OutputPaths.for_table(output, overlay_to or options.overlay)
+    return [Job(jobs[0].source, paths.table.stem, paths)]
+
+
 def process_job(job: Job, engine: InferenceEngine, out_dir: Path, options: AnalyzeOptions,
-                overlay: bool = False, overwrite: bool = False,
                 on_progress: Callable[[int, int], None] = lambda frames, faces: None,
                 ) -> tuple[str, str | None]:
-    """Analyse one job unless its complete outputs exist: ('done', truncation reason or None),
-    ('skipped', None) or ('failed', one-line reason). Never raises for the input's failure."""
-    outputs = job.outputs(out_dir, options.table_format, overlay)
-    if not overwrite and outputs.complete():
+    """Analyse one job unless its complete outputs exist (and not `options.overwrite`):
+    ('done', truncation reason or None), ('skipped', None) or ('failed', one-line reason).
+    Never raises for the input's failure."""
+    outputs = job.outputs(out_dir, options.table_format or "csv", options.overlay)
+    if not options.overwrite and outputs.complete():
         return "skipped", None
     try:
         stats = analyze_to_files(job.source, engine, outputs, options, on_progress)
@@ -131,12 +153,10 @@ def process_job(job: Job, engine: InferenceEngine, out_dir: Path, options: Analy
 
 class BatchRun:
     """Runs jobs one after another on one engine, or in `n_jobs` worker processes that
-    each load their own engine from `engine_args` (`InferenceEngine.from_weights` keywords)."""
+    each load their own engine from the options' model settings."""
 
-    def __init__(self, out_dir: Path, options: AnalyzeOptions, overlay: bool = False,
-                 overwrite: bool = False):
+    def __init__(self, out_dir: Path, options: AnalyzeOptions):
         self.out_dir, self.options = out_dir, options
-        self.overlay, self.overwrite = overlay, overwrite
         self.summary = BatchSummary()
 
     def record(self, job: Job, status: str, detail: str | None) -> None:
@@ -154,21 +174,21 @@ class BatchRun:
             on_end: Callable[[Job, str, str | None], None] = lambda job, status, detail: None,
             ) -> BatchSummary:
         for job in jobs:
-            status, detail = process_job(job, engine, self.out_dir, self.options, self.overlay,
-                                         self.overwrite, on_start(job))
+            status, detail = process_job(job, engine, self.out_dir, self.options, on_start(job))
             self.record(job, status, detail)
             on_end(job, status, detail)
         return self.summary
 
-    def run_parallel(self, jobs: list[Job], n_jobs: int, engine_args: dict,
+    def run_parallel(self, jobs: list[Job], n_jobs: int,
                      on_end: Callable[[Job, str, str | None], None] = lambda j, s, d: None,
                      ) -> BatchSummary:
         threads = max(1, (os.cpu_count() or 1) // n_jobs)
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(n_jobs, mp_context=context, initializer=_init_worker,
-                                 initargs=(engine_args, threads)) as pool:
-            futures = {pool.submit(_worker_job, job, self.out_dir, self.options, self.overlay,
-                                   self.overwrite): job for job in jobs}
+                                 initargs=(self.options.model.engine_kwargs(), threads,
+                                           warnings_shown_as_lines())) as pool:
+            futures = {pool.submit(_worker_job, job, self.out_dir, self.options): job
+                       for job in jobs}
             for future in as_completed(futures):
                 job = futures[future]
                 try:
@@ -183,16 +203,41 @@ class BatchRun:
 _worker_engine: InferenceEngine | None = None
 
 
-def _init_worker(engine_args: dict, threads: int) -> None:
-    """Load the model once per worker process."""
+def _init_worker(engine_args: dict, threads: int, warning_lines: bool) -> None:
+    """Load the model once per worker process (which shows warnings as its parent does)."""
     global _worker_engine
     import torch
 
+    if warning_lines:
+        warnings_as_lines()
     torch.set_num_threads(threads)
     _worker_engine = InferenceEngine.from_weights(**engine_args)
 
 
-def _worker_job(job: Job, out_dir: Path, options: AnalyzeOptions, overlay: bool,
-                overwrite: bool) -> tuple[str, str | None]:
+def _worker_job(job: Job, out_dir: Path, options: AnalyzeOptions) -> tuple[str, str | None]:
     assert _worker_engine is not None
-    return process_job(job, _worker_engine, out_dir, options, overlay, overwrite)
+    return process_job(job, _worker_engine, out_dir, options)
+
+
+def analyze_inputs(
+    inputs: Iterable[str],
+    options: AnalyzeOptions | None = None,
+    output: str | os.PathLike | None = None,
+    out_dir: str | os.PathLike | None = None,
+    overlay_to: str | os.PathLike | None = None,
+    on_start: Callable[[Job], Callable[[int, int], None]] = lambda job: lambda f, n: None,
+    on_end: Callable[[Job, str, str | None], None] = lambda job, status, detail: None,
+) -> BatchSummary:
+    """Analyse `inputs` (files, folders, globs, manifests) into `output` (one input) or
+    `out_dir`, as `fgnet-video analyze` does: plan the jobs, then run them on one engine, or
+    in `options.jobs` worker processes when there are several inputs. `on_start(job)` returns
+    the job's progress callback (frames, faces); `on_end(job, status, detail)` follows each."""
+    options = options or AnalyzeOptions()
+    jobs = plan_jobs(inputs, options, output, out_dir, overlay_to)
+    if output is not None and options.table_format is None:
+        options = replace(options, table_format=table_format(output))
+    run = BatchRun(Path(out_dir or "."), options)
+    if options.jobs > 1 and len(jobs) > 1:
+        return run.run_parallel(jobs, options.jobs, on_end=on_end)
+    engine = InferenceEngine.from_weights(**options.model.engine_kwargs())
+    return run.run(jobs, engine, on_start=on_start, on_end=on_end)

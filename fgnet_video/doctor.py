@@ -1,5 +1,6 @@
-"""Environment report behind `fgnet-video doctor`: versions, devices, kernel build state,
-face model files and video libraries, as plain records the CLI prints."""
+"""Environment report behind `fgnet-video doctor`: versions, devices, the kernels' default
+implementation ($FGNET_VIDEO_KERNELS) and build state, face model files and video libraries,
+as plain records the CLI prints."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 import torch
 
 from fgnet_video.errors import UserError
-from fgnet_video.kernels import build
+from fgnet_video.kernels import IMPL_ENV, build, default_impl
 
 
 @dataclass(frozen=True)
@@ -69,19 +70,20 @@ def _nvcc_version(cuda_home: str | None) -> str | None:
 
 
 def kernels(build_now: bool = False) -> Section:
-    """Kernel mode, build state and toolchain; with build_now, build the plugin first."""
+    """The ops' default implementation (mode), build state and toolchain; with build_now,
+    build the plugin first (unless the default is "ref")."""
     from torch.utils.cpp_extension import CUDA_HOME, is_ninja_available
 
-    if build_now and build.kernel_mode() == "auto" and torch.cuda.is_available():
+    if build_now and default_impl() != "ref" and torch.cuda.is_available():
         with warnings.catch_warnings():  # the failure is reported below instead
             warnings.simplefilter("ignore", RuntimeWarning)
             build.load_plugin()
     status = build.plugin_status()
     items = [
-        Item("mode", f"{status.mode} ({build.MODE_ENV})"),
+        Item("mode", f"{status.mode} ({IMPL_ENV})"),
         Item("compiled plugin", status.state, {"failed": False, "built": True}.get(status.state)),
         Item("active path (CUDA tensors)", status.active_path),
-        Item("active path (CPU tensors)", "reference"),
+        Item("active path (CPU tensors)", status.cpu_path),
         Item("build directory", str(status.directory)),
         Item("CUDA_HOME", CUDA_HOME or "not found",
              None if CUDA_HOME or not torch.version.cuda else False),
@@ -130,7 +132,7 @@ def kernel_build_problem() -> str | None:
     """Why the compiled kernels are not usable now (one line), or None when they are built."""
     status = build.plugin_status()
     if status.mode == "ref":
-        return f"{build.MODE_ENV}=ref disables the compiled kernels"
+        return f"{IMPL_ENV}=ref disables the compiled kernels"
     if not torch.cuda.is_available():
         return "the compiled kernels need a CUDA device, and torch sees none"
     if status.state != "built":

@@ -1,4 +1,7 @@
-"""Errors a user can cause: reported as one line on stderr, never a traceback."""
+"""Errors and warnings a user can cause: reported as one line on stderr, never a traceback."""
+
+import sys
+import warnings
 
 
 class UserError(Exception):
@@ -13,3 +16,37 @@ def error_line(exc: BaseException) -> str:
     if isinstance(exc, (UserError, OSError)):
         return line or type(exc).__name__
     return f"{type(exc).__name__}: {line}" if line else type(exc).__name__
+
+
+def warning_line(message: Warning | str, category: type[Warning]) -> str:
+    """The one line a warning is reported as: its message's first line, without a leading
+    'fgnet-video: ' (the reporter adds its own prefix)."""
+    text = str(message).strip()
+    line = text.splitlines()[0] if text else category.__name__
+    return line.removeprefix("fgnet-video: ")
+
+
+def warnings_as_lines() -> None:
+    """From now on, show every Python warning as one line on stderr,
+    `fgnet-video: warning: <message>`, once per distinct message: no file name, line number
+    or source line (the CLI's rule; `--verbose` keeps Python's own format)."""
+    seen: set[str] = set()
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        text = warning_line(message, category)
+        if text in seen:
+            return
+        seen.add(text)
+        try:
+            print(f"fgnet-video: warning: {text}", file=file or sys.stderr)
+        except OSError:  # stderr closed: nothing to tell
+            pass
+
+    show.one_line = True  # type: ignore[attr-defined]
+    warnings.showwarning = show
+
+
+def warnings_shown_as_lines() -> bool:
+    """Whether `warnings_as_lines` is in force in this process (worker processes follow
+    their parent)."""
+    return getattr(warnings.showwarning, "one_line", False)

@@ -15,10 +15,14 @@ device to (clamped heatmaps, scores):
 - cuda_graphs: one CUDA graph per batch-size bucket (powers of two up to the batch size, the
   batch zero-padded to its bucket), replayed instead of launching ~1000 kernels per batch.
 - compile: torch.compile (inductor) of the forward over the pure-PyTorch StyleGAN2 ops, which
-  inductor fuses itself (the compiled plugin would only break its graph); same buckets.
+  inductor fuses itself (the compiled plugin would only break its graph): `prepare_model`
+  sets impl="ref" on the model's op modules; same buckets.
 - The release's computation, for the benchmarks' baseline: fused_modconv (per-sample
   weights, grouped conv), render_rgb (the generator image is computed too), reference_ops
-  (the pure-PyTorch ops, FGNET_VIDEO_KERNELS=ref).
+  (the pure-PyTorch ops: `prepare_model` sets impl="ref" on the model's op modules).
+
+Otherwise the op modules keep impl=None, the user's default ($FGNET_VIDEO_KERNELS, see
+fgnet_video.kernels). Nothing here changes os.environ.
 
 Helpers for the device side: `to_device` (pinned, non-blocking host-to-GPU copy) and the
 automatic batch size (`measure_face_memory`, `fit_batch_size`).
@@ -26,15 +30,13 @@ automatic batch size (`measure_face_memory`, `fit_batch_size`).
 
 from __future__ import annotations
 
-import contextlib
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 
 from fgnet_video.errors import UserError
-from fgnet_video.kernels.build import MODE_ENV
+from fgnet_video.kernels import set_kernel_impl
 from fgnet_video.model.fgnet import FGNet, decode_heatmaps
 from fgnet_video.model.layers import EqualLinear
 from fgnet_video.model.stylegan2 import ModulatedConv2d, set_modconv_order
@@ -66,22 +68,11 @@ class FastSettings:
         if self.cuda_graphs and self.compile:
             raise UserError("choose one of CUDA graphs and torch.compile, not both")
 
-
-@contextlib.contextmanager
-def reference_ops(enabled: bool = True) -> Iterator[None]:
-    """Inside, the StyleGAN2 ops take their pure-PyTorch path (FGNET_VIDEO_KERNELS=ref)."""
-    if not enabled:
-        yield
-        return
-    before = os.environ.get(MODE_ENV)
-    os.environ[MODE_ENV] = "ref"
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ[MODE_ENV]
-        else:
-            os.environ[MODE_ENV] = before
+    @property
+    def kernel_impl(self) -> str | None:
+        """The StyleGAN2 ops' implementation on the model: "ref" for reference_ops and for
+        torch.compile, else None (the user's default)."""
+        return "ref" if self.reference_ops or self.compile else None
 
 
 def keep_sensitive_fp32(model: torch.nn.Module, enabled: bool) -> None:
@@ -95,8 +86,10 @@ def keep_sensitive_fp32(model: torch.nn.Module, enabled: bool) -> None:
 
 
 def prepare_model(model: FGNet, settings: FastSettings) -> FGNet:
-    """Apply the switches that live on the model (in place); returns the model."""
+    """Apply the switches that live on the model (in place), the ops' implementation
+    (`settings.kernel_impl`) included; returns the model."""
     set_modconv_order(model.g_all, settings.fused_modconv)
+    set_kernel_impl(model, settings.kernel_impl)
     keep_sensitive_fp32(model, settings.fp32_sensitive)
     memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
     model.pspencoder.to(memory_format=memory_format)
@@ -116,15 +109,11 @@ class ModelRunner:
     def __init__(self, model: FGNet, settings: FastSettings, dtype: torch.dtype, n_aus: int):
         self.model, self.settings, self.dtype, self.n_aus = model, settings, dtype, n_aus
 
-    def __call__(self, x: torch.Tensor) -> Output:
-        with reference_ops(self.settings.reference_ops):
-            return self.forward(x)
-
     def reset(self, max_batch: int) -> None:
         """Nothing is held between calls."""
 
     def forward(self, x: torch.Tensor) -> Output:
-        """The forward pass alone (what torch.compile traces)."""
+        """The forward pass (what torch.compile traces)."""
         if self.settings.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         # cache_enabled=False: each weight is cast once per pass anyway, and graph capture
@@ -135,6 +124,8 @@ class ModelRunner:
         heatmaps, scores = decode_heatmaps(trace.heatmaps, self.n_aus)
         finite = torch.isfinite(trace.heatmaps[:, :self.n_aus]).flatten(1).all(dim=1)
         return heatmaps, scores.masked_fill(~finite[:, None], float("nan"))
+
+    __call__ = forward
 
 
 def bucket_size(n: int, max_batch: int) -> int:
@@ -199,8 +190,9 @@ class GraphedRunner:
 
 
 class CompiledRunner:
-    """torch.compile of the runner's forward over the pure-PyTorch ops, on padded buckets
-    (one compilation per bucket instead of one per batch size)."""
+    """torch.compile of the runner's forward on padded buckets (one compilation per bucket
+    instead of one per batch size); the model runs the pure-PyTorch ops (impl="ref", set by
+    prepare_model for settings with compile)."""
 
     def __init__(self, runner: ModelRunner, max_batch: int):
         self.runner, self.max_batch = runner, max_batch
@@ -208,8 +200,7 @@ class CompiledRunner:
 
     def __call__(self, x: torch.Tensor) -> Output:
         n = len(x)
-        with reference_ops():
-            heatmaps, scores = self._compiled(_pad(x, bucket_size(n, self.max_batch)))
+        heatmaps, scores = self._compiled(_pad(x, bucket_size(n, self.max_batch)))
         return heatmaps[:n], scores[:n]
 
     def reset(self, max_batch: int) -> None:

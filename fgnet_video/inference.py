@@ -30,6 +30,7 @@ from fgnet_video.fast import (
     wrap_runner,
 )
 from fgnet_video.model.checkpoints import LoadedModel
+from fgnet_video.options import ModelOptions, parse_batch_size
 
 log = logging.getLogger(__name__)
 
@@ -80,20 +81,6 @@ def precision_name(dtype: torch.dtype) -> str:
     return next(name for name, value in PRECISIONS.items() if value == dtype)
 
 
-def parse_batch_size(value: int | str) -> int | str:
-    """A positive int, or 'auto'; UserError otherwise."""
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text == "auto":
-            return "auto"
-        if not text.isdigit():
-            raise UserError(f"--batch-size must be a positive integer or 'auto', not {value!r}")
-        value = int(text)
-    if value < 1:
-        raise UserError(f"--batch-size must be at least 1, not {value}")
-    return int(value)
-
-
 @dataclass
 class Prediction:
     """Per-face AU scores (N, n_aus) (heatmap means in [-1, 1]) and, if kept, the clamped
@@ -133,9 +120,12 @@ class InferenceEngine:
     fused_modconv, render_rgb, reference_ops. The engine owns its model's switches.
     """
 
-    def __init__(self, loaded: LoadedModel, device: str = "auto", precision: str = "auto",
-                 batch_size: int | str = 16, *, channels_last: bool = False,
-                 cuda_graphs: bool = False, compile: bool = False, fp32_sensitive: bool = True,
+    def __init__(self, loaded: LoadedModel, device: str = ModelOptions.device,
+                 precision: str = ModelOptions.precision,
+                 batch_size: int | str = ModelOptions.batch_size, *,
+                 channels_last: bool = ModelOptions.channels_last,
+                 cuda_graphs: bool = ModelOptions.cuda_graphs,
+                 compile: bool = ModelOptions.compile, fp32_sensitive: bool = True,
                  fused_modconv: bool = False, render_rgb: bool = False,
                  reference_ops: bool = False):
         requested_batch = parse_batch_size(batch_size)
@@ -155,12 +145,12 @@ class InferenceEngine:
         self._runner = wrap_runner(self._plain, self.batch_size)
 
     @classmethod
-    def from_weights(cls, weights: str = "bp4d", psp: str | None = None,
+    def from_weights(cls, weights: str = ModelOptions.weights, psp: str | None = None,
                      dataset: str | None = None, features: str | None = None,
                      offline: bool | None = None, **engine_options) -> InferenceEngine:
         """Resolve and load a `--weights` value (`fgnet_video.weights.load_weights`: a file, or
         a known name through the cache), then build the engine with `engine_options`
-        (this class's keyword options)."""
+        (this class's keyword options; `ModelOptions.engine_kwargs()` gives them all)."""
         from fgnet_video.weights import load_weights
 
         loaded = load_weights(weights, psp=psp, dataset=dataset, features=features,

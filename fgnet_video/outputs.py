@@ -1,4 +1,8 @@
-"""Output tables: AU columns in the OpenFace style (`AU01_score`, `AU01`) and their writers."""
+"""Output tables: AU columns in the OpenFace style (`AU01_score`, `AU01`) and their writers.
+
+`au_table` is the one builder of AU columns (analyze's rows, predict's table) and
+`table_format` the one rule for a table's format.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +16,7 @@ import pandas as pd
 from fgnet_video.atomic import atomic_path
 from fgnet_video.aus import au_name
 from fgnet_video.errors import UserError
-
-OUTPUT_FORMATS = ("csv", "parquet")
+from fgnet_video.options import TABLE_FORMATS
 
 
 def au_columns(aus: Sequence[int]) -> list[str]:
@@ -22,21 +25,34 @@ def au_columns(aus: Sequence[int]) -> list[str]:
 
 
 def au_table(scores: np.ndarray, aus: Sequence[int]) -> pd.DataFrame:
-    """Scores (N, n_aus) -> DataFrame with `au_columns(aus)`; an AU is 1 iff its score > 0."""
-    scores = np.asarray(scores, dtype=np.float64)
+    """Scores (N, n_aus) -> DataFrame with `au_columns(aus)`: per AU the score (float64) and
+    the decision, a nullable Int64 that is 1 iff the score > 0. A NaN score means "no face":
+    its decision is <NA> (an empty cell in CSV), never a guessed 0."""
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1, len(aus))
     data = {}
     for k, au in enumerate(aus):
-        data[f"{au_name(au)}_score"] = scores[:, k]
-        data[au_name(au)] = (scores[:, k] > 0).astype(np.int64)
+        column = scores[:, k]
+        decision = pd.array((column > 0).astype(np.int64), dtype="Int64")
+        decision[np.isnan(column)] = pd.NA
+        data[f"{au_name(au)}_score"] = column
+        data[au_name(au)] = decision
     return pd.DataFrame(data, columns=au_columns(aus))
+
+
+def table_format(path: str | os.PathLike, requested: str | None = None) -> str:
+    """The format a table at `path` is written in: `requested` when given, else parquet for
+    a .parquet suffix and csv otherwise."""
+    fmt = (requested or ("parquet" if Path(path).suffix.lower() == ".parquet" else "csv"))
+    fmt = fmt.lower()
+    if fmt not in TABLE_FORMATS:
+        raise UserError(f"unknown output format {fmt!r} (use {' or '.join(TABLE_FORMATS)})")
+    return fmt
 
 
 def write_table(table: pd.DataFrame, path: str | os.PathLike, fmt: str | None = None) -> Path:
     """Write a table atomically as CSV or Parquet (by `fmt` or the file suffix)."""
     path = Path(path)
-    fmt = (fmt or ("parquet" if path.suffix.lower() == ".parquet" else "csv")).lower()
-    if fmt not in OUTPUT_FORMATS:
-        raise UserError(f"unknown output format {fmt!r} (use {' or '.join(OUTPUT_FORMATS)})")
+    fmt = table_format(path, fmt)
     with atomic_path(path) as tmp:
         if fmt == "csv":
             table.to_csv(tmp, index=False, float_format="%.6f")

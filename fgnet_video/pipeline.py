@@ -4,6 +4,8 @@
       -> face thread: detect/track, 68 landmarks, FFHQ alignment -> bounded queue
       -> this thread: batches of aligned faces -> FG-Net on the device -> rows, in frame order
 
+(both threads are `fgnet_video.threads.background` stages; the caller owns the reader)
+
 Each frame becomes one row per face, or one row with success=0 when it has no face; rows
 go to a sink (CSV file, DataFrame, ...) as soon as their frame is scored, so memory stays
 flat whatever the recording's length.
@@ -11,33 +13,23 @@ flat whatever the recording's length.
 
 from __future__ import annotations
 
-import queue
-import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from fgnet_video.face.pipeline import Face, FacePipeline, FaceSettings
+from fgnet_video.face.pipeline import Face, FacePipeline
 from fgnet_video.inference import InferenceEngine
-from fgnet_video.outputs import au_columns
-from fgnet_video.video import Frame, VideoReader, put_unless_stopped
+from fgnet_video.options import FaceSettings
+from fgnet_video.outputs import au_table
+from fgnet_video.threads import background
+from fgnet_video.video import Frame, VideoReader
 
 ROW_COLUMNS = ["frame", "timestamp", "face_id", "success", "confidence", "x", "y", "w", "h"]
 QUEUE_FRAMES = 32
-
-
-@dataclass(frozen=True)
-class SamplingSettings:
-    """Which frames are analysed: every frame, or `fps` per second, between start and end (s)."""
-
-    fps: float | None = None
-    start: float | None = None
-    end: float | None = None
 
 
 @dataclass
@@ -84,92 +76,42 @@ class ScoredFrame:
     scores: np.ndarray
 
 
-class _Failed:
-    """Queue item: the face thread stopped on an exception."""
-
-    def __init__(self, error: BaseException):
-        self.error = error
-
-
-_DONE = object()
-
-
-def _face_worker(reader: VideoReader, faces: FacePipeline, out: queue.Queue,
-                 stop: threading.Event, times: StageTimes) -> None:
-    """Run detection/tracking/alignment over the decoded frames, in order, into `out`."""
-    def put(item: object) -> bool:
-        return put_unless_stopped(out, item, stop)
-
-    try:
-        frames = iter(reader)
-        while True:
-            started = time.perf_counter()
-            frame = next(frames, None)
-            times.add("decode_wait", started)
-            if frame is None:
-                break
-            started = time.perf_counter()
-            found = faces.process(frame)
-            times.add("faces", started)
-            if not put((frame, found)):
-                return
-        put(_DONE)
-    except BaseException as exc:  # noqa: BLE001 - forwarded to the consuming thread
-        put(_Failed(exc))
-
-
-def _tracked_frames(reader: VideoReader, faces: FacePipeline,
-                    times: StageTimes) -> Iterator[tuple[Frame, list[Face]]]:
-    """(frame, faces) in frame order, computed in a background thread."""
-    out: queue.Queue = queue.Queue(maxsize=QUEUE_FRAMES)
-    stop = threading.Event()
-    worker = threading.Thread(target=_face_worker, args=(reader, faces, out, stop, times),
-                              name="faces", daemon=True)
-    worker.start()
-    try:
-        while True:
-            item = out.get()
-            if item is _DONE:
-                return
-            if isinstance(item, _Failed):
-                raise item.error
-            yield item
-    finally:
-        stop.set()
-        reader.close()
-        worker.join()
+def _faces_of(frames: Iterable[Frame], faces: FacePipeline,
+              times: StageTimes) -> Iterator[tuple[Frame, list[Face]]]:
+    """(frame, its faces) for each frame in order: detection/tracking, landmarks, alignment."""
+    frames = iter(frames)
+    while True:
+        started = time.perf_counter()
+        frame = next(frames, None)
+        times.add("decode_wait", started)
+        if frame is None:
+            return
+        started = time.perf_counter()
+        found = faces.process(frame)
+        times.add("faces", started)
+        yield frame, found
 
 
 def rows_for(scored: list[ScoredFrame], aus: tuple[int, ...]) -> pd.DataFrame:
-    """The output rows of scored frames: one per face (sorted by id) or one success=0 row."""
-    records = []
+    """The output rows of scored frames: one per face (sorted by id) or one success=0 row
+    with NaN scores and empty decisions (`fgnet_video.outputs.au_table`)."""
+    records, score_rows = [], []
     n_aus = len(aus)
     for item in scored:
         base = {"frame": item.frame.index, "timestamp": round(item.frame.time, 6)}
         if not item.faces:
-            records.append({**base, "success": 0, "scores": np.full(n_aus, np.nan)})
+            records.append({**base, "success": 0})
+            score_rows.append(np.full(n_aus, np.nan))
         for face, scores in zip(item.faces, item.scores, strict=True):
             x, y, w, h = face.box
             records.append({**base, "face_id": face.face_id, "success": 1,
-                            "confidence": face.confidence, "x": x, "y": y, "w": w, "h": h,
-                            "scores": scores})
-    table = pd.DataFrame.from_records(records, columns=[*ROW_COLUMNS, "scores"])
-    scores = np.stack(table.pop("scores").to_list()) if records else np.zeros((0, n_aus))
+                            "confidence": face.confidence, "x": x, "y": y, "w": w, "h": h})
+            score_rows.append(scores)
+    table = pd.DataFrame.from_records(records, columns=ROW_COLUMNS)
     for name in ("face_id", "success"):
         table[name] = table[name].astype("Int64")
-    for column, values in zip(au_columns(aus), _score_columns(scores), strict=True):
-        table[column] = values
-    return table
-
-
-def _score_columns(scores: np.ndarray) -> Iterator[pd.Series]:
-    """Per AU: the score (NaN without a face) and the 0/1 decision (empty without a face)."""
-    for k in range(scores.shape[1]):
-        column = scores[:, k]
-        yield pd.Series(column)
-        active = pd.Series((column > 0).astype(np.int64)).astype("Int64")
-        active[np.isnan(column)] = pd.NA
-        yield active
+    scores = np.stack(score_rows) if score_rows else np.zeros((0, n_aus))
+    return pd.concat([table, au_table(scores, aus)], axis=1)
 
 
 class FrameBatcher:
@@ -206,26 +148,22 @@ class FrameBatcher:
 
 
 def analyze_stream(
-    path: str | Path,
+    reader: VideoReader,
     engine: InferenceEngine,
     face_settings: FaceSettings | None = None,
-    sampling: SamplingSettings | None = None,
     on_scored: Callable[[list[ScoredFrame]], None] = lambda _: None,
     on_progress: Callable[[int, int], None] = lambda frames, faces: None,
-    reader: VideoReader | None = None,
 ) -> RunStats:
-    """Analyse one video, calling `on_scored` with each group of scored frames in order.
+    """Analyse the frames of `reader` (opened and closed by the caller), calling `on_scored`
+    with each group of scored frames in order.
 
-    Raises UserError for an unreadable video; a stream that breaks off mid-way ends the
-    analysis with the decodable frames and `RunStats.truncated` set.
+    A stream that breaks off mid-way ends the analysis with the decodable frames and
+    `RunStats.truncated` set (the reader's reason).
     """
-    sampling = sampling or SamplingSettings()
-    if reader is None:
-        reader = VideoReader(path, fps=sampling.fps, start=sampling.start, end=sampling.end)
     stats = RunStats()
     started = time.perf_counter()
     batcher = FrameBatcher(engine, stats.stages)
-    faces = FacePipeline(face_settings or FaceSettings(max_faces=None))
+    faces = FacePipeline(face_settings or FaceSettings())
 
     def emit(scored: list[ScoredFrame]) -> None:
         if not scored:
@@ -238,8 +176,13 @@ def analyze_stream(
         stats.stages.add("output", begin)
         on_progress(stats.frames, stats.faces)
 
-    for frame, found in _tracked_frames(reader, faces, stats.stages):
-        emit(batcher.add(frame, found))
+    tracked = background(_faces_of(reader, faces, stats.stages), maxsize=QUEUE_FRAMES,
+                         name="faces")
+    try:
+        for frame, found in tracked:
+            emit(batcher.add(frame, found))
+    finally:
+        tracked.close()
     emit(batcher.flush())
     stats.truncated = reader.truncated
     stats.wall_seconds = time.perf_counter() - started

@@ -72,8 +72,6 @@ def predict_images(
             heatmaps[~found] = np.nan
     table = au_table(scores, engine.loaded.aus)
     if found is not None:
-        for column in table.columns[1::2]:
-            table[column] = table[column].astype("Int64").mask(~found)
         table.insert(0, "success", found.astype(np.int64))
     table.insert(0, "image", [str(p) for p in paths])
     return table, heatmaps

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import math
 import os
-import queue
-import threading
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,24 +24,16 @@ import av
 import numpy as np
 
 from fgnet_video.errors import UserError
+from fgnet_video.options import SamplingSettings
+from fgnet_video.threads import background
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv",
                   ".flv", ".mts", ".m2ts", ".ts", ".3gp", ".ogv")
 
-def put_unless_stopped(target: queue.Queue, item: object, stop: threading.Event) -> bool:
-    """Put `item` into a bounded queue, waiting while it is full; False (not put) once `stop`
-    is set, so a producer thread never blocks forever on a consumer that went away."""
-    while not stop.is_set():
-        try:
-            target.put(item, timeout=0.1)
-            return True
-        except queue.Full:
-            continue
-    return False
-
 
 class TruncatedVideoWarning(UserWarning):
-    """A video stream broke off before its end; the frames before the break were delivered."""
+    """`read_frames`: the stream broke off before its end; the frames before the break were
+    delivered."""
 
 
 @dataclass(frozen=True)
@@ -170,12 +160,7 @@ class FrameSelector:
 
     def __init__(self, fps: float | None = None, start: float | None = None,
                  end: float | None = None) -> None:
-        if fps is not None and not fps > 0:
-            raise UserError(f"--fps must be positive, got {fps}")
-        if start is not None and start < 0:
-            raise UserError(f"--start must be >= 0 seconds, got {start}")
-        if start is not None and end is not None and end <= start:
-            raise UserError(f"--end ({end}) must be after --start ({start})")
+        SamplingSettings(fps, start, end)  # the one check of these values
         self.fps, self.start, self.end = fps, start, end
         self._origin: float | None = start
         self._last_slot = -1
@@ -201,17 +186,11 @@ class FrameSelector:
         return True
 
 
-@dataclass
-class _End:
-    """Queue sentinel: decoding finished; `error` is the exception that ended it, if any."""
-
-    error: BaseException | None = None
-
-
 class VideoReader:
-    """Iterate the selected frames of one video; decoding runs in its own thread.
+    """Iterate the selected frames of one video; decoding runs in its own thread
+    (`fgnet_video.threads.background`), at most `queue_size` frames ahead.
 
-    Usage::
+    Usage: the caller owns the reader and closes it (a `with` block)::
 
         with VideoReader("clip.mp4", fps=5) as reader:
             for frame in reader:
@@ -220,8 +199,8 @@ class VideoReader:
             ...  # the stream broke off; frames before the break were delivered
 
     The constructor raises UserError for a missing, empty, non-video or stream-less file.
-    `truncated` is None after a complete read, else a one-line reason (a TruncatedVideoWarning
-    is issued as well).
+    `truncated` is None after a complete read, else a one-line reason; the reader reports
+    it only there (callers say it in their own words).
     """
 
     def __init__(self, path: str | os.PathLike, *, fps: float | None = None,
@@ -231,17 +210,10 @@ class VideoReader:
         self._selector = FrameSelector(fps, start, end)
         self.info = probe(self.path)
         self._container = _open_container(self.path)
+        self._queue_size = queue_size
         self.truncated: str | None = None
-        self._queue: queue.Queue = queue.Queue(maxsize=max(1, queue_size))
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._frames: Iterator[Frame] | None = None
         self._decoded = 0
-
-    # -- producer (decode thread) -------------------------------------------------------------
-
-    def _put(self, item: object) -> bool:
-        """Put into the bounded queue, giving up when the reader is closed."""
-        return put_unless_stopped(self._queue, item, self._stop)
 
     def _decoded_frames(self) -> Iterator[av.VideoFrame]:
         """Decoded frames in presentation order; records why the stream broke, if it did."""
@@ -265,78 +237,47 @@ class VideoReader:
             except av.error.FFmpegError:
                 pass
 
-    def _run(self) -> None:
-        error: BaseException | None = None
+    def _selected_frames(self) -> Iterator[Frame]:
+        """The selected frames as RGB (runs in the decode thread; closes the file at its
+        end, also when the consumer stops early)."""
         try:
-            self._decode_selected()
-        except Exception as exc:  # noqa: BLE001 - forwarded to the consumer thread
-            error = exc
+            previous_time: float | None = None
+            step = 1.0 / self.info.fps if self.info.fps else 0.0
+            for av_frame in self._decoded_frames():
+                if av_frame.time is not None:
+                    time = float(av_frame.time)
+                else:  # no timestamp: continue from the previous one at the nominal rate
+                    time = previous_time + step if previous_time is not None else 0.0
+                previous_time = time
+                index = self._decoded
+                self._decoded += 1
+                if self._selector.past_end(time):
+                    return
+                if self._selector.keep(time):
+                    yield Frame(index, time, to_rgb(av_frame))
+            if self._decoded == 0:
+                reason = self.truncated or "no frame could be decoded"
+                self.truncated = None
+                raise UserError(f"{self.path}: not a readable video ({reason})")
+            declared = self.info.frame_count
+            if self.truncated is None and declared and self._decoded < declared:
+                self.truncated = (f"stream ended after {self._decoded} of {declared} "
+                                  "declared frames")
         finally:
             self._container.close()
-            self._put(_End(error))
-
-    def _decode_selected(self) -> None:
-        previous_time: float | None = None
-        step = 1.0 / self.info.fps if self.info.fps else 0.0
-        for av_frame in self._decoded_frames():
-            if self._stop.is_set():
-                return
-            if av_frame.time is not None:
-                time = float(av_frame.time)
-            else:  # no timestamp: continue from the previous one at the nominal rate
-                time = previous_time + step if previous_time is not None else 0.0
-            previous_time = time
-            index = self._decoded
-            self._decoded += 1
-            if self._selector.past_end(time):
-                return
-            if self._selector.keep(time):
-                if not self._put(Frame(index, time, to_rgb(av_frame))):
-                    return
-        if self._decoded == 0:
-            reason = self.truncated or "no frame could be decoded"
-            self.truncated = None
-            raise UserError(f"{self.path}: not a readable video ({reason})")
-        declared = self.info.frame_count
-        if self.truncated is None and declared and self._decoded < declared:
-            self.truncated = (f"stream ended after {self._decoded} of {declared} "
-                              "declared frames")
-
-    # -- consumer -----------------------------------------------------------------------------
 
     def __iter__(self) -> Iterator[Frame]:
-        if self._thread is not None:
+        if self._frames is not None:
             raise RuntimeError("a VideoReader can be iterated only once")
-        self._thread = threading.Thread(target=self._run, name=f"decode:{self.path.name}",
-                                        daemon=True)
-        self._thread.start()
-        try:
-            while True:
-                item = self._queue.get()
-                if isinstance(item, _End):
-                    break
-                yield item
-        finally:  # also when the consumer stops early: let the decode thread finish
-            self._stop.set()
-        self._thread.join()
-        if item.error is not None:
-            raise item.error
-        if self.truncated:
-            warnings.warn(f"{self.path}: truncated video: {self.truncated}",
-                          TruncatedVideoWarning, stacklevel=2)
+        self._frames = background(self._selected_frames(), maxsize=self._queue_size,
+                                  name=f"decode:{self.path.name}")
+        return self._frames
 
     def close(self) -> None:
         """Stop decoding and release the file (safe to call more than once)."""
-        self._stop.set()
-        if self._thread is not None:
-            while self._thread.is_alive():
-                try:
-                    self._queue.get(timeout=0.1)
-                except queue.Empty:
-                    pass
-            self._thread.join()
-        else:
-            self._container.close()
+        if self._frames is not None:
+            self._frames.close()  # type: ignore[attr-defined]  # joins the decode thread
+        self._container.close()
 
     def __enter__(self) -> VideoReader:
         return self
@@ -347,6 +288,11 @@ class VideoReader:
 
 def read_frames(path: str | os.PathLike, *, fps: float | None = None,
                 start: float | None = None, end: float | None = None) -> Iterator[Frame]:
-    """Generator over the selected frames of `path` (a VideoReader that closes itself)."""
+    """Generator over the selected frames of `path` (a VideoReader that closes itself); a
+    truncated stream is reported as a TruncatedVideoWarning at its end (use VideoReader to
+    read `truncated` instead)."""
     with VideoReader(path, fps=fps, start=start, end=end) as reader:
         yield from reader
+    if reader.truncated:
+        warnings.warn(f"{path}: truncated video: {reader.truncated}", TruncatedVideoWarning,
+                      stacklevel=2)

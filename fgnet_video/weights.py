@@ -5,7 +5,9 @@ with `--psp`) or a known name (`bp4d`, `disfa`). A known name resolves to
 `<cache>/<name>.safetensors`; when that is missing, the release's `model.pth` and the pSp FFHQ
 `encoder.pt` are downloaded from Google Drive into the cache, converted once, and removed.
 
-Cache: $FGNET_VIDEO_HOME, else $XDG_CACHE_HOME/fgnet-video, else ~/.cache/fgnet-video.
+Cache (`fgnet_video.cache.cache_dir`): $FGNET_VIDEO_HOME, else $XDG_CACHE_HOME/fgnet-video,
+else ~/.cache/fgnet-video. Fetching and converting hold the cache's `.lock` file, so parallel
+jobs on one machine wait for the first instead of downloading the same file twice.
 Trust on first use: the release publishes no checksums, so the size and sha256 of each file are
 recorded in `manifest.json` when it is first downloaded, converted or found in the cache, and
 every later load (and any re-download) is checked against that record.
@@ -15,8 +17,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,6 +26,7 @@ from pathlib import Path
 from rich.console import Console
 
 from fgnet_video.atomic import atomic_path
+from fgnet_video.cache import cache_dir, file_lock
 from fgnet_video.download import download, drive_url, partial_path
 from fgnet_video.errors import UserError
 from fgnet_video.model.checkpoints import (
@@ -34,14 +37,9 @@ from fgnet_video.model.checkpoints import (
     save_converted,
 )
 
-try:
-    import fcntl
-except ImportError:  # Windows: no advisory locks; concurrent first use is not guarded there
-    fcntl = None
-
-HOME_ENV = "FGNET_VIDEO_HOME"
 OFFLINE_ENV = "FGNET_VIDEO_OFFLINE"
 MANIFEST_NAME = "manifest.json"
+LOCK_NAME = ".lock"
 DEFAULT_WEIGHTS = "bp4d"
 
 
@@ -81,14 +79,6 @@ KNOWN_WEIGHTS: dict[str, KnownWeights] = {
                                                "1wTeqUNkhi-ONXXFJ4K6AozyOxyHTHog-",
                                                "FG-Net DISFA model.pth"), PSP_FFHQ),
 }
-
-
-def cache_dir() -> Path:
-    """$FGNET_VIDEO_HOME, else $XDG_CACHE_HOME/fgnet-video, else ~/.cache/fgnet-video."""
-    if os.environ.get(HOME_ENV):
-        return Path(os.environ[HOME_ENV]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "fgnet-video"
 
 
 def offline_mode(offline: bool | None = None) -> bool:
@@ -149,17 +139,6 @@ class Manifest:
             return (f"sha256 {digest[:16]}..., recorded {entry['sha256'][:16]}... "
                     f"on {entry['recorded']}")
         return None
-
-
-@contextmanager
-def _cache_lock(home: Path) -> Iterator[None]:
-    """Exclusive lock on the cache while files are fetched or converted (parallel jobs on one
-    machine wait for the first instead of downloading the same file twice)."""
-    home.mkdir(parents=True, exist_ok=True)
-    with open(home / ".lock", "a+b") as handle:
-        if fcntl is not None:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
 
 
 # -- fetch and convert -----------------------------------------------------------------------
@@ -287,7 +266,7 @@ def ensure_weights(
         ready = [_ready(home, known) for known in wanted]
         if all(ready):
             return ready
-    with _cache_lock(home):
+    with file_lock(home / LOCK_NAME):  # creates `home` too
         manifest = Manifest(home)
         if force:
             _discard(home, manifest, wanted)

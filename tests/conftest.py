@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,10 +20,14 @@ torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
 
 
 def shared_path(*parts: str) -> Path:
-    """A path under ../shared, or a skip with the reason when it is absent."""
+    """A path under ../shared; when it is absent, a skip with the reason, or a failure in CI
+    (CI=true), where ../shared must be there."""
     path = SHARED.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"{path} is absent (../shared holds the reference data and test media)")
+        reason = f"{path} is absent (../shared holds the reference data and test media)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
     return path
 
 

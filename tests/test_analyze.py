@@ -225,13 +225,10 @@ def test_parallel_jobs_give_the_same_tables(tiny_weights, tmp_path):
 
 
 def test_min_confidence_drops_weak_detections(tiny_weights, tmp_path):
-    from fgnet_video.face.pipeline import FaceSettings
-
     with av.open(str(SAMPLE)) as container:
         frames = [cv2.resize(f.to_ndarray(format="rgb24"), (1280, 720))
                   for _, f in zip(range(12), container.decode(video=0), strict=False)]
     video = write_video(tmp_path / "astro720.mp4", frames)
-    strict = analyze_video(video, weights=str(tiny_weights),
-                           face_settings=FaceSettings(min_confidence=0.5))
+    strict = analyze_video(video, weights=str(tiny_weights), min_confidence=0.5)
     assert (strict["confidence"] >= 0.5).all() and set(strict["face_id"]) == {0}
     assert len(strict) == 12

@@ -256,6 +256,7 @@ def test_bad_aux_options_are_one_line_errors(data_root: Path, tmp_path: Path) ->
         split_sources([tmp_path / "notes.txt"])
 
 
+@pytest.mark.slow
 def test_aux_losses_fall_when_training_from_a_video(clip: Path, data_root: Path,
                                                     tmp_path: Path) -> None:
     out = tmp_path / "run"

@@ -28,6 +28,7 @@ from fgnet_video.train.evaluate import (
 )
 from fgnet_video.train.metrics import AUCounts
 from fgnet_video.train.model_init import output_conv
+from fgnet_video.train.options import EvaluateOptions
 
 
 def test_f1_accuracy_support_by_hand() -> None:
@@ -201,3 +202,38 @@ def test_evaluate_cli_per_fold_weights_and_errors(tmp_path: Path) -> None:
         "--data", str(data), "--fold", "1", "--csv", str(tmp_path / "nope.csv")])
     assert missing.exit_code == 1
     assert missing.output.strip() == f"fgnet-video: error: label CSV not found: {tmp_path}/nope.csv"
+
+
+def test_evaluate_cli_builds_the_libraries_options(tmp_path: Path, monkeypatch) -> None:
+    calls = []
+
+    def spy(weights: str, dataset: str, data: str, options: EvaluateOptions) -> dict:
+        calls.append((weights, dataset, data, options))
+        raise UserError("spied")
+
+    monkeypatch.setattr("fgnet_video.train.evaluate.evaluate_weights", spy)
+    args = ["evaluate", "--weights", "disfa", "--dataset", "BP4D", "--data", str(tmp_path)]
+    result = CliRunner().invoke(main, args)
+    assert result.output.strip() == "fgnet-video: error: spied"
+    assert calls == [("disfa", "bp4d", str(tmp_path), EvaluateOptions())]
+    calls.clear()
+    CliRunner().invoke(main, args + ["--aus", "AU12, 1", "--all-folds", "--offline"])
+    assert calls[0][3] == EvaluateOptions(aus=(12, 1), all_folds=True, offline=True)
+    both = CliRunner().invoke(main, args + ["--csv", "a.csv", "--all-folds"])
+    assert both.output.strip() == "fgnet-video: error: --csv and --all-folds exclude each other"
+    bad = CliRunner().invoke(main, args + ["--aus", "AU1,lips"])
+    assert bad.output.strip() == ("fgnet-video: error: --aus takes AU numbers like 1,2,4"
+                                  " (got 'AU1,lips')")
+
+
+def test_evaluate_known_name_offline_is_one_line(tmp_path: Path, monkeypatch) -> None:
+    home = tmp_path / "home"
+    monkeypatch.setenv("FGNET_VIDEO_HOME", str(home))
+    monkeypatch.setenv("FGNET_VIDEO_OFFLINE", "1")
+    result = CliRunner().invoke(main, ["evaluate", "--weights", "bp4d", "--dataset", "bp4d",
+                                       "--data", str(tmp_path), "--device", "cpu"])
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.output
+    assert lines[0].startswith(f"fgnet-video: error: bp4d weights are not in {home}")
+    assert "fgnet-video weights import" in lines[0]

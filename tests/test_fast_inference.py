@@ -4,6 +4,11 @@ engine's switches against its default path, automatic batch size, and the accura
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
+from unittest import mock
+
 import numpy as np
 import pytest
 import torch
@@ -17,13 +22,13 @@ from fgnet_video.cli import main
 from fgnet_video.errors import UserError
 from fgnet_video.fast import (
     AUTO_BATCH_CAP,
+    FastSettings,
     bucket_size,
     fit_batch_size,
     keep_sensitive_fp32,
-    reference_ops,
+    prepare_model,
 )
 from fgnet_video.inference import InferenceEngine, Prediction, parse_batch_size
-from fgnet_video.kernels import kernel_mode
 from fgnet_video.model.checkpoints import load_model
 from fgnet_video.model.config import TINY
 from fgnet_video.model.fgnet import decode_heatmaps
@@ -157,11 +162,36 @@ def test_channels_last_reaches_the_encoder_and_interpreter(tiny_weights):
         for name, m in convs.items() if m.kernel_size != (1, 1))
 
 
-def test_reference_ops_context_restores_the_mode(monkeypatch):
-    monkeypatch.delenv("FGNET_VIDEO_KERNELS", raising=False)
-    with reference_ops():
-        assert kernel_mode() == "ref"
-    assert kernel_mode() == "auto"
+def _impls(model: torch.nn.Module) -> set:
+    return {m.impl for m in model.modules() if hasattr(m, "impl")}
+
+
+@contextlib.contextmanager
+def environment_read_only() -> Iterator[None]:
+    """Inside, writing or deleting an os.environ entry fails the test."""
+    def refuse(*args):
+        raise AssertionError("os.environ must not be written")
+
+    with mock.patch.object(type(os.environ), "__setitem__", refuse), \
+            mock.patch.object(type(os.environ), "__delitem__", refuse):
+        yield
+
+
+@pytest.mark.parametrize("switches, impl", [
+    ({}, None), ({"reference_ops": True}, "ref"), ({"compile": True}, "ref"),
+])
+def test_prepare_model_sets_the_ops_impl_without_touching_the_environment(
+        tiny_weights, switches, impl):
+    model = random_model(TINY, seed=0)
+    assert _impls(model) == {None}
+    with environment_read_only():
+        assert _impls(prepare_model(model, FastSettings(**switches))) == {impl}
+        if switches.get("reference_ops"):
+            engine = InferenceEngine(load_model(tiny_weights), device="cpu", **switches)
+            assert _impls(engine.model) == {"ref"}
+            engine.predict(_faces(2))
+            # the engine owns the switch: preparing again for the default clears it
+            assert _impls(prepare_model(engine.model, FastSettings())) == {None}
 
 
 def test_impossible_switches_are_user_errors(tiny_weights):

@@ -1,16 +1,20 @@
 """StyleGAN2 ops: references against independent definitions, gradients, the compiled path's
 autograd glue and adjoint formulas (through a CPU stand-in plugin), the CUDA kernels' index
-logic (compiled as C++ and emulated on the CPU), the build/fallback machinery, and on a GPU
-the compiled ops against the references."""
+logic (compiled as C++ and emulated on the CPU), the build/fallback machinery, the `impl=`
+choice and the default from FGNET_VIDEO_KERNELS, the package's imports, and on a GPU the
+compiled ops against the references."""
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import importlib
 import math
+import os
 import random
 import shutil
 import subprocess
+import sys
 import threading
 import time
 import types
@@ -20,12 +24,15 @@ from pathlib import Path
 import pytest
 import torch
 
+from fgnet_video.cache import file_lock
 from fgnet_video.errors import UserError
 from fgnet_video.kernels import bias_act as bias_act_module
 from fgnet_video.kernels import (
     build,
+    default_impl,
     fused_leaky_relu,
     fused_leaky_relu_ref,
+    set_kernel_impl,
     upfirdn2d,
     upfirdn2d_ref,
 )
@@ -208,8 +215,8 @@ def stand_in_plugin():
 @pytest.fixture
 def stand_in(monkeypatch):
     plugin = stand_in_plugin()
-    monkeypatch.setattr(bias_act_module, "plugin_for", lambda *tensors: plugin)
-    monkeypatch.setattr(upfirdn2d_module, "plugin_for", lambda *tensors: plugin)
+    monkeypatch.setattr(bias_act_module, "plugin_for", lambda impl, *tensors: plugin)
+    monkeypatch.setattr(upfirdn2d_module, "plugin_for", lambda impl, *tensors: plugin)
     return plugin
 
 
@@ -370,7 +377,7 @@ def test_failed_build_warns_once_and_falls_back(monkeypatch, tmp_path, fresh_plu
     monkeypatch.setattr(build, "_compile", failing_compile)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     # route CPU tensors through the plugin loader, as CUDA tensors would be
-    monkeypatch.setattr(bias_act_module, "plugin_for", lambda *tensors: build.load_plugin())
+    monkeypatch.setattr(bias_act_module, "plugin_for", lambda impl, *tensors: build.load_plugin())
     x, bias = torch.randn(2, 3, 4, 4), torch.randn(3)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -389,20 +396,114 @@ def test_failed_build_warns_once_and_falls_back(monkeypatch, tmp_path, fresh_plu
     assert str(log) in messages[0]
 
 
-def test_mode_switch_forces_reference(monkeypatch, fresh_plugin_state):
+CUDA_LIKE = types.SimpleNamespace(is_cuda=True, dtype=torch.float16)
+
+
+def test_impl_picks_the_path(monkeypatch, fresh_plugin_state):
     fake = object()
     monkeypatch.setattr(build, "load_plugin", lambda: fake)
-    cuda_like = types.SimpleNamespace(is_cuda=True, dtype=torch.float16)
-    monkeypatch.delenv(build.MODE_ENV, raising=False)
-    assert build.plugin_for(cuda_like) is fake
-    assert build.plugin_for(torch.zeros(1)) is None  # CPU tensors take the reference
-    assert build.plugin_for(types.SimpleNamespace(is_cuda=True, dtype=torch.float64)) is None
-    monkeypatch.setenv(build.MODE_ENV, "ref")
-    assert build.plugin_for(cuda_like) is None
+    monkeypatch.setattr(build, "_build_once", lambda: fake)
+    for impl in ("auto", "cuda"):
+        assert build.plugin_for(impl, CUDA_LIKE, None) is fake
+    assert build.plugin_for("ref", CUDA_LIKE) is None
+    # auto: CPU tensors and dtypes the plugin lacks take the reference
+    assert build.plugin_for("auto", torch.zeros(1)) is None
+    assert build.plugin_for("auto", types.SimpleNamespace(is_cuda=True, dtype=torch.float64)) \
+        is None
+    with pytest.raises(UserError, match="impl='cuda'.*cpu float64"):
+        build.plugin_for("cuda", CUDA_LIKE, torch.zeros(1, dtype=torch.float64))
+
+
+def test_cuda_impl_on_a_cpu_tensor_is_a_clear_error():
+    x = torch.randn(2, 3, 8, 8)
+    with pytest.raises(UserError, match="impl='cuda'.*not on a cpu float32 tensor"):
+        fused_leaky_relu(x, torch.zeros(3), impl="cuda")
+    with pytest.raises(UserError, match="impl='cuda'.*not on a cpu float32 tensor"):
+        upfirdn2d(x, blur_kernel(), pad=(1, 1), impl="cuda")
+    with pytest.raises(UserError, match="no gradient"):
+        upfirdn2d(x, blur_kernel().requires_grad_(), pad=(1, 1), impl="cuda")
+
+
+def test_cuda_impl_without_the_plugin_is_a_clear_error(monkeypatch, fresh_plugin_state,
+                                                       tmp_path):
+    monkeypatch.setenv("FGNET_VIDEO_HOME", str(tmp_path))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "cuda" raises instead of warning about a fallback
+        with pytest.raises(UserError, match="compiled kernels, which are unavailable.*CUDA"):
+            build.plugin_for("cuda", CUDA_LIKE)
+
+
+def test_unknown_impl_is_refused():
+    x = torch.randn(2, 3, 8, 8)
+    with pytest.raises(ValueError, match="impl must be one of auto, cuda, ref"):
+        fused_leaky_relu(x, None, impl="fast")
+    with pytest.raises(ValueError, match="impl must be one of"):
+        upfirdn2d(x, blur_kernel(), pad=(1, 1), impl="CUDA")
+    with pytest.raises(ValueError, match="impl must be one of"):
+        set_kernel_impl(torch.nn.Linear(1, 1), "compiled")
+
+
+def test_ref_and_auto_give_identical_cpu_results():
+    gen = torch.Generator().manual_seed(0)
+    x, bias = torch.randn(2, 3, 9, 9, generator=gen), torch.randn(3, generator=gen)
+    for impl in ("auto", None):
+        torch.testing.assert_close(fused_leaky_relu(x, bias, impl=impl),
+                                   fused_leaky_relu(x, bias, impl="ref"), rtol=0, atol=0)
+        torch.testing.assert_close(upfirdn2d(x, blur_kernel(), 2, 1, (2, 1), impl=impl),
+                                   upfirdn2d(x, blur_kernel(), 2, 1, (2, 1), impl="ref"),
+                                   rtol=0, atol=0)
+
+
+def test_default_impl_reads_the_variable_once(monkeypatch, fresh_plugin_state):
+    monkeypatch.delenv("FGNET_VIDEO_KERNELS", raising=False)
+    default_impl.cache_clear()
+    assert default_impl() == "auto"
+    monkeypatch.setenv("FGNET_VIDEO_KERNELS", "ref")
+    assert default_impl() == "auto"  # read once, kept
+    build.reset_plugin_state()
+    assert default_impl() == "ref"
+    assert build.plugin_for(None, CUDA_LIKE) is None
     assert build.plugin_status().state == "disabled"
-    monkeypatch.setenv(build.MODE_ENV, "fast")
-    with pytest.raises(UserError, match="FGNET_VIDEO_KERNELS"):
-        build.plugin_for(cuda_like)
+    monkeypatch.setenv("FGNET_VIDEO_KERNELS", " CUDA ")
+    default_impl.cache_clear()
+    assert default_impl() == "cuda"
+    monkeypatch.setenv("FGNET_VIDEO_KERNELS", "fast")
+    default_impl.cache_clear()
+    with pytest.raises(UserError, match="FGNET_VIDEO_KERNELS must be one of auto, cuda, ref"):
+        fused_leaky_relu(torch.zeros(2, 3))
+
+
+def test_set_kernel_impl_reaches_every_op_module():
+    from fgnet_video.model.config import TINY
+    from fgnet_video.model.init import random_model
+
+    model = random_model(TINY, seed=0)
+    carriers = [m for m in model.modules() if hasattr(m, "impl")]
+    kinds = {type(m).__name__ for m in carriers}
+    assert {"EqualLinear", "Blur", "Upsample", "FusedLeakyReLU"} <= kinds
+    assert all(m.impl is None for m in carriers)
+    set_kernel_impl(model, "ref")
+    assert all(m.impl == "ref" for m in carriers)
+    set_kernel_impl(model, None)
+    assert all(m.impl is None for m in carriers)
+
+
+def test_importing_the_kernels_pulls_in_nothing_above_them(tmp_path):
+    """kernels/ may import only torch, the stdlib and fgnet_video.errors/atomic/cache."""
+    code = (
+        "import sys, fgnet_video.kernels as k\n"
+        "k.build.build_dir(); k.plugin_status(); k.default_impl()\n"
+        "print(' '.join(sorted(m for m in sys.modules if m.startswith('fgnet_video'))))\n"
+    )
+    env = {**os.environ, "FGNET_VIDEO_HOME": str(tmp_path)}
+    env.pop("FGNET_VIDEO_KERNELS", None)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, cwd=REPO, check=True).stdout.split()
+    assert "fgnet_video.weights" not in out
+    assert not [m for m in out if m == "fgnet_video.model" or m.startswith("fgnet_video.model.")]
+    allowed = {"fgnet_video", "fgnet_video.errors", "fgnet_video.atomic", "fgnet_video.cache"}
+    assert {m for m in out if not m.startswith("fgnet_video.kernels")} <= allowed, out
 
 
 def test_cache_dir_is_keyed_by_versions_and_sources(monkeypatch, tmp_path):
@@ -422,11 +523,11 @@ def test_cache_dir_is_keyed_by_versions_and_sources(monkeypatch, tmp_path):
     assert "-arch8690PTX-" in build.build_dir().name
 
 
-def test_file_lock_serialises_holders(tmp_path):
+def test_file_lock_serialises_holders_and_creates_its_folder(tmp_path):
     events = []
 
     def hold(name):
-        with build._file_lock(tmp_path / "build.lock"):
+        with file_lock(tmp_path / "new" / "folder" / "build.lock"):
             events.append(f"{name} in")
             time.sleep(0.1)
             events.append(f"{name} out")
@@ -439,15 +540,14 @@ def test_file_lock_serialises_holders(tmp_path):
     assert events[0][0] == events[1][0] and events[2][0] == events[3][0]
 
 
-# -- compiled vs reference on a GPU ---------------------------------------------------------
+# -- compiled vs reference on a GPU ----------------------------------------------------------
+# (impl="cuda": the compiled path whatever FGNET_VIDEO_KERNELS says)
 
 TOLERANCE = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 4e-2}
 
 
 @pytest.fixture(scope="module")
 def compiled():
-    if build.kernel_mode() == "ref":
-        pytest.skip("FGNET_VIDEO_KERNELS=ref")
     plugin = build.load_plugin()
     assert plugin is not None, f"plugin build failed: {build.plugin_status().error}"
     return plugin
@@ -455,7 +555,7 @@ def compiled():
 
 def _compare_upfirdn2d(x32, kernel, up, down, pads, dtype):
     x = x32.to(dtype).requires_grad_()
-    y = upfirdn2d(x, kernel, up, down, pads)
+    y = upfirdn2d(x, kernel, up, down, pads, impl="cuda")
     assert y.dtype == dtype
     xr = x.detach().float().requires_grad_()
     yr = upfirdn2d_ref(xr, kernel, up, down, pads)
@@ -502,7 +602,7 @@ def test_cuda_upfirdn2d_random(compiled, dtype, seed):
 def test_cuda_fused_leaky_relu(compiled, dtype, shape):
     x = torch.randn(shape, device="cuda").to(dtype).requires_grad_()
     bias = torch.randn(shape[1], device="cuda", requires_grad=True)
-    y = fused_leaky_relu(x, bias)
+    y = fused_leaky_relu(x, bias, impl="cuda")
     xr = x.detach().float().requires_grad_()
     br = bias.detach().to(dtype).float().requires_grad_()
     yr = fused_leaky_relu_ref(xr, br)
@@ -525,7 +625,9 @@ def test_cuda_double_backward(compiled):
         return fn_fir(fn_act(a, None), kernel, 2, 1, (2, 1, 2, 1)).square().sum()
 
     results = []
-    for act, fir in ((fused_leaky_relu, upfirdn2d), (fused_leaky_relu_ref, upfirdn2d_ref)):
+    compiled_ops = (functools.partial(fused_leaky_relu, impl="cuda"),
+                    functools.partial(upfirdn2d, impl="cuda"))
+    for act, fir in (compiled_ops, (fused_leaky_relu_ref, upfirdn2d_ref)):
         (g,) = torch.autograd.grad(model(act, fir, x), x, create_graph=True)
         (gg,) = torch.autograd.grad(g.square().sum(), x)
         results.append((g, gg))
@@ -537,7 +639,8 @@ def test_cuda_double_backward(compiled):
 def test_cuda_non_contiguous_inputs(compiled):
     x = torch.randn(2, 8, 40, 40, device="cuda").transpose(2, 3)
     kernel = blur_kernel().cuda()
-    torch.testing.assert_close(upfirdn2d(x, kernel, pad=(1, 1)),
+    torch.testing.assert_close(upfirdn2d(x, kernel, pad=(1, 1), impl="cuda"),
                                upfirdn2d_ref(x, kernel, pad=(1, 1)))
     bias = torch.randn(16, device="cuda")[::2]
-    torch.testing.assert_close(fused_leaky_relu(x, bias), fused_leaky_relu_ref(x, bias))
+    torch.testing.assert_close(fused_leaky_relu(x, bias, impl="cuda"),
+                               fused_leaky_relu_ref(x, bias))

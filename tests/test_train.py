@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import MISSING, fields
 from pathlib import Path
 
+import click
 import numpy as np
 import pytest
 import torch
@@ -16,10 +18,13 @@ from safetensors.torch import load_file
 
 from fgnet_video.aus import BP4D_AUS, DISFA_AUS
 from fgnet_video.cli import main
+from fgnet_video.cli.evaluate import evaluate as evaluate_command
+from fgnet_video.cli.train import train as train_command
 from fgnet_video.errors import UserError
 from fgnet_video.model.checkpoints import load_model, save_converted
 from fgnet_video.model.config import TINY
 from fgnet_video.model.fgnet import FGNet
+from fgnet_video.settings import setting_default, setting_help
 from fgnet_video.train.data import (
     DataIssues,
     DlibLandmarker,
@@ -37,7 +42,7 @@ from fgnet_video.train.model_init import (
     output_conv,
     remap_output_channels,
 )
-from fgnet_video.train.options import TrainOptions
+from fgnet_video.train.options import EvaluateOptions, TrainOptions
 from fgnet_video.train.sampler import EpochBatchSampler
 
 from .conftest import metrics_records
@@ -121,6 +126,7 @@ def _options(root: Path, out: Path, **overrides) -> TrainOptions:
 
 # -- learning ------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_tiny_model_learns_real_faces(face_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     # Seeds 0, 1 and 2 all reach F1 100 by the 6th epoch with these settings.
@@ -352,6 +358,7 @@ def test_custom_aus_without_roi_are_refused(tmp_path: Path) -> None:
 
 # -- distributed ---------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_ddp_two_processes_on_gloo(face_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "ddp"
     csv = str(face_root / "FACES" / "labels" / "train.csv")
@@ -378,3 +385,82 @@ def test_ddp_two_processes_on_gloo(face_root: Path, tmp_path: Path) -> None:
                               csvs=[csv], device="cpu", num_workers=0, show_progress=False)
     assert report["sets"][0]["mean_f1"] == pytest.approx(val["mean_f1"], abs=1e-9)
 
+
+
+# -- options and the command line ----------------------------------------------------------------
+
+@pytest.mark.parametrize(("command", "cls", "own"), [
+    (train_command, TrainOptions, set()),
+    (evaluate_command, EvaluateOptions, {"weights", "dataset", "data", "json_path"}),
+])
+def test_cli_options_take_default_and_help_from_the_options_dataclass(command, cls,
+                                                                      own) -> None:
+    options = [p for p in command.params if isinstance(p, click.Option) and p.name != "help"]
+    names = {f.name for f in fields(cls)}
+    for option in options:
+        if option.name in own:  # the command's own arguments: required, or output paths
+            continue
+        assert option.default is None, option.name
+        assert option.name in names, option.name
+        assert option.help.startswith(setting_help(cls, option.name)), option.name
+        default = setting_default(cls, option.name)
+        if default not in (MISSING, None, "", ()):
+            assert "[default: " in option.help, option.name
+    # Every TrainOptions field but the library's progress switch is an option of `train`.
+    if cls is TrainOptions:
+        assert names - {o.name for o in options} == {"progress"}
+
+
+def test_train_cli_builds_the_libraries_options(tmp_path: Path, monkeypatch) -> None:
+    calls = []
+    monkeypatch.setattr("fgnet_video.train.loop.train", calls.append)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["train", "--dataset", "bp4d", "--data", "data",
+                                       "--out", "run", "--preset", "tiny"])
+    assert result.exit_code != 0  # the spy returns no summary to print
+    assert calls == [TrainOptions("bp4d", str(tmp_path.resolve() / "data"), "run",
+                                  preset="tiny")]
+    missing = CliRunner().invoke(main, ["train", "--out", "run", "--preset", "tiny"])
+    assert missing.exit_code == 1
+    assert "--dataset and --data are required" in missing.output
+
+
+def test_paths_are_made_absolute_but_known_weights_names_kept(tmp_path: Path,
+                                                              monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ck.safetensors").write_bytes(b"")
+    here = tmp_path.resolve()
+    named = TrainOptions("bp4d", "data", "run", weights="bp4d", aux="flow",
+                         unlabeled=["clip.mp4"])
+    assert (named.data, named.weights) == (str(here / "data"), "bp4d")
+    assert named.unlabeled == (str(here / "clip.mp4"),)
+    assert TrainOptions("bp4d", "data", "run", weights="ck.safetensors").weights == str(
+        here / "ck.safetensors")
+    # On resume the given paths are compared once absolute; offline is a runtime option.
+    resumed = named.resumed_with({"data": "data", "weights": "bp4d", "offline": True})
+    assert resumed.offline is True and resumed.resume
+    with pytest.raises(UserError, match="--data .* differs from the run being resumed"):
+        named.resumed_with({"data": "other"})
+
+
+def test_train_weights_known_name_offline_is_one_line(tmp_path: Path, monkeypatch) -> None:
+    home = tmp_path / "home"
+    monkeypatch.setenv("FGNET_VIDEO_HOME", str(home))
+    monkeypatch.setenv("FGNET_VIDEO_OFFLINE", "1")
+    image = tmp_path / "X" / "aligned_images" / "0.png"
+    image.parent.mkdir(parents=True)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(image)
+    landmarks = landmark_file(image)
+    landmarks.parent.mkdir(parents=True)
+    np.save(landmarks, np.full((68, 2), 128.0))
+    csv = tmp_path / "labels.csv"
+    csv.write_text("image_path,au1\nX/aligned_images/0.png,1\n")
+    result = CliRunner().invoke(main, [
+        "train", "--dataset", "custom", "--data", str(tmp_path), "--train-csv", str(csv),
+        "--no-val", "--weights", "bp4d", "--out", str(tmp_path / "run"), "--device", "cpu",
+        "--num-workers", "0"])
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.output
+    assert lines[0].startswith(f"fgnet-video: error: bp4d weights are not in {home}")
+    assert "fgnet-video weights import" in lines[0]

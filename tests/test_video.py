@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import warnings
 from fractions import Fraction
 from pathlib import Path
@@ -135,11 +136,14 @@ def test_truncated_avi_yields_the_frames_before_the_break(tmp_path):
     cut = tmp_path / "cut.avi"
     cut.write_bytes(data[: len(data) // 2])
     full = pyav_reference(source)
-    with pytest.warns(TruncatedVideoWarning, match="truncated"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the reader reports truncation only in `truncated`
         with VideoReader(cut) as reader:
             frames = list(reader)
     assert 1 <= len(frames) < len(full)
     assert reader.truncated
+    with pytest.warns(TruncatedVideoWarning, match="truncated"):
+        assert len(list(read_frames(cut))) == len(frames)
     for frame, (time, image) in zip(frames, full, strict=False):
         assert frame.time == pytest.approx(time)
         np.testing.assert_array_equal(frame.image, image)
@@ -158,12 +162,13 @@ def test_truncated_mp4_with_index_first_is_reported(tmp_path):
     data = remuxed.read_bytes()
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(data[: int(len(data) * 0.6)])
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        with VideoReader(cut) as reader:
-            frames = list(reader)
+    with VideoReader(cut) as reader:
+        frames = list(reader)
     assert 10 < len(frames) < 118
     assert reader.truncated
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        list(read_frames(cut))
     assert any(issubclass(w.category, TruncatedVideoWarning) for w in caught)
     # A cut file whose index (moov) sits at the end cannot be opened at all.
     tail_index = tmp_path / "cut_tail_index.mp4"
@@ -199,4 +204,4 @@ def test_stopping_early_releases_the_decode_thread():
         if frame.index == 3:
             break
     reader.close()
-    assert reader._thread is not None and not reader._thread.is_alive()
+    assert not [t for t in threading.enumerate() if t.name.startswith("decode:")]

@@ -10,13 +10,14 @@ import traceback
 import click
 
 from fgnet_video import __version__
-from fgnet_video.errors import UserError, error_line
+from fgnet_video.errors import UserError, error_line, warnings_as_lines
 
 
 class _Group(click.Group):
     """Click group that turns user errors into one stderr line and exit code 1.
 
-    `--verbose` (or FGNET_VIDEO_VERBOSE=1) prints the traceback as well.
+    `--verbose` (or FGNET_VIDEO_VERBOSE=1) prints the traceback as well, and Python's own
+    warning format; without it every warning is one `fgnet-video: warning: ...` line.
     """
 
     def invoke(self, ctx: click.Context):
@@ -51,6 +52,8 @@ def main(ctx: click.Context, verbose: bool) -> None:
     ctx.obj["verbose"] = verbose
     if verbose:
         logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
+    else:
+        warnings_as_lines()
 
 
 def _register() -> None:

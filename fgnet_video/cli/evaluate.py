@@ -1,54 +1,52 @@
-"""`fgnet-video evaluate`: per-AU F1, accuracy and support of a checkpoint on labeled frames."""
+"""`fgnet-video evaluate`: per-AU F1, accuracy and support of a checkpoint on labeled frames.
+
+The scoring options are the fields of `fgnet_video.train.options.EvaluateOptions`, which
+holds their defaults and help; the command builds one from those given and calls
+`fgnet_video.train.evaluate.evaluate_weights` for each `--weights`.
+"""
 
 from __future__ import annotations
 
+from functools import partial
+
 import click
 
-from fgnet_video.cli.options import device_option, precision_option, psp_option
-from fgnet_video.errors import UserError
+from fgnet_video.cli.options import setting_option
+from fgnet_video.settings import given
+from fgnet_video.train.options import EvaluateOptions
 
 _PATH = click.Path(dir_okay=False, path_type=str)
-
-
-def _parse_aus(text: str | None) -> tuple[int, ...] | None:
-    if not text:
-        return None
-    try:
-        return tuple(int(part.strip().upper().removeprefix("AU")) for part in text.split(","))
-    except ValueError:
-        raise UserError(f"--aus takes AU numbers like 1,2,4 (got {text!r})") from None
+_option = partial(setting_option, EvaluateOptions)
 
 
 @click.command("evaluate")
 @click.option("--weights", "--checkpoint", "weights", required=True, multiple=True,
-              help="Checkpoint; '{fold}' in the path picks one per fold. Repeat to compare"
-              " runs side by side.")
+              metavar="NAME_OR_FILE",
+              help="Known name (bp4d, disfa: downloaded once into the cache) or checkpoint"
+              " file; '{fold}' in a file name picks one per fold. Repeat to compare runs side"
+              " by side.")
 @click.option("--dataset", required=True,
               type=click.Choice(["bp4d", "disfa", "custom"], case_sensitive=False),
               help="Labels to score against (a BP4D model on disfa is cross-dataset).")
 @click.option("--data", required=True, type=click.Path(file_okay=False, path_type=str),
               help="Data root (label CSV paths are relative to it).")
-@click.option("--fold", type=int, default=0, show_default=True, help="Fold's test.csv to score.")
-@click.option("--all-folds", is_flag=True, help="Score folds 0, 1, 2 and average them.")
-@click.option("--csv", "csvs", multiple=True, type=_PATH,
-              help="Label CSV(s) to score instead of the folds' test.csv (repeatable).")
-@psp_option
-@click.option("--model-dataset", type=click.Choice(["bp4d", "disfa"]),
-              help="AU set of a release model.pth [the evaluated dataset].")
-@click.option("--aus", help="Score only these AUs, e.g. 1,2,4,6,12.")
-@click.option("--batch-size", default=32, show_default=True)
-@click.option("--num-workers", default=2, show_default=True, help="Data loading processes.")
-@device_option
-@precision_option
-@click.option("--on-bad-data", type=click.Choice(["skip", "fail"]), default="fail",
-              show_default=True)
-@click.option("--positive-threshold", type=float,
-              help="Label value that counts as active [disfa 2, else 1].")
+@_option("fold", "--fold", type=int)
+@_option("all_folds", "--all-folds", is_flag=True)
+@_option("csvs", "--csv", multiple=True, type=_PATH)
+@_option("psp", "--psp", type=_PATH, metavar="FILE")
+@_option("model_dataset", "--model-dataset", type=click.Choice(["bp4d", "disfa"]))
+@_option("aus", "--aus", metavar="AUS")
+@_option("batch_size", "--batch-size", type=int)
+@_option("num_workers", "--num-workers", type=int)
+@_option("device", "--device")
+@_option("precision", "--precision",
+         type=click.Choice(["auto", "fp32", "bf16", "fp16"], case_sensitive=False))
+@_option("on_bad_data", "--on-bad-data", type=click.Choice(["skip", "fail"]))
+@_option("positive_threshold", "--positive-threshold", type=float)
+@_option("offline", "--offline", is_flag=True)
 @click.option("--json", "json_path", type=_PATH, help="Also write the scores as JSON here.")
-def evaluate(weights: tuple[str, ...], dataset: str, data: str, fold: int, all_folds: bool,
-             csvs: tuple[str, ...], psp: str | None, model_dataset: str | None, aus: str | None,
-             batch_size: int, num_workers: int, device: str, precision: str, on_bad_data: str,
-             positive_threshold: float | None, json_path: str | None) -> None:
+def evaluate(weights: tuple[str, ...], dataset: str, data: str, json_path: str | None,
+             **params: object) -> None:
     """Per-AU F1 x 100 (and their mean), accuracy and support; channels are matched to
     labels by AU number, so cross-dataset scores use the AUs both sets share. With several
     --weights, each is scored on the same frames and a table compares their F1 per AU."""
@@ -58,14 +56,8 @@ def evaluate(weights: tuple[str, ...], dataset: str, data: str, fold: int, all_f
     from fgnet_video.train.evaluate import comparison_table, evaluate_weights, results_table
     from fgnet_video.train.progress import stderr_console
 
-    if csvs and all_folds:
-        raise UserError("--csv and --all-folds exclude each other")
-    reports = [evaluate_weights(
-        path, dataset.lower(), data, folds=(0, 1, 2) if all_folds else (fold,), csvs=csvs,
-        psp=psp, model_dataset=model_dataset, aus=_parse_aus(aus), batch_size=batch_size,
-        num_workers=num_workers, device=device, precision=precision, on_bad_data=on_bad_data,
-        positive_threshold=positive_threshold,
-    ) for path in weights]
+    options = EvaluateOptions(**given(params))
+    reports = [evaluate_weights(name, dataset, data, options) for name in weights]
     for report in reports:
         if report["skipped"]:
             path, reason = report["skipped"][0]

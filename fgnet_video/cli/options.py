@@ -1,31 +1,40 @@
-"""Click options shared by several commands, defined once."""
+"""Click options shared by several commands, defined once.
+
+`setting_option` makes a Click option from a field of an options dataclass: its default and
+help come from the field (`fgnet_video.settings.setting`), the option defaults to None, and
+`fgnet_video.settings.given` drops the options a user left out, so the dataclass is the one
+source of every default.
+"""
 
 from __future__ import annotations
 
+from dataclasses import MISSING
+
 import click
 
-weights_option = click.option(
-    "--weights", "-w", "weights", default="bp4d", show_default=True, metavar="NAME_OR_FILE",
-    help="Known name (bp4d, disfa: downloaded once into the cache), a converted .safetensors "
-         "file, or the release's model.pth (with --psp).")
-offline_option = click.option(
-    "--offline", is_flag=True, envvar="FGNET_VIDEO_OFFLINE",
-    help="Never download weights (also FGNET_VIDEO_OFFLINE=1).")
-psp_option = click.option(
-    "--psp", type=click.Path(dir_okay=False), default=None, metavar="FILE",
-    help="pSp encoder.pt: supplies latent_avg for a release model.pth.")
-dataset_option = click.option(
-    "--dataset", type=click.Choice(["bp4d", "disfa"], case_sensitive=False), default=None,
-    help="AU set of a release model.pth (default bp4d); a converted file carries its own.")
-features_option = click.option(
-    "--features", default=None, metavar="GROUPS",
-    help="Feature groups to use, e.g. 'early,middle' (the paper's '- Late' ablation, faster).")
-device_option = click.option(
-    "--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-precision_option = click.option(
-    "--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"], case_sensitive=False),
-    default="auto", show_default=True, help="Inference precision (auto: bf16 on GPU, fp32 on CPU).")
+from fgnet_video.options import PRECISION_NAMES, ModelOptions, parse_batch_size
+from fgnet_video.settings import setting_default, setting_help
 
+
+def _shown(value: object) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+def setting_option(cls: type, name: str, *decls: str, show_default: bool = True,
+                   **click_kwargs):
+    """A Click option for field `name` of options dataclass `cls` (decls: its flags; the
+    parameter name is `name`). Help and default come from the field; the option's own default
+    is None ('not given'), and the default is shown in the help when there is one."""
+    help_text = setting_help(cls, name)
+    default = setting_default(cls, name)
+    if show_default and default is not MISSING and default is not None and default != ():
+        help_text = f"{help_text}  [default: {_shown(default)}]"
+    click_kwargs.setdefault("default", None)
+    return click.option(*decls, name, help=help_text, **click_kwargs)
 
 class BatchSizeType(click.ParamType):
     """A positive integer or 'auto'."""
@@ -34,7 +43,6 @@ class BatchSizeType(click.ParamType):
 
     def convert(self, value, param, ctx):
         from fgnet_video.errors import UserError
-        from fgnet_video.inference import parse_batch_size
 
         try:
             return parse_batch_size(value)
@@ -42,28 +50,29 @@ class BatchSizeType(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
-batch_size_option = click.option(
-    "--batch-size", type=BatchSizeType(), default="auto", show_default=True,
-    help="Faces per forward pass, or auto: on a GPU the largest batch (up to 64) that fits "
-         "its free memory, 16 on the CPU.")
+dataset_option = setting_option(ModelOptions, "dataset", "--dataset",
+                                type=click.Choice(["bp4d", "disfa"], case_sensitive=False))
 
 
-def speed_options(command):
-    """--channels-last, --cuda-graphs, --compile: GPU speed switches, all off by default
-    (passed to InferenceEngine as keyword options; see `engine_options`)."""
-    for decorator in reversed((
-        click.option("--channels-last", is_flag=True,
-                     help="NHWC memory format for the encoder and interpreter convolutions."),
-        click.option("--cuda-graphs", is_flag=True,
-                     help="Replay captured CUDA graphs instead of launching every kernel "
-                          "(CUDA only; a graph is captured per batch-size bucket)."),
-        click.option("--compile", "compile_model", is_flag=True,
-                     help="torch.compile the model (slow first batch per batch-size bucket)."),
-    )):
+def model_options(command):
+    """The options of `ModelOptions` (weights, device, precision, batch size, speed
+    switches), for every command that runs the model."""
+    choice = click.Choice
+    decorators = (
+        setting_option(ModelOptions, "weights", "--weights", "-w", metavar="NAME_OR_FILE"),
+        setting_option(ModelOptions, "psp", "--psp", type=click.Path(dir_okay=False),
+                       metavar="FILE"),
+        dataset_option,
+        setting_option(ModelOptions, "features", "--features", metavar="GROUPS"),
+        setting_option(ModelOptions, "offline", "--offline", is_flag=True, show_default=False),
+        setting_option(ModelOptions, "device", "--device"),
+        setting_option(ModelOptions, "precision", "--precision",
+                       type=choice(PRECISION_NAMES, case_sensitive=False)),
+        setting_option(ModelOptions, "batch_size", "--batch-size", type=BatchSizeType()),
+        setting_option(ModelOptions, "channels_last", "--channels-last", is_flag=True),
+        setting_option(ModelOptions, "cuda_graphs", "--cuda-graphs", is_flag=True),
+        setting_option(ModelOptions, "compile", "--compile", is_flag=True),
+    )
+    for decorator in reversed(decorators):
         command = decorator(command)
     return command
-
-
-def engine_options(channels_last: bool, cuda_graphs: bool, compile_model: bool) -> dict:
-    """InferenceEngine keyword options from the `speed_options` flags."""
-    return {"channels_last": channels_last, "cuda_graphs": cuda_graphs, "compile": compile_model}

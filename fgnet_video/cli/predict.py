@@ -6,26 +6,15 @@ import sys
 
 import click
 
-from fgnet_video.cli.options import (
-    batch_size_option,
-    dataset_option,
-    device_option,
-    engine_options,
-    features_option,
-    offline_option,
-    precision_option,
-    psp_option,
-    speed_options,
-    weights_option,
-)
+from fgnet_video.cli.options import model_options
 from fgnet_video.errors import UserError
+from fgnet_video.options import ModelOptions
+from fgnet_video.settings import given
 
 
 @click.command()
 @click.argument("images", nargs=-1, required=True)
-@weights_option
-@psp_option
-@dataset_option
+@model_options
 @click.option("--aligned", is_flag=True,
               help="The images are FFHQ-aligned 256x256 faces (other sizes are resized); "
                    "without it, the largest face of each photo is found and aligned.")
@@ -33,14 +22,7 @@ from fgnet_video.errors import UserError
               help="CSV to write (default: standard output).")
 @click.option("--save-heatmaps", type=click.Path(dir_okay=False), default=None,
               help="npz with the clamped heatmaps (N, n_AUs, 128, 128) and image names.")
-@features_option
-@offline_option
-@device_option
-@precision_option
-@batch_size_option
-@speed_options
-def predict(images, weights, psp, dataset, aligned, output, save_heatmaps, features, offline,
-            device, precision, batch_size, channels_last, cuda_graphs, compile_model) -> None:
+def predict(images, aligned, output, save_heatmaps, **params) -> None:
     """Predict AUs for IMAGES (files or folders of face images)."""
     from fgnet_video.images import expand_image_paths
     from fgnet_video.inference import InferenceEngine
@@ -51,10 +33,7 @@ def predict(images, weights, psp, dataset, aligned, output, save_heatmaps, featu
     paths = expand_image_paths(images)
     if not paths:
         raise UserError("no images found in the given paths")
-    engine = InferenceEngine.from_weights(
-        weights, psp=psp, dataset=dataset, features=features, offline=offline or None,
-        device=device, precision=precision, batch_size=batch_size,
-        **engine_options(channels_last, cuda_graphs, compile_model))
+    engine = InferenceEngine.from_weights(**ModelOptions(**given(params)).engine_kwargs())
     table, heatmaps = predict_images(paths, engine, aligned=aligned,
                                      keep_heatmaps=save_heatmaps is not None,
                                      note=lambda text: click.echo(text, err=True))

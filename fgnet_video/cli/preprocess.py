@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import click
+
+from fgnet_video.cli.options import setting_option
+from fgnet_video.options import SamplingSettings
+from fgnet_video.settings import given
 
 
 @click.command()
@@ -13,13 +16,12 @@ import click
 @click.option("--output", "-o", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Dataset folder to fill, e.g. data/BP4D (aligned_images/, "
                    "aligned_landmarks/, no_face.txt).")
-@click.option("--fps", type=float, default=None,
-              help="Videos: keep at most this many frames per second (by timestamp).")
-@click.option("--start", type=float, default=None, help="Videos: first second to keep.")
-@click.option("--end", type=float, default=None, help="Videos: stop at this second.")
-@click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Worker processes (one per CPU core is a good choice).")
-def preprocess(sources, output, fps, start, end, jobs) -> None:
+@setting_option(SamplingSettings, "fps", "--fps", type=float)
+@setting_option(SamplingSettings, "start", "--start", type=float)
+@setting_option(SamplingSettings, "end", "--end", type=float)
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
+              help="Worker processes (default one; one per CPU core is a good choice).")
+def preprocess(sources, output, **params) -> None:
     """Align the faces in SOURCES (images, folders, videos) the way FG-Net's data was made.
 
     Writes OUTPUT/aligned_images/<path>.jpg (256x256 FFHQ crop) and
@@ -30,14 +32,12 @@ def preprocess(sources, output, fps, start, end, jobs) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     from fgnet_video.preprocess import preprocess as run
-    from fgnet_video.video import TruncatedVideoWarning
 
-    warnings.simplefilter("ignore", TruncatedVideoWarning)  # reported below, once per video
     console = Console(stderr=True)
     with Progress("[bold]preprocess", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=console, disable=not console.is_terminal) as progress:
         task = progress.add_task("preprocess", total=None)
-        report = run(sources, output, fps=fps, start=start, end=end, jobs=jobs,
+        report = run(sources, output, **given(params),
                      on_total=lambda n: progress.update(task, total=n),
                      on_progress=lambda k: progress.advance(task, k))
     click.echo(f"{report.written} aligned, {report.skipped} already done, "

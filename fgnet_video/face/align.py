@@ -25,14 +25,13 @@ source (x, y, 1) to aligned (x, y, 1).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import cv2
 import numpy as np
 from PIL import Image
 
-AlignMethod = Literal["exact", "fast"]
-ALIGN_METHODS: tuple[str, ...] = ("exact", "fast")
+from fgnet_video.options import ALIGN_METHODS, AlignMethod
+
 _FADE_REDUCTION = 4  # fast path: the padding fade is computed at size / this, then upsampled
 _TRANSFORM_FACTOR = 4  # the recipe's QUAD transform size over its output size (1024 / 256)
 

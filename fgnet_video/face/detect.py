@@ -10,16 +10,14 @@ minimum sizes, above 1, i.e. upsampling, for small ones). Boxes come back in fra
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import cv2
 import dlib
 import numpy as np
 
 from fgnet_video.face.landmarks import CNN_DETECTOR_MODEL, Box, from_dlib_rect, model_file
+from fgnet_video.options import DETECTOR_KINDS, DetectorKind
 
-DetectorKind = Literal["hog", "cnn"]
-DETECTOR_KINDS: tuple[str, ...] = ("hog", "cnn")
 DLIB_MIN_FACE = 80  # box side (px) of the smallest face dlib's detectors find
 
 

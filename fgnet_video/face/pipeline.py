@@ -7,7 +7,8 @@
 
 A FacePipeline holds the tracking state of one clip: feed it that clip's frames in order
 (call `reset()` before another clip) and use one instance per thread. The per-face alignment
-is also available separately (`align_tracked`), e.g. to run it in other workers.
+is also available separately (`align_tracked`), e.g. to run it in other workers. The
+settings (`FaceSettings`, with their defaults) live in `fgnet_video.options`.
 """
 
 from __future__ import annotations
@@ -16,53 +17,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fgnet_video.errors import UserError
-from fgnet_video.face.align import ALIGN_METHODS, AlignMethod, ffhq_align
-from fgnet_video.face.detect import DETECTOR_KINDS, DetectorKind, FaceDetector
+from fgnet_video.face.align import ffhq_align
+from fgnet_video.face.detect import FaceDetector
 from fgnet_video.face.landmarks import Box, LandmarkPredictor
 from fgnet_video.face.track import FaceTracker, TrackedFace
+from fgnet_video.options import AlignMethod, FaceSettings
 from fgnet_video.video import Frame
-
-
-@dataclass(frozen=True)
-class FaceSettings:
-    """How faces are found, followed and aligned.
-
-    detector: 'hog' (dlib frontal HOG, fast) or 'cnn' (dlib MMOD CNN, slow on CPU).
-    detect_every: run the detector every k frames (plus whenever tracking is unsure).
-    downscale: factor of the frame copy the detector scans; None = 80 / min_face_size.
-    min_face_size: smallest face (detector box side, frame pixels) reported.
-    max_faces: keep at most this many faces per frame (largest first); None = all.
-    min_confidence: detector score a detection needs (HOG SVM margin or CNN confidence;
-        0 is dlib's default; about 0.3-0.5 drops face-like patterns such as badges).
-    align_method: 'fast' (one warp) or 'exact' (the release's PIL recipe, slow).
-    aligned_size: side of the aligned crop (FG-Net reads 256).
-    """
-
-    detector: DetectorKind = "hog"
-    detect_every: int = 10
-    downscale: float | None = None
-    min_face_size: float = 100.0
-    max_faces: int | None = None
-    min_confidence: float = 0.0
-    align_method: AlignMethod = "fast"
-    aligned_size: int = 256
-
-    def __post_init__(self) -> None:
-        if self.detector not in DETECTOR_KINDS:
-            raise UserError(f"unknown face detector {self.detector!r} (use hog or cnn)")
-        if self.align_method not in ALIGN_METHODS:
-            raise UserError(f"unknown alignment method {self.align_method!r} (use fast or exact)")
-        if self.detect_every < 1:
-            raise UserError(f"detect_every must be at least 1, got {self.detect_every}")
-        if self.downscale is not None and not self.downscale > 0:
-            raise UserError(f"downscale must be positive, got {self.downscale}")
-        if not self.min_face_size > 0:
-            raise UserError(f"min_face_size must be positive, got {self.min_face_size}")
-        if self.max_faces is not None and self.max_faces < 1:
-            raise UserError(f"max_faces must be at least 1, got {self.max_faces}")
-        if self.aligned_size < 8:
-            raise UserError(f"aligned_size must be at least 8, got {self.aligned_size}")
 
 
 @dataclass(frozen=True)

@@ -1,17 +1,31 @@
 """StyleGAN2's custom ops, each with a compiled CUDA path and a pure-PyTorch reference of the
-same signature: fused bias + leaky ReLU and upfirdn2d. See build.py for how the compiled
-path is built and chosen (FGNET_VIDEO_KERNELS=ref forces the reference)."""
+same signature: fused bias + leaky ReLU and upfirdn2d.
+
+Every op takes `impl=` (the stylegan2-ada `torch_utils/ops` shape; see impl.py): "auto" (the
+compiled plugin for CUDA tensors of fp32/fp16/bf16 when it builds, else the reference),
+"cuda" (the compiled plugin, required), "ref" (the reference), or None: the user's default,
+$FGNET_VIDEO_KERNELS, read once per process. `set_kernel_impl` sets the choice on every op
+module of a model. build.py builds and caches the plugin.
+
+This package imports nothing of fgnet_video but errors, atomic and cache, so importing it
+never pulls in the model or the weights.
+"""
 
 from fgnet_video.kernels.bias_act import fused_leaky_relu, fused_leaky_relu_ref
-from fgnet_video.kernels.build import kernel_mode, load_plugin, plugin_status
+from fgnet_video.kernels.build import load_plugin, plugin_status, reset_plugin_state
+from fgnet_video.kernels.impl import IMPL_ENV, IMPLS, default_impl, set_kernel_impl
 from fgnet_video.kernels.upfirdn2d import upfirdn2d, upfirdn2d_ref
 
 __all__ = [
+    "IMPLS",
+    "IMPL_ENV",
+    "default_impl",
     "fused_leaky_relu",
     "fused_leaky_relu_ref",
-    "kernel_mode",
     "load_plugin",
     "plugin_status",
+    "reset_plugin_state",
+    "set_kernel_impl",
     "upfirdn2d",
     "upfirdn2d_ref",
 ]

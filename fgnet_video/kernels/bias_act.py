@@ -13,6 +13,9 @@ saved output alone:
 That gradient is linear in dL/dy with a coefficient that is piecewise constant in y, so it is
 the same op again (its own derivative w.r.t. y is zero almost everywhere): the compiled path
 differentiates any number of times.
+
+`fused_leaky_relu(..., impl=)` runs the compiled plugin or the reference `fused_leaky_relu_ref`
+as `impl` says ("auto", "cuda", "ref", or None for the user's default: see impl.py).
 """
 
 from __future__ import annotations
@@ -55,9 +58,12 @@ def fused_leaky_relu_ref(x: torch.Tensor, bias: torch.Tensor | None = None,
 
 
 def fused_leaky_relu(x: torch.Tensor, bias: torch.Tensor | None = None,
-                     negative_slope: float = 0.2, scale: float = SQRT2) -> torch.Tensor:
-    """Fused bias + leaky ReLU: the compiled kernel for CUDA tensors, else the reference."""
-    plugin = plugin_for(x)
+                     negative_slope: float = 0.2, scale: float = SQRT2,
+                     impl: str | None = None) -> torch.Tensor:
+    """Fused bias + leaky ReLU through the implementation `impl` picks (see impl.py): "auto"
+    the compiled kernel for a CUDA x of fp32/fp16/bf16, else the reference; "cuda" the
+    compiled kernel or UserError; "ref" the reference; None the user's default."""
+    plugin = plugin_for(impl, x)
     if plugin is None:
         return fused_leaky_relu_ref(x, bias, negative_slope, scale)
     _check(x, bias, negative_slope, scale)

@@ -2,25 +2,24 @@
 
 The plugin (sources in this folder) is compiled once with `torch.utils.cpp_extension.load`
 into a cache directory keyed by the torch version, the CUDA version, the GPU architectures
-built for and a hash of the sources, under `$FGNET_VIDEO_HOME/kernels/` when
-FGNET_VIDEO_HOME is set, else `$XDG_CACHE_HOME/fgnet-video/kernels/` (default
-`~/.cache/fgnet-video/kernels/`); a cache shared by machines with different GPUs keeps one
-build per kind. Processes starting at the same time serialise on a file lock in that
-directory, so one of them compiles and the others load its result.
+built for and a hash of the sources, under `kernels/` in fgnet-video's cache folder
+(`fgnet_video.cache.cache_dir`: $FGNET_VIDEO_HOME, else $XDG_CACHE_HOME/fgnet-video, else
+~/.cache/fgnet-video); a cache shared by machines with different GPUs keeps one build per
+kind. Processes starting at the same time serialise on a file lock in that directory, so one
+of them compiles and the others load its result.
 
-`FGNET_VIDEO_KERNELS` picks the path: `auto` (default) uses the plugin for CUDA tensors and
-the pure-PyTorch reference elsewhere; `ref` always uses the reference. A failed build warns
-once, in one line, and every later call uses the reference.
+Each op's `impl=` argument picks the path (see impl.py): "auto" uses the plugin for CUDA
+tensors of fp32/fp16/bf16 and the reference elsewhere, "cuda" requires the plugin, "ref"
+always uses the reference, None means the user's default ($FGNET_VIDEO_KERNELS, read once).
+A failed build warns once, in one line, and every later "auto" call uses the reference.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import threading
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -28,10 +27,10 @@ from types import ModuleType
 import torch
 
 from fgnet_video.atomic import atomic_path
+from fgnet_video.cache import cache_dir, file_lock
 from fgnet_video.errors import UserError
+from fgnet_video.kernels.impl import default_impl, resolve_impl
 
-MODE_ENV = "FGNET_VIDEO_KERNELS"
-MODES = ("auto", "ref")
 SOURCE_DIR = Path(__file__).resolve().parent
 SOURCES = ("ops.cpp", "bias_act.cu", "upfirdn2d.cu")
 HEADERS = ("ops.h", "common.h", "bias_act_kernels.h", "upfirdn2d_kernels.h")
@@ -42,24 +41,15 @@ COMPILED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 class _State:
     module: ModuleType | None = None
     error: str | None = None  # one line; set once a build has failed
+    warned: bool = False  # the failure was reported (on the first fallback to the reference)
 
 
 _state = _State()
 _lock = threading.Lock()
 
 
-def kernel_mode() -> str:
-    """The value of FGNET_VIDEO_KERNELS ('auto' when unset); UserError when unknown."""
-    mode = os.environ.get(MODE_ENV, "auto").strip().lower() or "auto"
-    if mode not in MODES:
-        raise UserError(f"{MODE_ENV} must be one of {', '.join(MODES)}, not {mode!r}")
-    return mode
-
-
 def cache_root() -> Path:
-    """Where compiled kernels live: `kernels/` in fgnet-video's cache directory."""
-    from fgnet_video.weights import cache_dir  # imported late: weights imports the model
-
+    """Where compiled kernels live: `kernels/` in fgnet-video's cache folder."""
     return cache_dir() / "kernels"
 
 
@@ -102,8 +92,7 @@ def _compile() -> ModuleType:
     from torch.utils.cpp_extension import load
 
     directory = build_dir()
-    directory.mkdir(parents=True, exist_ok=True)
-    with _file_lock(directory / "build.lock"):
+    with file_lock(directory / "build.lock"):  # creates `directory` too
         return load(
             name=extension_name(),
             sources=[str(SOURCE_DIR / s) for s in SOURCES],
@@ -115,8 +104,9 @@ def _compile() -> ModuleType:
         )
 
 
-def load_plugin() -> ModuleType | None:
-    """The compiled plugin, building it on first use; None (after one warning) if that fails."""
+def _build_once() -> ModuleType | None:
+    """The compiled plugin, building it on first use; None once a build has failed (its one
+    line kept in `_state.error`, its whole message in build-error.log). Never warns."""
     with _lock:
         if _state.module is not None or _state.error is not None:
             return _state.module
@@ -124,16 +114,26 @@ def load_plugin() -> ModuleType | None:
             if not torch.cuda.is_available():
                 raise RuntimeError("CUDA is not available to this torch build")
             _state.module = _compile()
-        except Exception as exc:  # noqa: BLE001 - any build failure means: use the reference
+        except Exception as exc:  # noqa: BLE001 - any build failure means: no plugin
             lines = str(exc).strip().splitlines()
             _state.error = f"{type(exc).__name__}: {lines[0] if lines else 'no message'}"
             log = _write_error_log(exc)
             if log is not None and len(lines) > 1:
                 _state.error += f" (full log: {log})"
+        return _state.module
+
+
+def load_plugin() -> ModuleType | None:
+    """The compiled plugin, building it on first use; None if that fails, after a one-line
+    warning (given once) that the PyTorch reference ops are used instead."""
+    module = _build_once()
+    with _lock:
+        if module is None and not _state.warned:
+            _state.warned = True
             warnings.warn(
                 f"fgnet-video: compiled kernels unavailable ({_state.error}); "
                 "using the PyTorch reference ops", RuntimeWarning, stacklevel=3)
-        return _state.module
+    return module
 
 
 def _write_error_log(exc: Exception) -> Path | None:
@@ -147,36 +147,59 @@ def _write_error_log(exc: Exception) -> Path | None:
     return path
 
 
-def plugin_for(*tensors: torch.Tensor | None) -> ModuleType | None:
-    """The plugin when every given tensor may use it (CUDA, fp32/fp16/bf16, mode 'auto')."""
+def _describe(tensor: torch.Tensor) -> str:
+    return f"{tensor.device.type} {str(tensor.dtype).removeprefix('torch.')}"
+
+
+def plugin_for(impl: str | None, *tensors: torch.Tensor | None) -> ModuleType | None:
+    """The plugin an op with argument `impl` runs on for these tensors (None entries are
+    skipped), or None for the reference: see impl.py. "cuda" raises UserError when a tensor
+    is not a CUDA tensor of fp32/fp16/bf16 or the plugin is unavailable; an unknown impl
+    raises ValueError."""
+    impl = resolve_impl(impl)
+    if impl == "ref":
+        return None
     present = [t for t in tensors if t is not None]
-    if kernel_mode() == "ref":
-        return None
-    if not all(t.is_cuda and t.dtype in COMPILED_DTYPES for t in present):
-        return None
-    return load_plugin()
+    unsuited = [t for t in present if not (t.is_cuda and t.dtype in COMPILED_DTYPES)]
+    if impl == "auto":
+        return None if unsuited else load_plugin()
+    if unsuited:
+        raise UserError(f"impl='cuda' runs the compiled kernels on CUDA tensors of fp32, fp16 "
+                        f"or bf16, not on a {_describe(unsuited[0])} tensor")
+    module = _build_once()
+    if module is None:
+        raise UserError(f"impl='cuda' needs the compiled kernels, which are unavailable "
+                        f"({_state.error})")
+    return module
 
 
 @dataclass(frozen=True)
 class PluginStatus:
-    """What `doctor` reports: mode, build state, and where the build lives."""
+    """What `doctor` reports: the default impl (mode), build state, where the build lives."""
 
-    mode: str
+    mode: str  # default_impl()
     state: str  # 'not built yet', 'built', 'failed', 'disabled'
     directory: Path
     error: str | None
 
     @property
     def active_path(self) -> str:
-        """Which implementation CUDA tensors go through right now."""
-        if self.mode == "ref" or self.state == "failed" or not torch.cuda.is_available():
+        """Which implementation CUDA tensors go through by default right now."""
+        if self.mode == "ref":
             return "reference"
+        if self.state == "failed" or not torch.cuda.is_available():
+            return "reference" if self.mode == "auto" else "none (the ops raise an error)"
         return "compiled" if self.state == "built" else "compiled (built on first use)"
+
+    @property
+    def cpu_path(self) -> str:
+        """Which implementation CPU tensors go through by default."""
+        return "none (the ops raise an error)" if self.mode == "cuda" else "reference"
 
 
 def plugin_status() -> PluginStatus:
-    """The plugin's state without building it."""
-    mode = kernel_mode()
+    """The plugin's state without building it; UserError for a bad $FGNET_VIDEO_KERNELS."""
+    mode = default_impl()
     if mode == "ref":
         state = "disabled"
     elif _state.error is not None:
@@ -189,25 +212,10 @@ def plugin_status() -> PluginStatus:
 
 
 def reset_plugin_state() -> None:
-    """Forget a loaded plugin or a failed build, so the next call tries again."""
+    """Forget a loaded plugin, a failed build and its warning, so the next call tries again,
+    and the default impl, so the next call reads $FGNET_VIDEO_KERNELS again."""
     with _lock:
         _state.module = None
         _state.error = None
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """Exclusive advisory lock on `path` (POSIX flock; the OS releases it if the holder dies,
-    so a crashed build never blocks later ones). Where flock is missing, torch's own build
-    lock still serialises the compilation."""
-    try:
-        import fcntl
-    except ImportError:  # Windows
-        yield
-        return
-    with open(path, "a+b") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        _state.warned = False
+    default_impl.cache_clear()

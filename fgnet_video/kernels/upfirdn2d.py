@@ -14,8 +14,11 @@ Every channel is filtered on its own with the same kernel.
 
 The adjoint of upfirdn2d is again an upfirdn2d: with the flipped kernel, up and down swapped,
 and pads p0' = kh - 1 - p0, p1' = H*up - out*down + p0 - up + 1 per axis; the compiled path
-differentiates through it (any order). The kernel gets no gradient there: a kernel that
-requires grad goes through the reference.
+differentiates through it (any order). The kernel gets no gradient there: with "auto" a
+kernel that requires grad goes through the reference, with "cuda" it is an error.
+
+`upfirdn2d(..., impl=)` runs the compiled plugin or the reference `upfirdn2d_ref` as `impl`
+says ("auto", "cuda", "ref", or None for the user's default: see impl.py).
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ from types import ModuleType
 import torch
 import torch.nn.functional as F
 
+from fgnet_video.errors import UserError
 from fgnet_video.kernels.build import plugin_for
+from fgnet_video.kernels.impl import resolve_impl
 
 Pads = tuple[int, int, int, int]
 
@@ -98,10 +103,20 @@ def upfirdn2d_ref(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int 
 
 
 def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
-              pad: Sequence[int] = (0, 0, 0, 0)) -> torch.Tensor:
-    """upfirdn2d: the compiled kernel for CUDA tensors, else the reference."""
-    plugin = plugin_for(x)
-    if plugin is None or (kernel.requires_grad and torch.is_grad_enabled()):
+              pad: Sequence[int] = (0, 0, 0, 0), impl: str | None = None) -> torch.Tensor:
+    """upfirdn2d through the implementation `impl` picks (see impl.py): "auto" the compiled
+    kernel for a CUDA x of fp32/fp16/bf16 (unless the kernel needs a gradient), else the
+    reference; "cuda" the compiled kernel or UserError; "ref" the reference; None the user's
+    default."""
+    impl = resolve_impl(impl)
+    if kernel.requires_grad and torch.is_grad_enabled():
+        if impl == "cuda":
+            raise UserError("impl='cuda': the compiled upfirdn2d gives the FIR kernel no "
+                            "gradient; use impl='ref' or 'auto' for a kernel that requires grad")
+        plugin = None
+    else:
+        plugin = plugin_for(impl, x)
+    if plugin is None:
         return upfirdn2d_ref(x, kernel, up, down, pad)
     pads = parse_pad(pad)
     _check(x, kernel, up, down, pads)

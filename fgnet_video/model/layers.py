@@ -2,6 +2,9 @@
 
 Equalised learning rate: a weight is stored as w / lr_mul and used as
 w * (lr_mul / sqrt(fan_in)); a bias is stored as b / lr_mul and used as b * lr_mul.
+
+A module that calls a StyleGAN2 op carries a plain `impl` attribute (None: the user's default)
+that it passes to the op; `fgnet_video.kernels.set_kernel_impl` sets it model-wide.
 """
 
 from __future__ import annotations
@@ -39,11 +42,13 @@ class EqualLinear(nn.Module):
     """y = x @ (w * lr_mul / sqrt(in))^T + b * lr_mul, optionally followed by the fused
     leaky ReLU (slope 0.2, gain sqrt 2) with the bias added before the activation.
 
-    `fp32_under_autocast` (a plain attribute, off by default): compute in fp32 even under
-    autocast, returning fp32.
+    Plain attributes (state dicts are unchanged): `fp32_under_autocast` (off by default):
+    compute in fp32 even under autocast, returning fp32; `impl`: the fused op's
+    implementation (see fgnet_video.kernels; None: the user's default).
     """
 
     fp32_under_autocast: bool = False
+    impl: str | None = None
 
     def __init__(
         self,
@@ -71,7 +76,7 @@ class EqualLinear(nn.Module):
         bias = None if self.bias is None else self.bias * self.lr_mul
         if self.activation:
             out = F.linear(x, self.weight * self.scale)
-            return fused_leaky_relu(out, bias)
+            return fused_leaky_relu(out, bias, impl=self.impl)
         return F.linear(x, self.weight * self.scale, bias)
 
     def extra_repr(self) -> str:

@@ -13,6 +13,10 @@ Two computation orders give the same y up to rounding:
 - `fused_modconv` (the release's order): build each sample's weight c * W * s * d, fold the
   batch into the groups of one grouped conv.
 An upsampling conv is a stride-2 transposed conv followed by a 4x4 blur (upfirdn2d).
+
+The modules that call the StyleGAN2 ops (Blur, Upsample, FusedLeakyReLU, and EqualLinear in
+layers.py) carry a plain `impl` attribute (None: the user's default) passed to the op; set it
+model-wide with `fgnet_video.kernels.set_kernel_impl`.
 """
 
 from __future__ import annotations
@@ -38,7 +42,10 @@ def blur_kernel(gain: float = 1.0) -> torch.Tensor:
 
 
 class Blur(nn.Module):
-    """FIR blur after a stride-2 transposed conv (kernel stored as buffer `kernel`, sum 4)."""
+    """FIR blur after a stride-2 transposed conv (kernel stored as buffer `kernel`, sum 4);
+    `impl`: upfirdn2d's implementation (None: the user's default)."""
+
+    impl: str | None = None
 
     def __init__(self, pad: tuple[int, int]):
         super().__init__()
@@ -46,18 +53,21 @@ class Blur(nn.Module):
         self.pad = pad
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return upfirdn2d(x, self.kernel, pad=self.pad)
+        return upfirdn2d(x, self.kernel, pad=self.pad, impl=self.impl)
 
 
 class Upsample(nn.Module):
-    """x2 FIR upsampling of the RGB skip (zero insertion, pad (2, 1), kernel sum 4)."""
+    """x2 FIR upsampling of the RGB skip (zero insertion, pad (2, 1), kernel sum 4);
+    `impl`: upfirdn2d's implementation (None: the user's default)."""
+
+    impl: str | None = None
 
     def __init__(self):
         super().__init__()
         self.register_buffer("kernel", blur_kernel(gain=4.0))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return upfirdn2d(x, self.kernel, up=2, pad=(2, 1))
+        return upfirdn2d(x, self.kernel, up=2, pad=(2, 1), impl=self.impl)
 
 
 class ModulatedConv2d(nn.Module):
@@ -150,14 +160,17 @@ class NoiseInjection(nn.Module):
 
 
 class FusedLeakyReLU(nn.Module):
-    """leaky_relu(x + bias, 0.2) * sqrt(2), bias per channel."""
+    """leaky_relu(x + bias, 0.2) * sqrt(2), bias per channel; `impl`: the fused op's
+    implementation (None: the user's default)."""
+
+    impl: str | None = None
 
     def __init__(self, channels: int):
         super().__init__()
         self.bias = nn.Parameter(torch.zeros(channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return fused_leaky_relu(x, self.bias.to(x.dtype))
+        return fused_leaky_relu(x, self.bias.to(x.dtype), impl=self.impl)
 
 
 class StyledConv(nn.Module):

@@ -8,8 +8,9 @@ checkpoint (12 channels) can be scored on DISFA labels (8 columns): on the AUs b
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,7 +18,7 @@ from rich.table import Table
 
 from fgnet_video.aus import au_name
 from fgnet_video.errors import UserError
-from fgnet_video.model.checkpoints import load_model, read_converted_metadata
+from fgnet_video.model.checkpoints import read_converted_metadata
 from fgnet_video.model.fgnet import FGNet, decode_heatmaps
 from fgnet_video.train.data import (
     DataIssues,
@@ -35,8 +36,10 @@ from fgnet_video.train.distributed import (
     pick_device,
 )
 from fgnet_video.train.metrics import AUCounts
+from fgnet_video.train.options import EvaluateOptions
 from fgnet_video.train.progress import progress_bar
 from fgnet_video.train.sampler import shard
+from fgnet_video.weights import load_weights
 
 
 @dataclass(frozen=True)
@@ -246,67 +249,71 @@ def comparison_table(reports: Sequence[dict]) -> Table:
 
 # -- evaluating a checkpoint ---------------------------------------------------------------------
 
-def load_for_evaluation(weights: str, psp: str | None, dataset: str,
-                        model_dataset: str | None) -> tuple[FGNet, tuple[int, ...], str]:
-    """(model, its AU set, its dataset name). A converted file names its own AU set; a release
-    model.pth is taken to be trained on `model_dataset`, else on the evaluated dataset."""
+def _release_file(weights: str) -> bool:
+    """Whether `weights` names a checkpoint file that does not record its AU set (not a
+    converted file, not a known weights name): a release model.pth."""
+    if not Path(weights).expanduser().is_file():
+        return False
     try:
         read_converted_metadata(weights)
-        converted = True
     except UserError:
-        converted = False
-    if not converted and model_dataset is None and dataset.lower() in ("bp4d", "disfa"):
+        return True
+    return False
+
+
+def load_for_evaluation(weights: str, psp: str | None, dataset: str,
+                        model_dataset: str | None,
+                        offline: bool | None = None) -> tuple[FGNet, tuple[int, ...], str]:
+    """(model, its AU set, its dataset name) of a `--weights` value: a file or a known name
+    (fgnet_video.weights.load_weights; `offline` stops downloads). A converted file or known
+    name carries its own AU set; a release model.pth is taken to be trained on
+    `model_dataset`, else on the evaluated dataset."""
+    release = _release_file(weights)
+    if release and model_dataset is None and dataset.lower() in ("bp4d", "disfa"):
         model_dataset = dataset
-    loaded = load_model(weights, psp=psp, dataset=None if converted else model_dataset)
+    loaded = load_weights(weights, psp=psp, dataset=model_dataset if release else None,
+                          offline=offline)
     return loaded.model, tuple(loaded.aus), loaded.dataset
 
 
-def evaluate_weights(
-    weights: str,
-    dataset: str,
-    data: str,
-    *,
-    folds: Sequence[int] = (0,),
-    csvs: Sequence[str] = (),
-    psp: str | None = None,
-    model_dataset: str | None = None,
-    aus: Sequence[int] | None = None,
-    batch_size: int = 32,
-    num_workers: int = 2,
-    device: str = "auto",
-    precision: str = "auto",
-    on_bad_data: str = "fail",
-    positive_threshold: float | None = None,
-    show_progress: bool = True,
-) -> dict:
-    """Score `weights` on each fold's test CSV (or on each of `csvs`) of `dataset` under
-    `data`; `{fold}` in `weights` picks a checkpoint per fold. Returns the JSON report:
-    {'sets': [per-set scores], 'average': fold means (when several), 'aus', ...}."""
+def evaluate_weights(weights: str, dataset: str, data: str,
+                     options: EvaluateOptions | None = None, **values: Any) -> dict:
+    """Score `weights` (a checkpoint file or a known name; `{fold}` in a file name picks a
+    checkpoint per fold) on each fold's test CSV (or on each of the `csvs`) of `dataset`
+    under `data`. `options`, or its fields as keyword `values` (the two may be combined:
+    `values` replace fields of `options`), say which sets, AUs and how. Returns the JSON
+    report: {'sets': [per-set scores], 'average': fold means (when several), 'aus', ...}."""
+    options = replace(options or EvaluateOptions(), **values)
+    dataset = dataset.lower()
     ctx = DistContext()
-    torch_device = pick_device(device, ctx)
-    amp_dtype = autocast_dtype(precision, torch_device)
+    torch_device = pick_device(options.device, ctx)
+    amp_dtype = autocast_dtype(options.precision, torch_device)
+    csvs = options.csvs
     if csvs:
-        sets = [(Path(csv).stem if len(csvs) == 1 else str(csv), None, Path(csv)) for csv in csvs]
+        sets = [(Path(csv).stem if len(csvs) == 1 else csv, None, Path(csv)) for csv in csvs]
     else:
-        sets = [(f"fold {k}", k, default_csv(Path(data), dataset, k, "test")) for k in folds]
-    issues = DataIssues(on_bad_data)
+        sets = [(f"fold {k}", k, default_csv(Path(data), dataset, k, "test"))
+                for k in options.folds]
+    issues = DataIssues(options.on_bad_data)
     results, entries, cache = [], [], {}
     model_info = {}
     for name, fold, csv in sets:
         path = weights.format(fold=fold) if "{fold}" in weights else weights
         if path not in cache:
             cache.clear()  # keep one model in memory
-            cache[path] = load_for_evaluation(path, psp, dataset, model_dataset)
+            cache[path] = load_for_evaluation(path, options.psp, dataset, options.model_dataset,
+                                              options.offline)
         model, model_aus, model_name = cache[path]
         model.to(torch_device)
-        table = read_labels(csv, data, dataset, issues, positive_threshold)
-        table = check_frames(table, issues, show_progress=show_progress, workers=num_workers)
-        mapping = channel_map(model_aus, table.aus, aus)
+        table = read_labels(csv, data, dataset, issues, options.positive_threshold)
+        table = check_frames(table, issues, show_progress=options.show_progress,
+                             workers=options.num_workers)
+        mapping = channel_map(model_aus, table.aus, options.aus)
         before = len(issues.found)
         counts = count_predictions(
             model, FrameDataset(table, model.config.image_size), mapping, device=torch_device,
-            batch_size=batch_size, num_workers=num_workers, amp_dtype=amp_dtype, issues=issues,
-            show_progress=show_progress, description=name,
+            batch_size=options.batch_size, num_workers=options.num_workers, amp_dtype=amp_dtype,
+            issues=issues, show_progress=options.show_progress, description=name,
         )
         result = EvalResult(name, mapping.aus, counts, skipped=len(issues.found) - before)
         results.append(result)
@@ -317,7 +324,7 @@ def evaluate_weights(
     report = {
         "title": f"{Path(weights).name} on {dataset}",
         "weights": str(weights),
-        "dataset": dataset.lower(),
+        "dataset": dataset,
         "model": model_info,
         "aus": list(results[0].aus),
         "sets": entries,

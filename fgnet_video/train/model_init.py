@@ -13,18 +13,22 @@ from fgnet_video.model.config import FGNetConfig, preset
 from fgnet_video.model.fgnet import FGNet
 from fgnet_video.model.init import random_model
 from fgnet_video.train.options import TrainOptions
+from fgnet_video.weights import load_weights
 
 
 def initial_model(options: TrainOptions, aus: tuple[int, ...]) -> tuple[FGNet, dict]:
     """(model, sources) from the run's initialisation; call after seeding torch.
 
-    - weights: an FG-Net checkpoint (fine-tuning); output channels are reordered so each AU
-      the checkpoint already predicts keeps its channel's weights;
+    - weights: an FG-Net checkpoint (fine-tuning), a file or a known name fetched into the
+      cache unless `offline` (fgnet_video.weights.load_weights; a release model.pth gets
+      load_model's default AU set); output channels are reordered so each AU the checkpoint
+      already predicts keeps its channel's weights;
     - psp (+ stylegan): pSp encoder and generator weights, a fresh interpreter;
     - preset: random weights of a named size (fgnet_video.model.init.random_model).
     """
     if options.weights:
-        loaded = load_model(options.weights, psp=options.psp, features=options.features)
+        loaded = load_weights(options.weights, psp=options.psp, features=options.features,
+                              offline=options.offline)
         model = loaded.model
         remap_output_channels(model, loaded.aus, aus)
         sources = {"init": "weights", **loaded.metadata.get("sources", {})}

@@ -32,6 +32,20 @@ def read_run_options(out: Path | str) -> TrainOptions:
         raise UserError(f"{path}: unreadable run options ({exc})") from None
 
 
+def run_options(given: dict) -> TrainOptions:
+    """The options of the run asked for by the options a user gave (TrainOptions fields, those
+    left out absent: `fgnet_video.settings.given`). With `resume`: the stored options of the
+    run in `out` with the given ones applied (TrainOptions.resumed_with); otherwise a new
+    run's, which needs `dataset`, `data` and `out`."""
+    if not given.get("out"):
+        raise UserError("--out is required: the run folder")
+    if given.get("resume"):
+        return read_run_options(given["out"]).resumed_with(given)
+    if not given.get("dataset") or not given.get("data"):
+        raise UserError("--dataset and --data are required (or --resume an existing run)")
+    return TrainOptions(**given)
+
+
 class MetricsLog:
     """Appends one JSON object per line (flushed each time); a disabled log writes nothing.
 

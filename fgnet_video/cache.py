@@ -1,0 +1,52 @@
+"""fgnet-video's cache folder and the file lock that guards work done in it.
+
+The cache holds the known weights (`fgnet_video.weights`) and the compiled kernels
+(`fgnet_video.kernels.build`, under `kernels/`). It is $FGNET_VIDEO_HOME when that is set,
+else $XDG_CACHE_HOME/fgnet-video, else ~/.cache/fgnet-video.
+
+This module imports only the standard library, so the kernels can use it without pulling in
+the model.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks
+    fcntl = None
+
+HOME_ENV = "FGNET_VIDEO_HOME"
+
+
+def cache_dir() -> Path:
+    """$FGNET_VIDEO_HOME, else $XDG_CACHE_HOME/fgnet-video, else ~/.cache/fgnet-video
+    (read on every call; the folder is not created)."""
+    if os.environ.get(HOME_ENV):
+        return Path(os.environ[HOME_ENV]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "fgnet-video"
+
+
+@contextmanager
+def file_lock(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive advisory lock on the file `path` (created, with its parent folders,
+    when missing) for the duration of the block: processes on one machine that lock the same
+    path run their blocks one after another. POSIX flock, so the OS releases the lock when its
+    holder dies and a crashed process never blocks later ones. Where fcntl is missing
+    (Windows) this is a no-op."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:
+        yield
+        return
+    with open(path, "a+b") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

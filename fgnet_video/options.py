@@ -1,0 +1,180 @@
+"""The options of an analysis, with every default and its help text (one place each).
+
+    AnalyzeOptions
+      sampling: SamplingSettings   which frames (fps, start, end)
+      face:     FaceSettings       how faces are found, followed and aligned
+      model:    ModelOptions       which weights, on which device, how fast
+      table_format, overlay, overwrite, jobs
+
+`analyze_video(path, **options)`, `fgnet_video.batch.analyze_inputs(...)` and the
+`analyze` / `predict` commands all take these; `AnalyzeOptions.from_kwargs` builds one from
+flat keyword arguments (the names of the fields of any of the four classes), which is what
+the CLI does with the options a user gave. Imports nothing heavy (the CLI reads it before
+torch is loaded).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, Literal
+
+from fgnet_video.errors import UserError
+from fgnet_video.settings import setting, split_settings
+
+DetectorKind = Literal["hog", "cnn"]
+DETECTOR_KINDS: tuple[str, ...] = ("hog", "cnn")
+AlignMethod = Literal["exact", "fast"]
+ALIGN_METHODS: tuple[str, ...] = ("exact", "fast")
+PRECISION_NAMES: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
+TABLE_FORMATS: tuple[str, ...] = ("csv", "parquet")
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """Which frames are analysed: every frame, or `fps` per second, between start and end (s).
+
+    Selection works on timestamps (see `fgnet_video.video.FrameSelector`)."""
+
+    fps: float | None = setting(
+        None, "Analyse this many frames per second (by timestamp); default every frame.")
+    start: float | None = setting(None, "Start time (s).")
+    end: float | None = setting(None, "End time (s).")
+
+    def __post_init__(self) -> None:
+        if self.fps is not None and not self.fps > 0:
+            raise UserError(f"--fps must be positive, got {self.fps}")
+        if self.start is not None and self.start < 0:
+            raise UserError(f"--start must be >= 0 seconds, got {self.start}")
+        if self.end is not None and self.end < 0:
+            raise UserError(f"--end must be >= 0 seconds, got {self.end}")
+        if self.start is not None and self.end is not None and self.end <= self.start:
+            raise UserError(f"--end ({self.end}) must be after --start ({self.start})")
+
+
+@dataclass(frozen=True)
+class FaceSettings:
+    """How faces are found, followed and aligned.
+
+    downscale: factor of the frame copy the detector scans; None = 80 / min_face_size.
+    aligned_size: side of the aligned crop (FG-Net reads 256).
+    """
+
+    detector: DetectorKind = setting("hog", "dlib face detector: hog (frontal, fast) or cnn "
+                                            "(MMOD, slow on the CPU).")
+    detect_every: int = setting(10, "Run the detector every N frames (and whenever tracking "
+                                    "is unsure); track in between.")
+    downscale: float | None = setting(None, "Factor of the frame copy the detector scans "
+                                            "(default 80 / min_face_size).")
+    min_face_size: float = setting(80.0, "Smallest face side in pixels.")
+    max_faces: int | None = setting(None, "At most this many faces per frame (largest first).")
+    min_confidence: float = setting(
+        0.0, "Detector score a face needs (HOG margin or CNN confidence; 0 is dlib's default; "
+             "0.3-0.5 drops face-like patterns such as badges).")
+    align_method: AlignMethod = setting("fast", "Alignment: one warp (fast) or the release's "
+                                                "PIL recipe (exact, slow).")
+    aligned_size: int = setting(256, "Side of the aligned crop (FG-Net reads 256).")
+
+    def __post_init__(self) -> None:
+        if self.detector not in DETECTOR_KINDS:
+            raise UserError(f"unknown face detector {self.detector!r} (use hog or cnn)")
+        if self.align_method not in ALIGN_METHODS:
+            raise UserError(f"unknown alignment method {self.align_method!r} (use fast or exact)")
+        if self.detect_every < 1:
+            raise UserError(f"detect_every must be at least 1, got {self.detect_every}")
+        if self.downscale is not None and not self.downscale > 0:
+            raise UserError(f"downscale must be positive, got {self.downscale}")
+        if not self.min_face_size > 0:
+            raise UserError(f"min_face_size must be positive, got {self.min_face_size}")
+        if self.max_faces is not None and self.max_faces < 1:
+            raise UserError(f"max_faces must be at least 1, got {self.max_faces}")
+        if self.aligned_size < 8:
+            raise UserError(f"aligned_size must be at least 8, got {self.aligned_size}")
+
+
+def parse_batch_size(value: int | str) -> int | str:
+    """A positive int, or 'auto'; UserError otherwise."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == "auto":
+            return "auto"
+        if not text.isdigit():
+            raise UserError(f"--batch-size must be a positive integer or 'auto', not {value!r}")
+        value = int(text)
+    if value < 1:
+        raise UserError(f"--batch-size must be at least 1, not {value}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """Which FG-Net weights run, where and how (the keywords of
+    `InferenceEngine.from_weights`)."""
+
+    weights: str = setting(
+        "bp4d", "Known name (bp4d, disfa: downloaded once into the cache), a converted "
+                ".safetensors file, or the release's model.pth (with --psp).")
+    psp: str | None = setting(None, "pSp encoder.pt: supplies latent_avg for a release "
+                                    "model.pth.")
+    dataset: str | None = setting(None, "AU set of a release model.pth (default bp4d); a "
+                                        "converted file carries its own.")
+    features: str | None = setting(None, "Feature groups to use, e.g. 'early,middle' (the "
+                                         "paper's '- Late' ablation, faster).")
+    offline: bool | None = setting(None, "Never download weights (also FGNET_VIDEO_OFFLINE=1).")
+    device: str = setting("auto", "auto, cpu, cuda or cuda:N.")
+    precision: str = setting("auto", "Inference precision (auto: bf16 on GPU, fp32 on CPU).")
+    batch_size: int | str = setting(
+        "auto", "Faces per forward pass, or auto: on a GPU the largest batch (up to 64) that "
+                "fits its free memory, 16 on the CPU.")
+    channels_last: bool = setting(False, "NHWC memory format for the encoder and interpreter "
+                                         "convolutions.")
+    cuda_graphs: bool = setting(False, "Replay captured CUDA graphs instead of launching every "
+                                       "kernel (CUDA only; a graph per batch-size bucket).")
+    compile: bool = setting(False, "torch.compile the model (slow first batch per batch-size "
+                                   "bucket).")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "batch_size", parse_batch_size(self.batch_size))
+        if self.precision.lower() not in PRECISION_NAMES:
+            raise UserError(f"unknown precision {self.precision!r} (use "
+                            f"{', '.join(PRECISION_NAMES)})")
+        if self.dataset is not None and self.dataset.lower() not in ("bp4d", "disfa"):
+            raise UserError(f"unknown dataset {self.dataset!r} (use bp4d or disfa)")
+
+    def engine_kwargs(self) -> dict[str, Any]:
+        """These options as keywords of `InferenceEngine.from_weights`."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class AnalyzeOptions:
+    """Everything about an analysis except its inputs and output paths."""
+
+    sampling: SamplingSettings = setting(factory=SamplingSettings)
+    face: FaceSettings = setting(factory=FaceSettings)
+    model: ModelOptions = setting(factory=ModelOptions)
+    table_format: str | None = setting(
+        None, "Table format: csv or parquet (default: parquet for an -o FILE.parquet, else "
+              "csv).")
+    overlay: bool = setting(False, "Also write an overlay video (boxes, ids, AU bars).")
+    overwrite: bool = setting(False, "Redo inputs whose outputs are complete.")
+    jobs: int = setting(1, "Inputs analysed at once, in worker processes (each loads the "
+                           "model).")
+
+    def __post_init__(self) -> None:
+        if self.table_format is not None and self.table_format not in TABLE_FORMATS:
+            raise UserError(f"unknown format {self.table_format!r} (use csv or parquet)")
+        if self.jobs < 1:
+            raise UserError(f"--jobs must be at least 1, got {self.jobs}")
+
+    @classmethod
+    def from_kwargs(cls, **values: Any) -> AnalyzeOptions:
+        """Options from flat keywords: any field name of SamplingSettings, FaceSettings,
+        ModelOptions or AnalyzeOptions (e.g. fps=5, min_face_size=60, weights='disfa',
+        overlay=True); unknown names are a UserError."""
+        nested = {"sampling", "face", "model"}
+        own_fields = [f.name for f in fields(cls) if f.name not in nested]
+        sampling, face, model, own = split_settings(
+            values, SamplingSettings, FaceSettings, ModelOptions, own_fields)
+        return cls(SamplingSettings(**sampling), FaceSettings(**face), ModelOptions(**model),
+                   **own)
+
