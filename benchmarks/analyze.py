@@ -28,13 +28,13 @@ from fgnet_video.aus import BP4D_AUS
 from fgnet_video.face.align import ffhq_align
 from fgnet_video.face.detect import FaceDetector
 from fgnet_video.face.landmarks import LandmarkPredictor
-from fgnet_video.face.pipeline import FaceSettings
 from fgnet_video.inference import InferenceEngine
 from fgnet_video.model.checkpoints import LoadedModel, load_model
 from fgnet_video.model.config import TINY
 from fgnet_video.model.init import random_model
+from fgnet_video.options import FaceSettings
 from fgnet_video.pipeline import analyze_stream
-from fgnet_video.video import read_frames
+from fgnet_video.video import VideoReader, read_frames
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_videos" / "astronaut.mp4"
 
@@ -55,7 +55,8 @@ def make_720p_clip(path: Path, frames: int) -> Path:
 
 def run_pipeline(clip: Path, engine: InferenceEngine) -> tuple[float, dict, int]:
     started = time.perf_counter()
-    stats = analyze_stream(clip, engine, FaceSettings())
+    with VideoReader(clip) as reader:
+        stats = analyze_stream(reader, engine, FaceSettings())
     return time.perf_counter() - started, stats.stages.as_dict(), stats.faces
 
 

@@ -12,7 +12,8 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from fgnet_video.errors import UserError
-from fgnet_video.settings import setting
+from fgnet_video.options import ModelOptions
+from fgnet_video.settings import setting, setting_help
 
 # Options that only change how a run executes, not what it computes: they may differ when
 # a run is resumed. Every other option is fixed by the run being resumed.
@@ -28,7 +29,8 @@ PATH_OPTIONS = ("data", "train_csv", "val_csv", "psp", "stylegan")
 
 _WEIGHTS_FORMS = ("a known name (bp4d, disfa: downloaded once into the cache), a converted"
                   " .safetensors file or the release's model.pth")
-_OFFLINE_HELP = "Never download weights (also FGNET_VIDEO_OFFLINE=1)."
+_OFFLINE_HELP = setting_help(ModelOptions, "offline")
+_DEVICE_HELP = setting_help(ModelOptions, "device")
 
 
 def parse_tasks(text: str | None) -> tuple[str, ...]:
@@ -137,7 +139,7 @@ class TrainOptions:
     unlabeled_fps: float | None = setting(
         None, "Frame rate of preprocessed folders without videos.json (frame files named by"
         " frame index).")
-    device: str = setting("auto", "auto, cpu, cuda or cuda:N.")
+    device: str = setting(ModelOptions.device, _DEVICE_HELP)
     num_workers: int = setting(4, "Data loading processes.")
     eval_batch_size: int = setting(32, "Batch size of the validation passes.")
     max_iterations: int | None = setting(
@@ -276,9 +278,8 @@ class EvaluateOptions:
     aus: tuple[int, ...] | None = setting(None, "Score only these AUs, e.g. 1,2,4,6,12.")
     batch_size: int = setting(32, "Frames per forward pass.")
     num_workers: int = setting(2, "Data loading processes.")
-    device: str = setting("auto", "auto, cpu, cuda or cuda:N.")
-    precision: str = setting(
-        "auto", "Inference precision (auto: bf16 on GPU, fp32 on CPU).")
+    device: str = setting(ModelOptions.device, _DEVICE_HELP)
+    precision: str = setting(ModelOptions.precision, setting_help(ModelOptions, "precision"))
     on_bad_data: str = setting("fail", "Skip (and count) or stop at a bad frame.")
     positive_threshold: float | None = setting(
         None, "Label value that counts as active [disfa 2, else 1].")

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +36,7 @@ from fgnet_video.preprocess import IMAGES_DIR, preprocess, read_videos
 from fgnet_video.train.data import DataIssues, LabelTable, check_frames, landmark_file
 from fgnet_video.train.flow import flow_target
 from fgnet_video.train.progress import progress_bar, stderr_console
-from fgnet_video.video import VIDEO_SUFFIXES, TruncatedVideoWarning
+from fgnet_video.video import VIDEO_SUFFIXES
 
 CACHE_DIR = "unlabeled"
 SOURCES_FILE = "sources.json"
@@ -84,9 +83,7 @@ def cache_videos(videos: Sequence[Path], cache: Path, jobs: int = 1,
             return
     except (OSError, json.JSONDecodeError):
         pass  # no cache yet, or an unfinished one: preprocess skips the frames already done
-    with warnings.catch_warnings(), progress_bar("align unlabeled videos", 0,
-                                                 show_progress) as ticker:
-        warnings.simplefilter("ignore", TruncatedVideoWarning)  # reported below
+    with progress_bar("align unlabeled videos", 0, show_progress) as ticker:
         report = preprocess(videos, cache, jobs=jobs,
                             on_total=lambda n: ticker.update(total=n), on_progress=ticker.advance)
     for line in report.truncated:
