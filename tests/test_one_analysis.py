@@ -153,3 +153,12 @@ def test_background_stops_and_closes_its_source_when_the_consumer_stops():
     upstream.close()
     assert closed.is_set()
     assert not [t for t in threading.enumerate() if t.name.startswith("test-")]
+
+
+def test_missing_shared_fixtures_fail_in_ci_and_skip_elsewhere(monkeypatch):
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="absent"):
+        shared_path("media", "no_such_clip.mp4")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="absent"):
+        shared_path("media", "no_such_clip.mp4")
