@@ -9,66 +9,35 @@ and renamed at the end, and the sidecar, written last, is what marks an input as
 from __future__ import annotations
 
 import csv
-import json
 import os
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from fgnet_video import __version__
-from fgnet_video.atomic import temporary_name, write_json
+from fgnet_video.atomic import write_json
+from fgnet_video.commit import OutputUnit, remove_stale_partials
 from fgnet_video.inference import InferenceEngine
 from fgnet_video.options import AnalyzeOptions
 from fgnet_video.outputs import table_format, write_table
-from fgnet_video.pipeline import RunStats, ScoredFrame, analyze_stream, rows_for
+from fgnet_video.pipeline import RunStats, ScoredFrame, analyze_stream, rows_for, table_columns
+from fgnet_video.plan import OutputPaths, output_record
 from fgnet_video.video import VideoReader
 
 
-@dataclass(frozen=True)
-class OutputPaths:
-    """Where one input's results go; `sidecar` exists only once the others are complete."""
-
-    table: Path
-    sidecar: Path
-    overlay: Path | None = None
-
-    @classmethod
-    def for_table(cls, table: str | os.PathLike,
-                  overlay: bool | str | os.PathLike = False) -> OutputPaths:
-        """The outputs of a table at `table`: the sidecar beside it (`<stem>.json`) and, with
-        `overlay` True, the overlay `<stem>.overlay.mp4` (or at the path `overlay`)."""
-        table = Path(table)
-        if overlay is True:
-            overlay_path = table.with_suffix(".overlay.mp4")
-        else:
-            overlay_path = Path(overlay) if overlay else None
-        return cls(table, table.with_suffix(".json"), overlay_path)
-
-    def complete(self) -> bool:
-        """True when a finished run's sidecar and every output it names exist."""
-        if not (self.sidecar.is_file() and self.table.is_file()):
-            return False
-        if self.overlay is not None and not self.overlay.is_file():
-            return False
-        try:
-            return json.loads(self.sidecar.read_text()).get("finished") is True
-        except (OSError, ValueError):
-            return False
-
-
 class _CsvRows:
-    """Appends row groups to a temporary CSV as they arrive; `finish()` renames it."""
+    """Appends row groups to a CSV file as they arrive; the header comes from `columns`, so a
+    run without a single row still writes a header-only table."""
 
-    def __init__(self, path: Path):
-        self.path = path
-        self.tmp = temporary_name(path)
+    def __init__(self, path: Path, columns: list[str]):
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._handle = open(self.tmp, "w", newline="")
+        self._handle = open(path, "w", newline="")
+        self._columns = columns
         self._header = True
 
     def write(self, rows: pd.DataFrame) -> None:
@@ -77,38 +46,40 @@ class _CsvRows:
         self._header = False
 
     def finish(self) -> None:
+        if self._header:
+            self.write(pd.DataFrame(columns=self._columns))
         self._handle.close()
-        os.replace(self.tmp, self.path)
 
-    def abort(self) -> None:
+    def close(self) -> None:
         self._handle.close()
-        self.tmp.unlink(missing_ok=True)
 
 
 class _CollectedRows:
     """Keeps row groups in memory (the DataFrame API, Parquet output)."""
 
-    def __init__(self, path: Path | None = None, table_format: str = "parquet"):
-        self.path = path
-        self.table_format = table_format
+    def __init__(self, columns: list[str], path: Path | None = None,
+                 fmt: str = "parquet"):
+        self.columns, self.path, self.fmt = columns, path, fmt
         self.parts: list[pd.DataFrame] = []
 
     def write(self, rows: pd.DataFrame) -> None:
         self.parts.append(rows)
 
     def table(self) -> pd.DataFrame:
-        return pd.concat(self.parts, ignore_index=True) if self.parts else pd.DataFrame()
+        if not self.parts:
+            return pd.DataFrame(columns=self.columns)
+        return pd.concat(self.parts, ignore_index=True)
 
     def finish(self) -> None:
         if self.path is not None:
-            write_table(self.table(), self.path, self.table_format)
+            write_table(self.table(), self.path, self.fmt)
 
-    def abort(self) -> None:
+    def close(self) -> None:
         self.parts.clear()
 
 
 def _sidecar(path: Path, engine: InferenceEngine, reader: VideoReader, options: AnalyzeOptions,
-             stats: RunStats, outputs: OutputPaths, fmt: str, started: float) -> dict:
+             stats: RunStats, fmt: str, started: float, outputs: dict) -> dict:
     info = reader.info
     loaded = engine.loaded
     return {
@@ -130,8 +101,7 @@ def _sidecar(path: Path, engine: InferenceEngine, reader: VideoReader, options: 
                      "format": fmt, "device": str(engine.device),
                      "precision": str(engine.dtype).replace("torch.", ""),
                      "batch_size": engine.batch_size},
-        "outputs": {"table": outputs.table.name,
-                    "overlay": outputs.overlay.name if outputs.overlay else None},
+        "outputs": outputs,
         "stats": stats.as_dict(),
     }
 
@@ -144,9 +114,14 @@ def analyze_to_files(
     on_progress: Callable[[int, int], None] = lambda frames, faces: None,
     on_rows: Callable[[pd.DataFrame], None] = lambda rows: None,
 ) -> RunStats:
-    """Analyse `path` into `outputs` (each group of rows also goes to `on_rows`); on any
-    failure no output file is left behind. The table's format is `options.table_format`,
-    else chosen by its suffix (`fgnet_video.outputs.table_format`)."""
+    """Analyse `path` into `outputs` (each group of rows also goes to `on_rows`).
+
+    Every output is written under its partial name and the whole set is committed at the
+    end (`fgnet_video.commit.OutputUnit`): on any failure, the previous outputs (if any) are
+    left as they were and no partial stays behind. Partials of killed runs are removed first.
+    The table's format is `options.table_format`, else chosen by its suffix. A selection
+    without frames gives a header-only table (`RunStats.frames` is 0).
+    """
     from fgnet_video.overlay import OverlayWriter
 
     options = options or AnalyzeOptions()
@@ -154,15 +129,21 @@ def analyze_to_files(
     started = time.time()
     sampling = options.sampling
     fmt = table_format(outputs.table, options.table_format)
+    unit = OutputUnit(outputs.finals())
+    remove_stale_partials(outputs.finals())
+    aus = engine.loaded.aus
     with VideoReader(path, fps=sampling.fps, start=sampling.start, end=sampling.end) as reader:
-        rows = _CsvRows(outputs.table) if fmt == "csv" else _CollectedRows(outputs.table, fmt)
+        table_part = unit.partial(outputs.table)
+        columns = table_columns(aus)
+        rows = (_CsvRows(table_part, columns) if fmt == "csv"
+                else _CollectedRows(columns, table_part, fmt))
         overlay = None
         try:
             if outputs.overlay is not None:
-                overlay = OverlayWriter(path, outputs.overlay, engine.loaded.aus)
+                overlay = OverlayWriter(path, unit.partial(outputs.overlay), aus)
 
             def on_scored(scored: list[ScoredFrame]) -> None:
-                table = rows_for(scored, engine.loaded.aus)
+                table = rows_for(scored, aus)
                 rows.write(table)
                 on_rows(table)
                 if overlay is not None:
@@ -171,15 +152,19 @@ def analyze_to_files(
 
             stats = analyze_stream(reader, engine, options.face, on_scored, on_progress)
             rows.finish()
+            recorded = {"table": output_record(table_part, outputs.table), "overlay": None}
             if overlay is not None:
                 overlay.finish()
+                recorded["overlay"] = output_record(unit.partial(outputs.overlay), outputs.overlay)
+            write_json(unit.partial(outputs.sidecar),
+                       _sidecar(path, engine, reader, options, stats, fmt, started, recorded))
+            unit.commit()
         except BaseException:
-            rows.abort()
+            rows.close()
             if overlay is not None:
                 overlay.abort()
+            unit.discard()
             raise
-    write_json(outputs.sidecar, _sidecar(path, engine, reader, options, stats, outputs, fmt,
-                                         started))
     return stats
 
 
@@ -207,7 +192,7 @@ def analyze_video(
     settings = AnalyzeOptions.from_kwargs(**options)
     if engine is None:
         engine = InferenceEngine.from_weights(**settings.model.engine_kwargs())
-    rows = _CollectedRows()
+    rows = _CollectedRows(table_columns(engine.loaded.aus))
     if output is not None:
         stats = analyze_to_files(path, engine, OutputPaths.for_table(output, overlay), settings,
                                  on_rows=rows.write)

@@ -7,11 +7,14 @@ the first 12 of the 32 heatmaps, DISFA the first 8.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from fgnet_video.errors import UserError
+
+if TYPE_CHECKING:  # torch is imported where the targets are computed: AU names stay light
+    import torch
 
 BP4D_AUS: tuple[int, ...] = (1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23, 24)
 DISFA_AUS: tuple[int, ...] = (1, 2, 4, 6, 9, 12, 25, 26)
@@ -104,6 +107,8 @@ def _roi_matrix(aus: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
 
 def roi_points(landmarks: torch.Tensor, aus: tuple[int, ...]) -> torch.Tensor:
     """ROI points (..., n_aus, 2, 2) as (x, y), in the coordinates of `landmarks` (..., 68, 2)."""
+    import torch
+
     weights, shifts = _roi_matrix(aus)
     weights_t = torch.as_tensor(weights, dtype=landmarks.dtype, device=landmarks.device)
     shifts_t = torch.as_tensor(shifts, dtype=landmarks.dtype, device=landmarks.device)
@@ -133,6 +138,8 @@ def heatmap_targets_torch(
 
     sigma is in 128-px units, so a target at another size is the same picture resampled.
     """
+    import torch
+
     aus = resolve_aus(dataset)
     if landmarks_256.ndim != 3 or tuple(landmarks_256.shape[1:]) != (68, 2):
         raise UserError(f"landmarks must be (B, 68, 2), not {tuple(landmarks_256.shape)}")
@@ -163,6 +170,8 @@ def heatmap_targets(
 
     The same math as `heatmap_targets_torch` (computed in float64, then rounded to float32).
     """
+    import torch
+
     landmarks = torch.as_tensor(np.asarray(landmarks_256, dtype=np.float64))[None]
     label_row = torch.as_tensor(np.asarray(labels, dtype=np.float64))[None]
     targets = heatmap_targets_torch(landmarks, label_row, dataset, size=size, sigma=sigma)

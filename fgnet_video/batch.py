@@ -1,104 +1,58 @@
-"""Batch analysis of study recordings: many inputs, one set of outputs each, resumable.
+"""Running an analysis plan: many inputs, one set of outputs each, resumable.
 
-Inputs are video files, folders (searched recursively for videos), glob patterns, or a
-manifest CSV (a `path` column, else the first column; relative paths are relative to the
-manifest; an optional `name` column sets the output name). Each input gets
-`<out_dir>/<name>.csv` (or .parquet), `<name>.json` (the sidecar, written last) and, if
-asked, `<name>.overlay.mp4`; `name` is the file's stem, or its path inside a given folder.
-An input whose complete outputs exist is skipped unless `overwrite`; one failing input never
-stops the others. `analyze_inputs` is what `fgnet-video analyze` runs: it plans the outputs
-(`plan_jobs`: every check of inputs and output paths) and runs the jobs.
+`analyze_inputs` is what `fgnet-video analyze` runs: it plans the outputs
+(`fgnet_video.plan.plan_jobs`: every check of inputs and output paths, before anything is
+loaded) and runs the jobs, one after another on one engine or in worker processes. An input
+whose complete outputs exist is skipped unless `overwrite`; one failing input never stops
+the others. A model that cannot be loaded, or a device that cannot be used, stops the run
+once, with one line.
+
+Signals: SIGINT and SIGTERM stop the run within seconds, worker processes included; queued
+inputs are not started; the running inputs' partial outputs are removed (the previous
+outputs stay as they were). A worker whose parent dies stops by itself.
 """
 
 from __future__ import annotations
 
-import csv
-import glob
 import logging
 import multiprocessing
 import os
+import signal
+import threading
+import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from fgnet_video.analyze import OutputPaths, analyze_to_files
-from fgnet_video.errors import UserError, error_line, warnings_as_lines, warnings_shown_as_lines
-from fgnet_video.inference import InferenceEngine
+from fgnet_video.errors import (
+    Terminated,
+    UserError,
+    error_line,
+    warnings_as_lines,
+    warnings_shown_as_lines,
+)
 from fgnet_video.options import AnalyzeOptions
-from fgnet_video.outputs import table_format
-from fgnet_video.video import VIDEO_SUFFIXES
+from fgnet_video.plan import Job, Plan, plan_jobs
+
+if TYPE_CHECKING:
+    from fgnet_video.inference import InferenceEngine
 
 log = logging.getLogger(__name__)
 
+WORKER_STOP_SECONDS = 5.0  # how long stopped workers get to remove their partials
+PARENT_POLL_SECONDS = 0.5
+
 
 @dataclass(frozen=True)
-class Job:
-    """One input and the name its outputs take (relative, without suffix), or explicit
-    output paths (a single input analysed with -o)."""
+class JobOutcome:
+    """How one job ended: 'done' (with `truncated` and the number of `frames` analysed),
+    'skipped' (complete outputs exist), 'failed' (`reason`: one line)."""
 
-    source: Path
-    name: str
-    paths: OutputPaths | None = None
-
-    def outputs(self, out_dir: Path, fmt: str, overlay: bool) -> OutputPaths:
-        """The explicit paths, else `<out_dir>/<name>.<fmt>` and the outputs beside it."""
-        if self.paths is not None:
-            return self.paths
-        base = out_dir / self.name
-        return OutputPaths.for_table(base.with_name(f"{base.name}.{fmt}"), overlay)
-
-
-def _manifest_jobs(manifest: Path) -> list[Job]:
-    try:
-        with open(manifest, newline="") as handle:
-            rows = list(csv.DictReader(handle))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise UserError(f"{manifest}: unreadable manifest ({exc})") from None
-    if not rows:
-        raise UserError(f"{manifest}: the manifest lists no inputs")
-    column = "path" if "path" in rows[0] else next(iter(rows[0]))
-    jobs = []
-    for row in rows:
-        source = Path(row[column])
-        if not source.is_absolute():
-            source = manifest.parent / source
-        jobs.append(Job(source, row.get("name") or source.stem))
-    return jobs
-
-
-def _folder_jobs(folder: Path) -> list[Job]:
-    videos = sorted(p for p in folder.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
-    return [Job(p, str(p.relative_to(folder).with_suffix(""))) for p in videos]
-
-
-def expand_inputs(specs: Iterable[str]) -> list[Job]:
-    """Jobs for files, folders, glob patterns and manifest CSVs, in the order given.
-
-    A name that does not exist and matches no glob is still a job (it will fail with a clear
-    reason and be reported, without stopping the others).
-    """
-    jobs: list[Job] = []
-    for spec in specs:
-        path = Path(spec)
-        if path.is_dir():
-            jobs += _folder_jobs(path)
-        elif path.suffix.lower() == ".csv" and path.is_file():
-            jobs += _manifest_jobs(path)
-        elif not path.exists() and glob.has_magic(spec):
-            matches = sorted(glob.glob(spec, recursive=True))
-            if not matches:
-                raise UserError(f"{spec}: the pattern matches no file")
-            jobs += [Job(Path(m), Path(m).stem) for m in matches if Path(m).is_file()]
-        else:
-            jobs.append(Job(path, path.stem))
-    names: dict[str, Path] = {}
-    for job in jobs:
-        if job.name in names and names[job.name] != job.source:
-            raise UserError(f"{names[job.name]} and {job.source} would both write outputs named "
-                            f"{job.name!r}: list them in a manifest with distinct names")
-        names[job.name] = job.source
-    return list({job.name: job for job in jobs}.values())
+    status: str
+    reason: str | None = None
+    truncated: str | None = None
+    frames: int | None = None
 
 
 @dataclass
@@ -110,113 +64,179 @@ class BatchSummary:
     failed: list[tuple[str, str]] = field(default_factory=list)
     truncated: list[tuple[str, str]] = field(default_factory=list)
 
-
-def plan_jobs(inputs: Iterable[str], options: AnalyzeOptions,
-              output: str | os.PathLike | None = None, out_dir: str | os.PathLike | None = None,
-              overlay_to: str | os.PathLike | None = None) -> list[Job]:
-    """The jobs of an analysis: one input written to `output` (its sidecar beside it, its
-    overlay at `overlay_to` or beside it when `options.overlay`), or any number of inputs
-    written into `out_dir`. UserError for every inconsistent combination."""
-    if (output is None) == (out_dir is None):
-        raise UserError("give either -o FILE (one input) or --out-dir DIR")
-    if out_dir is not None and overlay_to is not None:
-        raise UserError("with --out-dir, give --overlay without a file name")
-    jobs = expand_inputs(inputs)
-    if not jobs:
-        raise UserError("no video found in the given inputs")
-    if output is None:
-        return jobs
-    if len(jobs) > 1:
-        raise UserError(f"-o takes one input, got {len(jobs)}: use --out-dir")
-    paths = OutputPaths.for_table(output, overlay_to or options.overlay)
-    return [Job(jobs[0].source, paths.table.stem, paths)]
+    def record(self, job: Job, outcome: JobOutcome) -> None:
+        source = str(job.source)
+        if outcome.status == "skipped":
+            self.skipped.append(source)
+        elif outcome.status == "failed":
+            self.failed.append((source, outcome.reason or "failed"))
+        else:
+            self.done.append(source)
+            if outcome.truncated:
+                self.truncated.append((source, outcome.truncated))
 
 
-def process_job(job: Job, engine: InferenceEngine, out_dir: Path, options: AnalyzeOptions,
+class FatalError(UserError):
+    """The run cannot go on for any input (the model or the device is unusable)."""
+
+
+def process_job(job: Job, engine: InferenceEngine, plan: Plan,
                 on_progress: Callable[[int, int], None] = lambda frames, faces: None,
-                ) -> tuple[str, str | None]:
-    """Analyse one job unless its complete outputs exist (and not `options.overwrite`):
-    ('done', truncation reason or None), ('skipped', None) or ('failed', one-line reason).
-    Never raises for the input's failure."""
-    outputs = job.outputs(out_dir, options.table_format or "csv", options.overlay)
-    if not options.overwrite and outputs.complete():
-        return "skipped", None
+                ) -> JobOutcome:
+    """Analyse one job unless its complete outputs exist (and not `overwrite`). Never
+    raises for the input's own failure (bad file, failed write): that is a 'failed'
+    outcome; interrupts propagate."""
+    from fgnet_video.analyze import analyze_to_files
+
+    outputs = plan.outputs(job)
+    if not plan.options.overwrite and outputs.complete():
+        return JobOutcome("skipped")
     try:
-        stats = analyze_to_files(job.source, engine, outputs, options, on_progress)
-    except KeyboardInterrupt:
-        raise
+        stats = analyze_to_files(job.source, engine, outputs, plan.options, on_progress)
     except Exception as exc:  # noqa: BLE001 - one input's failure is reported, not fatal
         log.debug("analysis of %s failed", job.source, exc_info=True)
-        return "failed", error_line(exc)
-    return "done", stats.truncated
+        return JobOutcome("failed", reason=error_line(exc))
+    return JobOutcome("done", truncated=stats.truncated, frames=stats.frames)
 
 
-class BatchRun:
-    """Runs jobs one after another on one engine, or in `n_jobs` worker processes that
-    each load their own engine from the options' model settings."""
+OnStart = Callable[[Job], Callable[[int, int], None]]
+OnEnd = Callable[[Job, JobOutcome], None]
 
-    def __init__(self, out_dir: Path, options: AnalyzeOptions):
-        self.out_dir, self.options = out_dir, options
-        self.summary = BatchSummary()
 
-    def record(self, job: Job, status: str, detail: str | None) -> None:
-        if status == "skipped":
-            self.summary.skipped.append(str(job.source))
-        elif status == "failed":
-            self.summary.failed.append((str(job.source), detail or "failed"))
-        else:
-            self.summary.done.append(str(job.source))
-            if detail:
-                self.summary.truncated.append((str(job.source), detail))
+def check_model_options(options: AnalyzeOptions) -> None:
+    """Refuse an unusable device and fetch (or refuse) the weights once, in this process,
+    before any worker starts (workers then find the weights in the cache)."""
+    from fgnet_video.devices import resolve_device
+    from fgnet_video.weights import resolve_weights
 
-    def run(self, jobs: list[Job], engine: InferenceEngine,
-            on_start: Callable[[Job], Callable[[int, int], None]] = lambda job: lambda f, n: None,
-            on_end: Callable[[Job, str, str | None], None] = lambda job, status, detail: None,
-            ) -> BatchSummary:
-        for job in jobs:
-            status, detail = process_job(job, engine, self.out_dir, self.options, on_start(job))
-            self.record(job, status, detail)
-            on_end(job, status, detail)
-        return self.summary
+    model = options.model
+    resolve_device(model.device)
+    resolve_weights(model.weights, psp=model.psp, offline=model.offline)
 
-    def run_parallel(self, jobs: list[Job], n_jobs: int,
-                     on_end: Callable[[Job, str, str | None], None] = lambda j, s, d: None,
-                     ) -> BatchSummary:
-        threads = max(1, (os.cpu_count() or 1) // n_jobs)
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(n_jobs, mp_context=context, initializer=_init_worker,
-                                 initargs=(self.options.model.engine_kwargs(), threads,
-                                           warnings_shown_as_lines())) as pool:
-            futures = {pool.submit(_worker_job, job, self.out_dir, self.options): job
-                       for job in jobs}
-            for future in as_completed(futures):
-                job = futures[future]
-                try:
-                    status, detail = future.result()
-                except Exception as exc:  # noqa: BLE001 - a worker that died (e.g. the model)
-                    status, detail = "failed", error_line(exc)
-                self.record(job, status, detail)
-                on_end(job, status, detail)
-        return self.summary
+
+def run_sequential(plan: Plan, engine: InferenceEngine, on_start: OnStart,
+                   on_end: OnEnd) -> BatchSummary:
+    """Every job in turn on `engine`."""
+    summary = BatchSummary()
+    for job in plan.jobs:
+        outcome = process_job(job, engine, plan, on_start(job))
+        summary.record(job, outcome)
+        on_end(job, outcome)
+    return summary
+
+
+def run_parallel(plan: Plan, n_jobs: int, on_end: OnEnd) -> BatchSummary:
+    """The jobs in `n_jobs` worker processes, each loading the model once. A worker that
+    cannot load the model ends the run (FatalError, once); an interrupt stops the workers
+    (SIGTERM, then SIGKILL after WORKER_STOP_SECONDS) and leaves queued jobs unstarted."""
+    check_model_options(plan.options)
+    summary = BatchSummary()
+    threads = max(1, (os.cpu_count() or 1) // n_jobs)
+    context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(n_jobs, mp_context=context, initializer=_init_worker,
+                               initargs=(plan.options.model.engine_kwargs(), threads,
+                                         warnings_shown_as_lines(), os.getpid()))
+    pending: dict[Future, Job] = {}
+    queued = list(reversed(plan.jobs))
+    try:
+        while queued or pending:
+            while queued and len(pending) < n_jobs:  # queued jobs start only when a slot frees
+                job = queued.pop()
+                pending[pool.submit(_worker_job, job, plan)] = job
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                job = pending.pop(future)
+                outcome = _outcome_of(future)
+                if outcome.status == "fatal":
+                    raise FatalError(outcome.reason or "the model could not be loaded")
+                summary.record(job, outcome)
+                on_end(job, outcome)
+    except BaseException:
+        _stop_workers(pool)
+        raise
+    pool.shutdown(wait=True)
+    return summary
+
+
+def _outcome_of(future: Future) -> JobOutcome:
+    try:
+        return future.result()
+    except Exception as exc:  # noqa: BLE001 - a worker process that died
+        return JobOutcome("failed", reason=f"the worker process stopped ({error_line(exc)})")
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Ask every worker to stop (SIGTERM: each removes its partials), kill those still
+    running after WORKER_STOP_SECONDS, and drop the queue."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    deadline = time.monotonic() + WORKER_STOP_SECONDS
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 _worker_engine: InferenceEngine | None = None
+_worker_error: str | None = None
+_worker_busy = False  # a job is running (SIGTERM then unwinds it, removing its partials)
 
 
-def _init_worker(engine_args: dict, threads: int, warning_lines: bool) -> None:
-    """Load the model once per worker process (which shows warnings as its parent does)."""
-    global _worker_engine
-    import torch
+def _worker_sigterm(signum, frame) -> None:
+    """SIGTERM in a worker: unwind the running job (its partials are removed on the way),
+    or, when idle, exit at once."""
+    if _worker_busy:
+        raise Terminated()
+    os._exit(143)
 
+
+def _init_worker(engine_args: dict, threads: int, warning_lines: bool, parent: int) -> None:
+    """In a worker process: stop on SIGTERM (not on SIGINT: the parent decides), follow the
+    parent's warning style, stop when the parent dies, and load the model once (a failure
+    is kept and reported by the first job, so the parent stops the run with one line)."""
+    global _worker_engine, _worker_error
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _worker_sigterm)
     if warning_lines:
         warnings_as_lines()
-    torch.set_num_threads(threads)
-    _worker_engine = InferenceEngine.from_weights(**engine_args)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True,
+                     name="watch-parent").start()
+    try:
+        import torch
+
+        from fgnet_video.inference import InferenceEngine
+
+        torch.set_num_threads(threads)
+        _worker_engine = InferenceEngine.from_weights(**engine_args)
+    except Exception as exc:  # noqa: BLE001 - reported once by the parent
+        log.debug("worker could not load the model", exc_info=True)
+        _worker_error = error_line(exc)
 
 
-def _worker_job(job: Job, out_dir: Path, options: AnalyzeOptions) -> tuple[str, str | None]:
-    assert _worker_engine is not None
-    return process_job(job, _worker_engine, out_dir, options)
+def _watch_parent(parent: int) -> None:
+    """Once this worker's parent is gone (it was killed), stop as on SIGTERM; exit for good
+    if that has not happened within WORKER_STOP_SECONDS."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_SECONDS)
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(WORKER_STOP_SECONDS)
+    os._exit(143)
+
+
+def _worker_job(job: Job, plan: Plan) -> JobOutcome:
+    global _worker_busy
+    if _worker_error is not None or _worker_engine is None:
+        return JobOutcome("fatal", reason=_worker_error)
+    _worker_busy = True
+    try:
+        return process_job(job, _worker_engine, plan)
+    except Terminated:
+        os._exit(143)  # the job's partials were removed as it unwound
+    finally:
+        _worker_busy = False
 
 
 def analyze_inputs(
@@ -225,19 +245,24 @@ def analyze_inputs(
     output: str | os.PathLike | None = None,
     out_dir: str | os.PathLike | None = None,
     overlay_to: str | os.PathLike | None = None,
-    on_start: Callable[[Job], Callable[[int, int], None]] = lambda job: lambda f, n: None,
-    on_end: Callable[[Job, str, str | None], None] = lambda job, status, detail: None,
+    on_start: OnStart = lambda job: lambda frames, faces: None,
+    on_end: OnEnd = lambda job, outcome: None,
 ) -> BatchSummary:
     """Analyse `inputs` (files, folders, globs, manifests) into `output` (one input) or
-    `out_dir`, as `fgnet-video analyze` does: plan the jobs, then run them on one engine, or
-    in `options.jobs` worker processes when there are several inputs. `on_start(job)` returns
-    the job's progress callback (frames, faces); `on_end(job, status, detail)` follows each."""
-    options = options or AnalyzeOptions()
-    jobs = plan_jobs(inputs, options, output, out_dir, overlay_to)
-    if output is not None and options.table_format is None:
-        options = replace(options, table_format=table_format(output))
-    run = BatchRun(Path(out_dir or "."), options)
-    if options.jobs > 1 and len(jobs) > 1:
-        return run.run_parallel(jobs, options.jobs, on_end=on_end)
-    engine = InferenceEngine.from_weights(**options.model.engine_kwargs())
-    return run.run(jobs, engine, on_start=on_start, on_end=on_end)
+    `out_dir`, as `fgnet-video analyze` does: plan the jobs (all checks first), then run
+    them on one engine, or in `options.jobs` worker processes when there are several
+    inputs. `on_start(job)` returns the job's progress callback (frames, faces);
+    `on_end(job, outcome)` follows each job."""
+    plan = plan_jobs(inputs, options or AnalyzeOptions(), output, out_dir, overlay_to)
+    if not plan.options.overwrite and all(plan.outputs(j).complete() for j in plan.jobs):
+        summary = BatchSummary()
+        for job in plan.jobs:  # nothing to do: no model to load
+            summary.record(job, JobOutcome("skipped"))
+            on_end(job, JobOutcome("skipped"))
+        return summary
+    if plan.options.jobs > 1 and len(plan.jobs) > 1:
+        return run_parallel(plan, plan.options.jobs, on_end)
+    from fgnet_video.inference import InferenceEngine
+
+    engine = InferenceEngine.from_weights(**plan.options.model.engine_kwargs())
+    return run_sequential(plan, engine, on_start, on_end)

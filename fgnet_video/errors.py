@@ -1,11 +1,15 @@
 """Errors and warnings a user can cause: reported as one line on stderr, never a traceback."""
 
+import signal
 import sys
 import warnings
 
 
 class UserError(Exception):
-    """A problem with the user's input (file, option, checkpoint); its message is one line."""
+    """A problem with the user's input (file, option, checkpoint); its message is one line.
+    `exit_code` is the command's exit status for it."""
+
+    exit_code = 1
 
 
 def error_line(exc: BaseException) -> str:
@@ -50,3 +54,17 @@ def warnings_shown_as_lines() -> bool:
     """Whether `warnings_as_lines` is in force in this process (worker processes follow
     their parent)."""
     return getattr(warnings.showwarning, "one_line", False)
+
+
+class Terminated(BaseException):
+    """The process was asked to stop (SIGTERM); like KeyboardInterrupt, it unwinds every
+    `finally` and `except BaseException` on its way out, so partial outputs are removed."""
+
+
+def raise_on_sigterm() -> None:
+    """From now on, SIGTERM raises Terminated in the main thread (call from the main
+    thread)."""
+    def stop(signum, frame) -> None:
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, stop)

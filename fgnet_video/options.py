@@ -15,6 +15,7 @@ torch is loaded).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
@@ -41,12 +42,12 @@ class SamplingSettings:
     end: float | None = setting(None, "End time (s).")
 
     def __post_init__(self) -> None:
-        if self.fps is not None and not self.fps > 0:
-            raise UserError(f"--fps must be positive, got {self.fps}")
-        if self.start is not None and self.start < 0:
-            raise UserError(f"--start must be >= 0 seconds, got {self.start}")
-        if self.end is not None and self.end < 0:
-            raise UserError(f"--end must be >= 0 seconds, got {self.end}")
+        if self.fps is not None and not (math.isfinite(self.fps) and self.fps > 0):
+            raise UserError(f"--fps must be a positive number, got {self.fps}")
+        for name in ("start", "end"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise UserError(f"--{name} must be a number of seconds >= 0, got {value}")
         if self.start is not None and self.end is not None and self.end <= self.start:
             raise UserError(f"--end ({self.end}) must be after --start ({self.start})")
 

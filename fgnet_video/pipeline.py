@@ -24,12 +24,17 @@ import pandas as pd
 from fgnet_video.face.pipeline import Face, FacePipeline
 from fgnet_video.inference import InferenceEngine
 from fgnet_video.options import FaceSettings
-from fgnet_video.outputs import au_table
+from fgnet_video.outputs import au_columns, au_table
 from fgnet_video.threads import background
 from fgnet_video.video import Frame, VideoReader
 
 ROW_COLUMNS = ["frame", "timestamp", "face_id", "success", "confidence", "x", "y", "w", "h"]
 QUEUE_FRAMES = 32
+
+
+def table_columns(aus: tuple[int, ...]) -> list[str]:
+    """The columns of analyze's table: ROW_COLUMNS, then per AU its score and decision."""
+    return [*ROW_COLUMNS, *au_columns(aus)]
 
 
 @dataclass

@@ -5,12 +5,19 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import traceback
 
 import click
 
 from fgnet_video import __version__
-from fgnet_video.errors import UserError, error_line, warnings_as_lines
+from fgnet_video.errors import (
+    Terminated,
+    UserError,
+    error_line,
+    raise_on_sigterm,
+    warnings_as_lines,
+)
 
 
 class _Group(click.Group):
@@ -28,6 +35,9 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("fgnet-video: interrupted", err=True)
             sys.exit(130)
+        except Terminated:
+            click.echo("fgnet-video: stopped (SIGTERM)", err=True)
+            sys.exit(143)
         except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(1)
@@ -38,7 +48,7 @@ class _Group(click.Group):
             if not isinstance(exc, (UserError, OSError)):
                 message += " (run with --verbose for details)"
             click.echo(f"fgnet-video: error: {message}", err=True)
-            sys.exit(1)
+            sys.exit(getattr(exc, "exit_code", 1))
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -50,6 +60,8 @@ def main(ctx: click.Context, verbose: bool) -> None:
     """Facial action unit detection in video with FG-Net."""
     ctx.ensure_object(dict)
     ctx.obj["verbose"] = verbose
+    if threading.current_thread() is threading.main_thread():
+        raise_on_sigterm()
     if verbose:
         logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
     else:

@@ -119,19 +119,22 @@ class Reporter:
 
         return update
 
-    def on_end(self, job, status: str, detail: str | None) -> None:
+    def on_end(self, job, outcome) -> None:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
-        if status == "done" and detail:
-            click.echo(f"warning: {job.source}: truncated video: {detail}; the decodable "
-                       "frames were analysed", err=True)
+        if outcome.truncated:
+            click.echo(f"warning: {job.source}: truncated video: {outcome.truncated}; the "
+                       "decodable frames were analysed", err=True)
+        if outcome.frames == 0:
+            click.echo(f"warning: {job.source}: no frame in the selected span (--start/--end "
+                       "past the video?): the table has its header only", err=True)
         if self.single:
             return
-        if status == "failed":
-            click.echo(f"failed  {_with_source(str(job.source), detail)}", err=True)
+        if outcome.status == "failed":
+            click.echo(f"failed  {_with_source(str(job.source), outcome.reason)}", err=True)
         else:
-            click.echo(f"{status:<7} {job.source}", err=True)
+            click.echo(f"{outcome.status:<7} {job.source}", err=True)
 
     def summarise(self, summary) -> None:
         if self.single:
