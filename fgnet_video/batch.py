@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from fgnet_video.errors import (
@@ -46,13 +46,16 @@ PARENT_POLL_SECONDS = 0.5
 
 @dataclass(frozen=True)
 class JobOutcome:
-    """How one job ended: 'done' (with `truncated` and the number of `frames` analysed),
-    'skipped' (complete outputs exist), 'failed' (`reason`: one line)."""
+    """How one job ended: 'done' (with `truncated`, the number of `frames` analysed, the
+    run's `stats` (RunStats.as_dict) and the `written` outputs), 'skipped' (complete outputs
+    exist), 'failed' (`reason`: one line)."""
 
     status: str
     reason: str | None = None
     truncated: str | None = None
     frames: int | None = None
+    stats: dict | None = None
+    written: tuple[str, ...] = ()
 
 
 @dataclass
@@ -63,6 +66,11 @@ class BatchSummary:
     skipped: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     truncated: list[tuple[str, str]] = field(default_factory=list)
+
+    def merged(self, other: BatchSummary) -> BatchSummary:
+        """This summary with `other`'s inputs added."""
+        return BatchSummary(self.done + other.done, self.skipped + other.skipped,
+                            self.failed + other.failed, self.truncated + other.truncated)
 
     def record(self, job: Job, outcome: JobOutcome) -> None:
         source = str(job.source)
@@ -96,11 +104,13 @@ def process_job(job: Job, engine: InferenceEngine, plan: Plan,
     except Exception as exc:  # noqa: BLE001 - one input's failure is reported, not fatal
         log.debug("analysis of %s failed", job.source, exc_info=True)
         return JobOutcome("failed", reason=error_line(exc))
-    return JobOutcome("done", truncated=stats.truncated, frames=stats.frames)
+    return JobOutcome("done", truncated=stats.truncated, frames=stats.frames,
+                      stats=stats.as_dict(), written=tuple(str(p) for p in outputs.finals()))
 
 
 OnStart = Callable[[Job], Callable[[int, int], None]]
 OnEnd = Callable[[Job, JobOutcome], None]
+OnEngine = Callable[["InferenceEngine"], None]
 
 
 def check_model_options(options: AnalyzeOptions) -> None:
@@ -247,22 +257,36 @@ def analyze_inputs(
     overlay_to: str | os.PathLike | None = None,
     on_start: OnStart = lambda job: lambda frames, faces: None,
     on_end: OnEnd = lambda job, outcome: None,
+    on_engine: OnEngine = lambda engine: None,
 ) -> BatchSummary:
     """Analyse `inputs` (files, folders, globs, manifests) into `output` (one input) or
     `out_dir`, as `fgnet-video analyze` does: plan the jobs (all checks first), then run
     them on one engine, or in `options.jobs` worker processes when there are several
-    inputs. `on_start(job)` returns the job's progress callback (frames, faces);
+    inputs. `on_engine(engine)` is called once the model is loaded (one engine);
+    `on_start(job)` returns the job's progress callback (frames, faces);
     `on_end(job, outcome)` follows each job."""
     plan = plan_jobs(inputs, options or AnalyzeOptions(), output, out_dir, overlay_to)
-    if not plan.options.overwrite and all(plan.outputs(j).complete() for j in plan.jobs):
-        summary = BatchSummary()
-        for job in plan.jobs:  # nothing to do: no model to load
-            summary.record(job, JobOutcome("skipped"))
-            on_end(job, JobOutcome("skipped"))
+    summary = BatchSummary()
+    todo = []
+    for job in plan.jobs:  # what needs no model is settled first
+        if not job.source.exists():
+            outcome = JobOutcome("failed", reason=f"{job.source}: no such file")
+        elif not plan.options.overwrite and plan.outputs(job).complete():
+            outcome = JobOutcome("skipped")
+        else:
+            todo.append(job)
+            continue
+        summary.record(job, outcome)
+        on_end(job, outcome)
+    if not todo:
         return summary
+    plan = replace(plan, jobs=todo, options=replace(plan.options, overwrite=True))
     if plan.options.jobs > 1 and len(plan.jobs) > 1:
-        return run_parallel(plan, plan.options.jobs, on_end)
-    from fgnet_video.inference import InferenceEngine
+        ran = run_parallel(plan, plan.options.jobs, on_end)
+    else:
+        from fgnet_video.inference import InferenceEngine
 
-    engine = InferenceEngine.from_weights(**plan.options.model.engine_kwargs())
-    return run_sequential(plan, engine, on_start, on_end)
+        engine = InferenceEngine.from_weights(**plan.options.model.engine_kwargs())
+        on_engine(engine)
+        ran = run_sequential(plan, engine, on_start, on_end)
+    return summary.merged(ran)

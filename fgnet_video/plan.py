@@ -30,7 +30,7 @@ from pathlib import Path
 from fgnet_video.errors import UserError
 from fgnet_video.options import AnalyzeOptions
 from fgnet_video.outputs import table_format
-from fgnet_video.video import VIDEO_SUFFIXES
+from fgnet_video.video import VIDEO_SUFFIXES, probe
 
 
 class OutputClash(UserError):
@@ -262,6 +262,7 @@ def plan_jobs(inputs: Iterable[str], options: AnalyzeOptions,
     if output is not None:
         if len(jobs) > 1:
             raise UserError(f"-o takes one input, got {len(jobs)}: use --out-dir")
+        probe(jobs[0].source)  # a missing or unreadable video: its one line, before any load
         fmt = table_format(output, options.table_format)
         paths = OutputPaths.for_table(output, overlay_to or options.overlay)
         jobs = [Job(jobs[0].source, paths.table.stem, paths)]
