@@ -216,9 +216,7 @@ class InferenceEngine:
         def collect(fetch: _Fetch) -> None:
             batch_maps, batch_scores = fetch.wait()
             if np.isnan(batch_scores).any():
-                raise UserError(
-                    f"the model produced non-finite heatmaps in {precision_name(self.dtype)} on "
-                    f"{self.device}; use --precision fp32 (or bf16 instead of fp16)")
+                raise self._non_finite_error()
             scores.append(batch_scores)
             if keep_heatmaps:
                 maps.append(batch_maps)
@@ -243,6 +241,18 @@ class InferenceEngine:
             np.concatenate(scores) if scores else np.zeros((0, n_aus), np.float32),
             (np.concatenate(maps) if maps else None) if keep_heatmaps else None,
         )
+
+    def _non_finite_error(self) -> UserError:
+        """What to do about non-finite heatmaps: in fp32 the checkpoint's weights are at fault
+        (the file may be damaged), in bf16/fp16 their range (fp32, or bf16 for fp16)."""
+        problem = (f"the model produced non-finite heatmaps in {precision_name(self.dtype)} on "
+                   f"{self.device}")
+        if self.dtype == torch.float32:
+            source = self.loaded.metadata.get("path", "the checkpoint")
+            return UserError(f"{problem}: the weights of {source} produce non-finite values "
+                             "(the file may be damaged)")
+        other = "fp32" if self.dtype == torch.bfloat16 else "fp32 or bf16"
+        return UserError(f"{problem}: use --precision {other}")
 
     def _shrink_batch(self) -> None:
         if self.batch_size == 1:

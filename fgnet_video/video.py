@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -65,11 +66,14 @@ class VideoInfo:
 
 def _open_container(path: Path) -> av.container.InputContainer:
     """Open `path` for reading or raise one UserError line saying why it cannot be read."""
-    if not path.exists():
-        raise UserError(f"{path}: no such file")
-    if path.is_dir():
-        raise UserError(f"{path}: is a folder, not a video file")
-    if path.stat().st_size == 0:
+    try:
+        status = path.stat()
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    if not stat.S_ISREG(status.st_mode):  # not opened: a FIFO would block, a device never ends
+        raise UserError(f"{path}: is {special_file_kind(status.st_mode)}, not a regular "
+                        "video file")
+    if status.st_size == 0:
         raise UserError(f"{path}: empty file (0 bytes), not a video")
     try:
         container = av.open(str(path), mode="r")
@@ -79,6 +83,20 @@ def _open_container(path: Path) -> av.container.InputContainer:
         container.close()
         raise UserError(f"{path}: contains no video stream")
     return container
+
+
+def special_file_kind(mode: int) -> str:
+    """What a file that is not a regular file is ('a folder', 'a FIFO (named pipe)', 'a
+    device', ...), from its `st_mode`."""
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a special file"
 
 
 def _ffmpeg_reason(exc: BaseException) -> str:
@@ -142,6 +160,61 @@ def _quarter_turns(degrees: float) -> int:
     return int(round(degrees / 90.0)) % 4
 
 
+def _declared_length(container: av.container.InputContainer) -> float | None:
+    """Seconds the file's header says its video stream lasts, counted from time 0 (or from a
+    negative first timestamp); None when no header says it.
+
+    Read from MP4/MOV track durations, AVI stream lengths and Matroska DURATION tags; a
+    Matroska segment's or an ASF/WMV file's duration counts only when the video is the
+    file's only stream (it covers every stream, and audio may last longer). Other demuxers
+    (MPEG-TS, MPEG-PS, raw streams) estimate a duration from the file's own last timestamps
+    or its bitrate, which cannot reveal a cut. Formats differ on whether a duration counts
+    from 0 or from the first timestamp, so a positive start offset is not added: a stream is
+    never expected to last longer than declared.
+    """
+    stream = container.streams.video[0]
+    formats = set(container.format.name.split(","))
+    time_base = stream.time_base or 0
+    length = None
+    if "avi" in formats:  # the header's length in frames, one time-base unit each
+        length = float(stream.frames * time_base) or None
+    elif "mov" in formats:
+        length = float((stream.duration or 0) * time_base) or None
+    elif "matroska" in formats:
+        length = _duration_tag(stream)
+    if length is None and formats & {"matroska", "asf"} and len(container.streams) == 1:
+        length = (container.duration or 0) / av.time_base or None
+    if length is None:
+        return None
+    start = float((stream.start_time or 0) * time_base)
+    return length + min(start, 0.0)
+
+
+def _duration_tag(stream: av.video.stream.VideoStream) -> float | None:
+    """A Matroska track's DURATION tag ('HH:MM:SS.nnnnnnnnn', written by FFmpeg and
+    mkvmerge) in seconds; None when it has none or it does not parse."""
+    for key, value in stream.metadata.items():
+        if key.upper().partition("-")[0] == "DURATION":  # 'DURATION-eng' with a language
+            hours, _, rest = value.partition(":")
+            minutes, _, seconds = rest.partition(":")
+            try:
+                return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+            except ValueError:
+                return None
+    return None
+
+
+def _ends_inside_transport_packet(path: Path) -> bool:
+    """Whether an MPEG transport stream file ends inside a packet (188 bytes, 192 in M2TS,
+    204 with error correction): a complete file holds whole packets, a cut one rarely does."""
+    with path.open("rb") as file:
+        head = file.read(3 * 204 + 4)
+    for size, sync_at in ((188, 0), (192, 4), (204, 0)):
+        if all(head[sync_at + i * size: sync_at + i * size + 1] == b"\x47" for i in range(3)):
+            return path.stat().st_size % size != 0
+    return False
+
+
 def to_rgb(frame: av.VideoFrame) -> np.ndarray:
     """8-bit RGB array of a decoded frame with its display rotation applied."""
     image = frame.to_ndarray(format="rgb24")
@@ -198,9 +271,13 @@ class VideoReader:
         if reader.truncated:
             ...  # the stream broke off; frames before the break were delivered
 
-    The constructor raises UserError for a missing, empty, non-video or stream-less file.
-    `truncated` is None after a complete read, else a one-line reason; the reader reports
-    it only there (callers say it in their own words).
+    The constructor raises UserError for a missing, empty, special (FIFO, device),
+    non-video or stream-less file. `truncated` is None after a complete read, else a
+    one-line reason; the reader reports it only there (callers say it in their own words).
+    A stream counts as truncated when decoding met corrupt data or an error, when it ends
+    clearly (over 2 frame intervals and 0.1 s) before the length its header declares (see
+    `_declared_length`; the last frame's own length counts), or when an MPEG-TS file ends
+    inside a packet. Reading stopped by `end` is never truncated.
     """
 
     def __init__(self, path: str | os.PathLike, *, fps: float | None = None,
@@ -214,6 +291,7 @@ class VideoReader:
         self.truncated: str | None = None
         self._frames: Iterator[Frame] | None = None
         self._decoded = 0
+        self._stream_end = 0.0  # end of the latest decoded frame (its time + its length)
 
     def _decoded_frames(self) -> Iterator[av.VideoFrame]:
         """Decoded frames in presentation order; records why the stream broke, if it did."""
@@ -243,12 +321,17 @@ class VideoReader:
         try:
             previous_time: float | None = None
             step = 1.0 / self.info.fps if self.info.fps else 0.0
+            # frames drained from the decoder after a break carry no time base of their own
+            time_base = self._container.streams.video[0].time_base
             for av_frame in self._decoded_frames():
-                if av_frame.time is not None:
-                    time = float(av_frame.time)
+                frame_base = av_frame.time_base or time_base
+                if av_frame.pts is not None and frame_base:
+                    time = float(av_frame.pts * frame_base)
                 else:  # no timestamp: continue from the previous one at the nominal rate
                     time = previous_time + step if previous_time is not None else 0.0
                 previous_time = time
+                length = float(av_frame.duration * frame_base) if av_frame.duration else step
+                self._stream_end = max(self._stream_end, time + length)
                 index = self._decoded
                 self._decoded += 1
                 if self._selector.past_end(time):
@@ -259,12 +342,23 @@ class VideoReader:
                 reason = self.truncated or "no frame could be decoded"
                 self.truncated = None
                 raise UserError(f"{self.path}: not a readable video ({reason})")
-            declared = self.info.frame_count
-            if self.truncated is None and declared and self._decoded < declared:
-                self.truncated = (f"stream ended after {self._decoded} of {declared} "
-                                  "declared frames")
+            self.truncated = self.truncated or self._cut_short()
         finally:
             self._container.close()
+
+    def _cut_short(self) -> str | None:
+        """Why a stream that decoded to its end without an error is still incomplete (it
+        ends clearly before its declared length, or its MPEG-TS file ends inside a packet);
+        None when nothing says so."""
+        declared = _declared_length(self._container)
+        slack = max(0.1, 2.0 / self.info.fps if self.info.fps else 0.0)
+        if declared is not None and self._stream_end < declared - slack:
+            return (f"the stream ends at {self._stream_end:.2f} s of the {declared:.2f} s "
+                    "its header declares")
+        if (self._container.format.name == "mpegts"
+                and _ends_inside_transport_packet(self.path)):
+            return "the file ends inside an MPEG-TS packet (cut off)"
+        return None
 
     def __iter__(self) -> Iterator[Frame]:
         if self._frames is not None:

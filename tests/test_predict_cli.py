@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
+import torch
 from click.testing import CliRunner
 from PIL import Image
 
+from fgnet_video.aus import BP4D_AUS
 from fgnet_video.cli import main
+from fgnet_video.model.checkpoints import save_converted
+from fgnet_video.model.config import TINY
+from fgnet_video.model.init import random_model
 
 from .conftest import shared_path
 
@@ -96,3 +102,24 @@ def test_weights_init_and_info(tmp_path):
     assert "dataset: disfa" in result.output and "aus: [1, 2, 4, 6, 9, 12, 25, 26]" in result.output
     result = runner.invoke(main, ["weights", "info", str(tmp_path / "nope.safetensors")])
     assert result.exit_code == 1 and "not a readable safetensors file" in result.output
+
+
+@pytest.mark.parametrize("value, precision, advice", [
+    (float("nan"), "fp32", "the weights of {weights} produce non-finite values (the file may "
+                           "be damaged)"),
+    (float("inf"), "fp32", "the weights of {weights} produce non-finite values (the file may "
+                           "be damaged)"),
+    (float("nan"), "bf16", "use --precision fp32"),
+])
+def test_non_finite_heatmaps_get_advice_for_their_precision(tmp_path, value, precision, advice):
+    model = random_model(TINY, seed=0)
+    with torch.no_grad():
+        model.interpreter.layer(TINY.n_levels - 1)[-1].weight.fill_(value)
+    weights = save_converted(tmp_path / "broken.safetensors", model, "bp4d", BP4D_AUS)
+    (face,) = _faces(tmp_path, sizes=(256,))
+    result = CliRunner().invoke(main, ["predict", "--aligned", "-w", str(weights), "--device",
+                                       "cpu", "--precision", precision, str(face)])
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        f"fgnet-video: error: the model produced non-finite heatmaps in {precision} on cpu: "
+        + advice.format(weights=weights))

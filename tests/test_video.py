@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import warnings
 from fractions import Fraction
 from pathlib import Path
+from time import monotonic
 
 import av
 import numpy as np
 import pytest
+from av.bitstream import BitStreamFilterContext
 
 from fgnet_video.errors import UserError
 from fgnet_video.video import (
@@ -51,6 +54,46 @@ def write_video(path: Path, frames: list[np.ndarray], *, codec: str = "libx264",
             out.mux(stream.encode(frame))
         out.mux(stream.encode())
     return path
+
+
+def remux(source: Path, path: Path, *, shift: int = 0, time_base: Fraction | None = None,
+          options: dict | None = None) -> Path:
+    """Copy the video packets of `source` (H.264 in MP4) into the container `path`'s suffix
+    names, without re-encoding: timestamps moved `shift` time-base units earlier, the output
+    stream in `time_base` when given; AVI gets the Annex B form of H.264 it needs."""
+    with av.open(str(source)) as src, av.open(str(path), "w", options=options or {}) as dst:
+        video = src.streams.video[0]
+        stream = dst.add_stream_from_template(video)
+        if time_base is not None:
+            stream.time_base = time_base
+        annexb = (BitStreamFilterContext("h264_mp4toannexb", video, stream)
+                  if path.suffix == ".avi" else None)
+        for packet in src.demux(video):
+            if packet.dts is None:  # the demuxer's empty end-of-stream packet
+                continue
+            packet.pts -= shift
+            packet.dts -= shift
+            for out in annexb.filter(packet) if annexb else [packet]:
+                out.stream = stream
+                dst.mux(out)
+    return path
+
+
+def cut(path: Path, fraction: float) -> Path:
+    """A copy of `path` holding only the first `fraction` of its bytes ('cut_<name>')."""
+    data = path.read_bytes()
+    cut_path = path.with_name(f"cut_{path.name}")
+    cut_path.write_bytes(data[: int(len(data) * fraction)])
+    return cut_path
+
+
+def read_all(path: Path) -> tuple[list, str | None]:
+    """(every frame, `truncated`) of one complete read; fails on any warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the reader reports truncation only in `truncated`
+        with VideoReader(path) as reader:
+            frames = list(reader)
+    return frames, reader.truncated
 
 
 def pattern(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -151,30 +194,128 @@ def test_truncated_avi_yields_the_frames_before_the_break(tmp_path):
 
 def test_truncated_mp4_with_index_first_is_reported(tmp_path):
     source = shared_path("media", "vox_talking.mp4")
-    remuxed = tmp_path / "faststart.mp4"
-    with av.open(str(source)) as src, av.open(str(remuxed), "w",
-                                              options={"movflags": "faststart"}) as dst:
-        stream = dst.add_stream_from_template(src.streams.video[0])
-        for packet in src.demux(src.streams.video[0]):
-            if packet.dts is not None:
-                packet.stream = stream
-                dst.mux(packet)
-    data = remuxed.read_bytes()
-    cut = tmp_path / "cut.mp4"
-    cut.write_bytes(data[: int(len(data) * 0.6)])
-    with VideoReader(cut) as reader:
+    remuxed = remux(source, tmp_path / "faststart.mp4", options={"movflags": "faststart"})
+    clip = cut(remuxed, 0.6)
+    with VideoReader(clip) as reader:
         frames = list(reader)
     assert 10 < len(frames) < 118
     assert reader.truncated
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        list(read_frames(cut))
+        list(read_frames(clip))
     assert any(issubclass(w.category, TruncatedVideoWarning) for w in caught)
     # A cut file whose index (moov) sits at the end cannot be opened at all.
     tail_index = tmp_path / "cut_tail_index.mp4"
     tail_index.write_bytes(source.read_bytes()[: int(source.stat().st_size * 0.6)])
     with pytest.raises(UserError, match="not a readable video"):
         VideoReader(tail_index)
+
+
+# Remuxes of vox_talking.mp4 (118 frames, 25 fps, 4.72 s): (file name, remux options).
+CONTAINERS = {
+    "mkv": ("vox.mkv", {}),
+    "ts": ("vox.ts", {}),
+    "avi": ("vox.avi", {"time_base": Fraction(1, 25)}),
+    "mp4": ("vox.mp4", {"options": {"movflags": "faststart"}}),
+}
+
+
+@pytest.mark.parametrize("container", list(CONTAINERS))
+def test_a_container_cut_at_two_thirds_is_reported_and_its_complete_file_is_not(
+        tmp_path, container):
+    name, options = CONTAINERS[container]
+    full = remux(shared_path("media", "vox_talking.mp4"), tmp_path / name, **options)
+    complete, truncated = read_all(full)
+    assert len(complete) == 118 and truncated is None
+    frames, truncated = read_all(cut(full, 2 / 3))
+    assert 60 < len(frames) < 118
+    assert truncated and "\n" not in truncated
+    times = {f.index: f.time for f in complete}
+    # frames drained from the decoder after the break keep their own time
+    assert [f.time for f in frames] == pytest.approx([times[f.index] for f in frames])
+
+
+@pytest.mark.parametrize("tag", [b"DURATION", b"DURATIOX"])
+def test_mkv_cut_between_frames_is_reported_by_its_declared_duration(tmp_path, tag):
+    """By the track's DURATION tag, or without one (renamed here), by the segment's
+    duration: the video is the file's only stream."""
+    full = remux(shared_path("media", "vox_talking.mp4"), tmp_path / "vox.mkv")
+    full.write_bytes(full.read_bytes().replace(b"DURATION", tag))
+    with av.open(str(full)) as container:
+        assert ("DURATION" in container.streams.video[0].metadata) == (tag == b"DURATION")
+    frames, truncated = read_all(cut(full, 2 / 3))
+    assert truncated == (f"the stream ends at {frames[-1].time + 0.04:.2f} s of the 4.72 s "
+                         "its header declares")
+
+
+def test_ts_cut_just_after_a_whole_frame_is_reported_by_its_partial_packet(tmp_path):
+    full = remux(shared_path("media", "vox_talking.mp4"), tmp_path / "vox.ts")
+    data = full.read_bytes()
+    with av.open(str(full)) as container:
+        pid = container.streams.video[0].id
+    # the first 188-byte packet past 2/3 that starts a video PES (payload_unit_start set):
+    # every frame before it is whole, so the decoder meets no error
+    start = next(i for i in range(len(data) * 2 // 3 // 188 * 188, len(data), 188)
+                 if data[i + 1] & 0x40 and ((data[i + 1] & 0x1F) << 8 | data[i + 2]) == pid)
+    path = tmp_path / "cut.ts"
+    path.write_bytes(data[: start + 100])
+    frames, truncated = read_all(path)
+    assert 60 < len(frames) < 118
+    assert truncated == "the file ends inside an MPEG-TS packet (cut off)"
+
+
+@pytest.mark.parametrize("name, options", [
+    ("edit_list.mp4", {"shift": 5120}),  # the edit list hides the first 10 frames
+    ("negative_pts.mkv", {"shift": 5120, "options": {"avoid_negative_ts": "disabled"}}),
+    ("offset.mp4", {"shift": -1024, "options": {"use_editlist": "0"}}),  # starts at 0.08 s
+    ("fine_time_base.avi", {}),  # 1/600 s ticks: 2832 'frames' declared for 118 frames
+])
+def test_start_offsets_edit_lists_and_time_bases_are_not_truncation(tmp_path, name, options):
+    path = remux(shared_path("media", "vox_talking.mp4"), tmp_path / name, **options)
+    frames, truncated = read_all(path)
+    assert len(frames) >= 108 and truncated is None
+
+
+@pytest.mark.parametrize("name, codec", [("long_audio.mkv", "mpeg4"), ("long_audio.wmv", "wmv2")])
+def test_audio_that_outlasts_the_video_is_not_truncation(tmp_path, name, codec):
+    path = tmp_path / name  # 2 s of video, 5 s of audio: the file's duration is 5 s
+    with av.open(str(path), "w") as out:
+        video = out.add_stream(codec, rate=25)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        audio = out.add_stream("pcm_s16le", rate=8000, layout="mono")
+        for i in range(50):
+            out.mux(video.encode(av.VideoFrame.from_ndarray(pattern(48, 64, seed=i),
+                                                            format="rgb24")))
+        out.mux(video.encode())
+        for i in range(50):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 800), np.int16), format="s16",
+                                               layout="mono")
+            frame.sample_rate, frame.pts = 8000, i * 800
+            out.mux(audio.encode(frame))
+        out.mux(audio.encode())
+    frames, truncated = read_all(path)
+    assert len(frames) == 50 and truncated is None
+
+
+@pytest.mark.parametrize("name", ["phone_cut_vfr.mov", "webcam_lamp.wmv", "sample_disfa.avi",
+                                  "vox_talking.mp4"])
+def test_complete_real_recordings_are_not_truncated(name):
+    frames, truncated = read_all(shared_path("media", name))
+    assert frames and truncated is None
+
+
+def test_special_files_are_refused_at_once_without_being_opened(tmp_path):
+    fifo = tmp_path / "pipe.mp4"
+    os.mkfifo(fifo)  # opening it would block until a writer comes
+    expected = {fifo: "is a FIFO (named pipe), not a regular video file",
+                Path("/dev/zero"): "is a device, not a regular video file",
+                Path("/dev/urandom"): "is a device, not a regular video file"}
+    for path, reason in expected.items():
+        began = monotonic()
+        with pytest.raises(UserError) as error:
+            VideoReader(path)
+        assert str(error.value) == f"{path}: {reason}"
+        assert monotonic() - began < 1
 
 
 def test_unreadable_inputs_raise_one_user_error(tmp_path):

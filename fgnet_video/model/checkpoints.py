@@ -17,6 +17,8 @@ import hashlib
 import json
 import os
 import pickle
+import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -71,25 +73,56 @@ def _is_safetensors(path: Path) -> bool:
     return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < (1 << 32)
 
 
+# What a file that is no checkpoint may be, by its first bytes: (magic, offset, what).
+_SIGNATURES = (
+    (b"ftyp", 4, "an MP4/MOV video"),
+    (b"\x1a\x45\xdf\xa3", 0, "a Matroska/WebM video"),
+    (b"RIFF", 0, "a RIFF file (AVI video, WAV audio)"),
+    (b"\x89PNG", 0, "a PNG image"),
+    (b"\xff\xd8\xff", 0, "a JPEG image"),
+)
+
+
+def _sniff(head: bytes) -> str:
+    """A guess at what a file that is neither a zip archive nor a pickle holds, from its
+    first bytes."""
+    for magic, offset, what in _SIGNATURES:
+        if head[offset:offset + len(magic)] == magic:
+            return what
+    if all(32 <= byte < 127 or byte in b"\t\r\n" for byte in head):
+        return "text"
+    return "unrecognised bytes (random data?)"
+
+
 def torch_load(path: str | os.PathLike) -> Mapping:
-    """torch.load with weights_only=True, turning every failure into one clear line."""
+    """torch.load with weights_only=True, turning every failure into one clear line: a file
+    that is neither a zip archive (torch.save's format) nor a pickle (its legacy format) is
+    not a PyTorch checkpoint; a pickle that names a class or function outside torch's
+    allow-list is refused as pickled code."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such checkpoint file")
+    with open(path, "rb") as handle:
+        head = handle.read(64)
+    if not head:
+        raise UserError(f"{path}: empty file (0 bytes), not a PyTorch checkpoint")
+    is_zip = head.startswith(b"PK\x03\x04")
+    if not is_zip and head[:1] != b"\x80":  # a pickle (protocol 2+) opens with PROTO
+        raise UserError(f"{path}: not a PyTorch checkpoint (neither a zip archive nor a "
+                        f"pickle: {_sniff(head)})")
     try:
-        try:
-            data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as exc:
-            if "mmap" not in str(exc):
-                raise
-            data = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # its advice on pickle protocols is not the user's
+            warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
+            data = torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
     except pickle.UnpicklingError as exc:
-        if "weights_only" in str(exc) or "Weights only load failed" in str(exc):
+        code = re.search(r"GLOBAL (\S+)", str(exc))
+        if code:
             raise UserError(
-                f"{path}: refused: the file contains pickled code, not plain tensors"
-                " (checkpoints are loaded with weights_only=True)"
+                f"{path}: refused: the file contains pickled code ({code.group(1)}), not plain"
+                " tensors (checkpoints are loaded with weights_only=True)"
             ) from None
-        raise UserError(f"{path}: not a PyTorch checkpoint ({_first_line(exc)})") from None
+        raise UserError(f"{path}: not a PyTorch checkpoint (unpickling failed: "
+                        f"{_unpickler_reason(exc)})") from None
     except Exception as exc:  # noqa: BLE001 - torch.load fails with many types on garbage
         reason = f"{type(exc).__name__}: {_first_line(exc)}"
         raise UserError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
@@ -98,13 +131,21 @@ def torch_load(path: str | os.PathLike) -> Mapping:
     return data
 
 
+def _unpickler_reason(exc: BaseException) -> str:
+    """The reason torch's weights-only unpickler gave ('Unsupported operand 59'), without
+    the advice around it."""
+    found = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", str(exc))
+    return found.group(1)[:200] if found else _first_line(exc)
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def _open_converted(path: str | os.PathLike, with_tensors: bool) -> tuple[dict, dict]:
-    """(tensors, metadata) of a converted file; tensors only when asked (they are large)."""
+    """(tensors, checked metadata) of a converted file; tensors only when asked (they are
+    large)."""
     try:
         with safe_open(str(path), framework="pt") as handle:
             raw = (handle.metadata() or {}).get(METADATA_KEY)
@@ -113,11 +154,76 @@ def _open_converted(path: str | os.PathLike, with_tensors: bool) -> tuple[dict, 
         raise UserError(f"{path}: not a readable safetensors file ({_first_line(exc)})") from None
     if raw is None:
         raise UserError(f"{path}: a safetensors file without fgnet-video metadata")
-    return tensors, json.loads(raw)
+    return tensors, _checked_metadata(path, raw)
+
+
+# The metadata entries every converted file has: (key, JSON type, its name).
+_METADATA_ENTRIES = (("config", dict, "an object"), ("dataset", str, "a string"),
+                     ("aus", list, "a list"))
+
+
+def _checked_metadata(path: str | os.PathLike, raw: str) -> dict:
+    """A converted file's metadata, parsed and checked (a format this version reads, a valid
+    config, a dataset name and its AU numbers), or one UserError line saying what is wrong."""
+    def bad(what: str) -> UserError:
+        return UserError(f"{path}: not a fgnet-video checkpoint: {what}")
+
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise bad(f"its metadata is not valid JSON ({exc.msg} at character {exc.pos})") from None
+    if not isinstance(meta, dict):
+        raise bad(f"its metadata is {raw[:40]!r}, not a JSON object")
+    version = meta.get("format_version", 0)
+    if not isinstance(version, int):
+        raise bad(f"its format_version {version!r} is not a number")
+    if version > FORMAT_VERSION:
+        raise UserError(f"{path}: written by a newer fgnet-video (format {version})")
+    for key, kind, name in _METADATA_ENTRIES:
+        if key not in meta:
+            raise bad(f"its metadata has no '{key}'")
+        if not isinstance(meta[key], kind):
+            raise bad(f"its metadata's '{key}' is not {name}")
+    if not all(type(au) is int and au > 0 for au in meta["aus"]):
+        raise bad("its metadata's 'aus' are not all AU numbers")
+    problem = _config_value_problem(meta["config"])
+    if problem:
+        raise bad(f"its config is invalid ({problem})")
+    try:
+        config = FGNetConfig.from_dict(meta["config"])
+    except UserError as exc:
+        raise bad(f"its config is invalid ({exc})") from None
+    if not 0 < len(meta["aus"]) <= config.n_heatmaps:
+        raise bad(f"its metadata lists {len(meta['aus'])} AUs for {config.n_heatmaps} heatmaps")
+    return meta
+
+
+def _config_value_problem(config: dict) -> str | None:
+    """The first config entry whose value is not of its field's kind (a positive integer or a
+    list of them, a number in [0, 1], a list of names), None when all are; FGNetConfig checks
+    that the sizes fit together."""
+    for key, default in FULL.to_dict().items():
+        if key not in config:
+            continue  # from_dict takes the release's value
+        value = config[key]
+        if isinstance(default, tuple) != isinstance(value, list):
+            return f"'{key}' is {value!r}"
+        sample = default[0] if isinstance(default, tuple) else default
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(sample, str):
+                fits = isinstance(item, str)
+            elif isinstance(sample, float):
+                fits = type(item) in (int, float) and 0 <= item <= 1
+            else:
+                fits = type(item) is int and item > 0
+            if not fits:
+                return f"'{key}' holds {item!r}"
+    return None
 
 
 def read_converted_metadata(path: str | os.PathLike) -> dict:
-    """Only the JSON metadata of a converted file (cheap: tensors are not read)."""
+    """Only the JSON metadata of a converted file, checked as `_checked_metadata` says (cheap:
+    tensors are not read)."""
     return _open_converted(path, with_tensors=False)[1]
 
 
@@ -265,12 +371,10 @@ def _load_psp(path: Path, data: Mapping, stylegan: str | None, dataset: str | No
 
 def _load_converted(path: Path, dataset: str | None, features: str | None) -> LoadedModel:
     tensors, meta = _open_converted(path, with_tensors=True)
-    if meta.get("format_version", 0) > FORMAT_VERSION:
-        raise UserError(f"{path}: written by a newer fgnet-video (format {meta['format_version']})")
     config = FGNetConfig.from_dict(meta["config"])
     model = _build(config, features)
     _load_part(model, tensors, str(path))
-    name, aus = meta["dataset"], tuple(int(a) for a in meta["aus"])
+    name, aus = meta["dataset"], tuple(meta["aus"])
     if dataset is not None and dataset.lower() != name:
         raise UserError(f"{path}: the checkpoint is for {name}, not {dataset}")
     return LoadedModel(model.eval(), name, aus, meta)
