@@ -1,9 +1,16 @@
-"""Atomic file output: write to a hidden temporary name beside the target, rename when complete."""
+"""Atomic file output: write to a hidden temporary name beside the target, rename when complete.
+
+Every file written this way ends with the permissions any new file of the user gets, 0o666
+less the umask (0644 under umask 022, 0664 under 002), whatever the writer did: safetensors,
+for one, creates its files 0600, which locks other users out of a shared cache or results
+folder.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,12 +26,21 @@ def temporary_name(path: str | os.PathLike) -> Path:
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path to write; on success it replaces `path`, on error it is removed."""
+    """Yield a temporary path to write; on success it replaces `path`, on error it is removed.
+
+    The temporary file exists (empty) before the block runs, created the way the system
+    creates every new file (mode 0o666 less the umask); when the writer replaced it with
+    other permissions, those are put back before the rename.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_name(path)
     try:
+        tmp.touch()
+        mode = stat.S_IMODE(tmp.stat().st_mode)
         yield tmp
+        if stat.S_IMODE(tmp.stat().st_mode) != mode:
+            tmp.chmod(mode)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

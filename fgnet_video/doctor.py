@@ -4,7 +4,9 @@ as plain records the CLI prints."""
 
 from __future__ import annotations
 
+import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -33,20 +35,98 @@ class Section:
     items: tuple[Item, ...]
 
 
+@dataclass(frozen=True)
+class TorchBuild:
+    """Which torch build is installed and what the machine offers it.
+
+    `cuda`: the CUDA version torch was built for (torch.version.cuda), None for a CPU-only
+    build; `driver_cuda`: the newest CUDA version the NVIDIA driver supports, None when no
+    driver is found; `devices`: the GPUs torch can use."""
+
+    cuda: str | None
+    driver_cuda: str | None
+    devices: int
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", version))
+
+
+def _driver_cuda() -> str | None:
+    """The CUDA version the NVIDIA driver supports ("12.4"): from torch on a CUDA build
+    (cudaDriverGetVersion needs no GPU), else from nvidia-smi's header; None without a
+    driver."""
+    get_version = getattr(torch._C, "_cuda_getDriverVersion", None)  # CUDA builds only
+    if get_version is not None:
+        try:
+            version = get_version()
+        except RuntimeError:
+            version = 0
+        if version:
+            return f"{version // 1000}.{version % 1000 // 10}"
+    command = shutil.which("nvidia-smi")
+    if command is None:
+        return None
+    try:
+        out = subprocess.run([command], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.search(r"CUDA Version:\s*(\d+\.\d+)", out.stdout)
+    return match[1] if match else None
+
+
+def torch_build() -> TorchBuild:
+    """The installed build and the machine's driver and GPUs (works without a GPU)."""
+    with warnings.catch_warnings():  # a CUDA build without a driver warns; reported instead
+        warnings.simplefilter("ignore", UserWarning)
+        devices = torch.cuda.device_count()
+    return TorchBuild(torch.version.cuda, _driver_cuda(), devices)
+
+
+def build_check(build: TorchBuild) -> Item:
+    """Whether the torch build suits this machine, and what to install when it does not."""
+    if build.cuda is None:
+        if build.driver_cuda is None:
+            return Item("build matches machine", "yes: CPU-only build, no NVIDIA driver found",
+                        True)
+        return Item("build matches machine",
+                    f"no: this machine has an NVIDIA driver (CUDA {build.driver_cuda}) but torch "
+                    "is CPU-only; install a CUDA build of torch to use the GPU", False)
+    if build.devices:
+        return Item("build matches machine",
+                    f"yes: CUDA {build.cuda} build, {build.devices} GPU(s) usable", True)
+    if build.driver_cuda is None:
+        return Item("build matches machine",
+                    f"no: CUDA {build.cuda} build, but no NVIDIA driver or GPU is visible, so "
+                    "everything runs on the CPU; on a machine without a GPU the CPU-only build "
+                    "is the one to install (several GB smaller)", False)
+    if _version_tuple(build.driver_cuda) < _version_tuple(build.cuda):
+        return Item("build matches machine",
+                    f"no: CUDA {build.cuda} build, but the NVIDIA driver supports only CUDA "
+                    f"{build.driver_cuda}; update the driver, or install a torch build for "
+                    f"CUDA {build.driver_cuda} or older", False)
+    hidden = os.environ.get("CUDA_VISIBLE_DEVICES")
+    why = f" (CUDA_VISIBLE_DEVICES={hidden!r})" if hidden is not None else ""
+    return Item("build matches machine",
+                f"no: CUDA {build.cuda} build and a driver for CUDA {build.driver_cuda}, but "
+                f"torch sees no GPU{why}", False)
+
+
 def python_and_torch() -> Section:
-    cuda = torch.version.cuda
+    build = torch_build()
     items = [
         Item("python", f"{platform.python_version()} ({sys.executable})"),
         Item("platform", platform.platform()),
         Item("torch", torch.__version__),
-        Item("torch CUDA", cuda or "none (CPU build)"),
+        Item("torch build", f"CUDA {build.cuda}" if build.cuda else "CPU-only"),
+        Item("NVIDIA driver", f"supports CUDA {build.driver_cuda}" if build.driver_cuda
+             else "none found"),
+        build_check(build),
     ]
     if torch.backends.cudnn.is_available():
         items.append(Item("cuDNN", str(torch.backends.cudnn.version())))
-    available = torch.cuda.is_available()
-    items.append(Item("CUDA available", "yes" if available else "no", available if cuda else None))
-    if available:
-        for index in range(torch.cuda.device_count()):
+    if build.devices:
+        for index in range(build.devices):
             props = torch.cuda.get_device_properties(index)
             bf16 = "bf16" if props.major >= 8 else "no bf16"
             items.append(Item(f"cuda:{index}", f"{props.name}, compute {props.major}.{props.minor},"

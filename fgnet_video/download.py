@@ -4,6 +4,11 @@ A file is written to a stable hidden `.NAME.part` beside its destination, so an 
 transfer continues where it stopped (`Range: bytes=N-`), within one call (a few attempts) or
 in a later one; it is renamed to its final name only when every byte has arrived.
 
+Never silent, never stuck: every connection attempt and every read waits at most TIMEOUT_S
+seconds, and ATTEMPTS attempts with their back-off (`retry_delays`) add up to under 30 s on a
+server that accepts the connection and never answers. On a terminal a "connecting to HOST"
+status shows while no byte has arrived, then a progress bar.
+
 Google Drive answers a large file with an HTML page instead of the file ("can't scan for
 viruses"). The page carries the next request either as a form (`id`, `export`, `confirm`,
 `uuid` inputs: drive.usercontent.google.com), as a link with `confirm=` in its query
@@ -21,7 +26,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
@@ -43,7 +48,9 @@ DRIVE_URL_ENV = "FGNET_VIDEO_DRIVE_URL"
 DEFAULT_DRIVE_URL = "https://drive.usercontent.google.com/download"
 CHUNK = 1 << 20
 MAX_PAGE = 1 << 20
-TIMEOUT_S = 60
+TIMEOUT_S = 8.0  # the longest wait for a connection, or for the next bytes of an answer
+ATTEMPTS = 3
+RETRY_DELAY_S = 1.0  # attempt k (from 0) waits k * RETRY_DELAY_S first
 USER_AGENT = f"fgnet-video/{__version__} (+urllib)"
 
 
@@ -136,12 +143,12 @@ def _request(url: str, start: int) -> urllib.request.Request:
     return urllib.request.Request(url, headers=headers)
 
 
-def _open_file(url: str, start: int, label: str) -> http.client.HTTPResponse:
+def _open_file(url: str, start: int, label: str, timeout: float) -> http.client.HTTPResponse:
     """A response whose body is the file (from byte `start` when the server honours Range),
     after at most one Drive confirmation page."""
     jar = http.cookiejar.CookieJar()
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-    response = opener.open(_request(url, start), timeout=TIMEOUT_S)
+    response = opener.open(_request(url, start), timeout=timeout)
     if not _is_html(response):
         return response
     with response:
@@ -149,7 +156,7 @@ def _open_file(url: str, start: int, label: str) -> http.client.HTTPResponse:
         page_url = response.geturl()
     next_url = confirmation_url(page, page_url, {c.name: c.value or "" for c in jar})
     if next_url is not None:
-        response = opener.open(_request(next_url, start), timeout=TIMEOUT_S)
+        response = opener.open(_request(next_url, start), timeout=timeout)
         if not _is_html(response):
             return response
         with response:
@@ -180,12 +187,15 @@ def _body_start_and_total(response: http.client.HTTPResponse) -> tuple[int, int 
     return 0, int(length) if length and length.isdigit() else None
 
 
-def _transfer(url: str, part: Path, label: str, show: bool) -> None:
+def _transfer(url: str, part: Path, label: str, timeout: float, console: Console | None,
+              waiting: str) -> None:
     """One attempt: append the rest of the file to `part` (or rewrite it when the server
-    ignores Range). Raises _Interrupted when fewer bytes arrive than announced."""
+    ignores Range), showing `waiting` on `console` until the answer arrives. Raises
+    _Interrupted when fewer bytes arrive than announced."""
     start = part.stat().st_size if part.exists() else 0
     try:
-        response = _open_file(url, start, label)
+        with _status(console, waiting):
+            response = _open_file(url, start, label, timeout)
     except urllib.error.HTTPError as exc:
         if exc.code != 416:
             raise
@@ -200,7 +210,7 @@ def _transfer(url: str, part: Path, label: str, show: bool) -> None:
             part.unlink()
             raise _Interrupted(f"the server resumed at byte {offset}, not {start}: starting over")
         with open(part, "ab" if offset else "wb") as out, \
-                _progress(label, total, offset, show) as advance:
+                _progress(label, total, offset, console) as advance:
             while block := response.read(CHUNK):
                 out.write(block)
                 advance(len(block))
@@ -209,37 +219,56 @@ def _transfer(url: str, part: Path, label: str, show: bool) -> None:
         raise _Interrupted(f"connection closed after {written} of {total} bytes")
 
 
+def retry_delays(attempts: int, retry_delay: float) -> list[float]:
+    """The pause before each attempt: none before the first, then a growing one."""
+    return [retry_delay * attempt for attempt in range(attempts)]
+
+
 def download(
     url: str,
     dest: str | os.PathLike,
     label: str | None = None,
-    attempts: int = 3,
-    retry_delay: float = 2.0,
+    attempts: int | None = None,
+    retry_delay: float | None = None,
     progress: bool = True,
+    timeout: float | None = None,
 ) -> Path:
     """Fetch `url` into `dest`, resuming a partial `.NAME.part` left by an earlier attempt.
 
-    Transient failures (connection drops, timeouts, 5xx) are retried `attempts` times with
-    a growing delay, each time continuing from the bytes already on disk; a 4xx or a web page
-    instead of the file is a UserError at once. The partial file is kept on failure.
+    Transient failures (connection drops, timeouts, 5xx) are retried: `attempts` attempts in
+    all (default ATTEMPTS), paused as `retry_delays` says (default RETRY_DELAY_S), each
+    continuing from the bytes already on disk; `timeout` (default TIMEOUT_S) bounds every wait
+    for a connection or for data. A 4xx or a web page instead of the file is a UserError at
+    once. The partial file is kept on failure. With `progress`, a terminal shows a status
+    while connecting and a progress bar while bytes arrive.
     """
     dest = Path(dest)
     label = label or dest.name
     part = partial_path(dest)
+    attempts = ATTEMPTS if attempts is None else attempts
+    timeout = TIMEOUT_S if timeout is None else timeout
+    delays = retry_delays(attempts, RETRY_DELAY_S if retry_delay is None else retry_delay)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    console = _terminal() if progress else None
+    host = urlsplit(url).netloc
     reason = ""
-    for attempt in range(attempts):
+    for attempt, delay in enumerate(delays):
+        waiting = f"{label}: connecting to {host}"
         if attempt:
-            time.sleep(retry_delay * attempt)
+            with _status(console, f"{label}: {reason}; retrying in {delay:g} s"):
+                time.sleep(delay)
+            waiting += f" (attempt {attempt + 1} of {attempts})"
         try:
-            _transfer(url, part, label, progress)
+            _transfer(url, part, label, timeout, console, waiting)
         except urllib.error.HTTPError as exc:
             if exc.code < 500 and exc.code != 429:
                 raise UserError(f"{label}: download refused: HTTP {exc.code} {exc.reason} "
                                 f"({url})") from None
             reason = f"HTTP {exc.code} {exc.reason}"
-        except urllib.error.URLError as exc:
-            reason = f"{urlsplit(url).netloc}: {exc.reason}"
+        except (urllib.error.URLError, TimeoutError) as exc:  # URLError wraps connect errors
+            cause = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+            reason = (f"{host}: nothing received for {timeout:g} s"
+                      if isinstance(cause, TimeoutError) else f"{host}: {cause}")
         except (_Interrupted, http.client.HTTPException, OSError) as exc:
             reason = str(exc) or type(exc).__name__
         else:
@@ -257,12 +286,23 @@ def partial_path(dest: str | os.PathLike) -> Path:
     return dest.with_name(f".{dest.name}.part")
 
 
-@contextmanager
-def _progress(label: str, total: int | None, completed: int, show: bool
-              ) -> Iterator[Callable[[int], None]]:
-    """A rich byte-progress bar on a terminal; a no-op callback in pipes and CI."""
+def _terminal() -> Console | None:
+    """A console on stderr when stderr is a terminal (status lines, progress bars), else None
+    (pipes and CI stay quiet)."""
     console = Console(stderr=True)
-    if not show or not console.is_terminal:
+    return console if console.is_terminal else None
+
+
+def _status(console: Console | None, text: str) -> AbstractContextManager:
+    """A rich status line (spinner and `text`) on `console` for a block; nothing without one."""
+    return console.status(text) if console is not None else nullcontext()
+
+
+@contextmanager
+def _progress(label: str, total: int | None, completed: int, console: Console | None
+              ) -> Iterator[Callable[[int], None]]:
+    """A rich byte-progress bar on `console`; a no-op callback without one."""
+    if console is None:
         yield lambda n: None
         return
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),

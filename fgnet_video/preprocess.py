@@ -8,7 +8,9 @@ Outputs under the output folder, mirroring the input tree:
 
     aligned_images/<relative path>.jpg       aligned face, JPEG quality 95
     aligned_landmarks/<relative path>.npy    (68, 2) float32 landmarks in aligned pixels
-    no_face.txt                              relative paths where no face was found
+    no_face.txt                              the inputs where no face was found: an image's
+                                             relative path with its extension, a video
+                                             frame as <video path>/<frame index, 6 digits>
     videos.json                              per video folder: {"fps": average frame rate,
                                              "source": file name}, so frame i is at i / fps s
 
@@ -44,11 +46,17 @@ JPEG_QUALITY = 95
 
 @dataclass(frozen=True)
 class Source:
-    """One input file and the relative name (no extension) its outputs get."""
+    """One input file, the relative name (no extension) its outputs get, and the relative
+    name (with extension) that no_face.txt lists it by."""
 
     path: Path
     key: str
     is_video: bool
+    name: str
+
+    def frame(self, index: int) -> tuple[str, str]:
+        """(output key, no_face.txt name) of the video frame with this index."""
+        return f"{self.key}/{index:06d}", f"{self.name}/{index:06d}"
 
 
 @dataclass
@@ -57,7 +65,7 @@ class PreprocessReport:
 
     written: int = 0
     skipped: int = 0  # already complete (or known to have no face) from an earlier run
-    no_face: list[str] = field(default_factory=list)  # keys without a face, this run
+    no_face: list[str] = field(default_factory=list)  # inputs without a face (names), this run
     truncated: list[str] = field(default_factory=list)  # videos that broke off, with reason
     no_face_file: Path | None = None
 
@@ -91,9 +99,9 @@ def collect_sources(sources: Iterable[str | os.PathLike], output: Path) -> list[
                     continue
                 if _is_image(path) or _is_video(path):
                     found.append(Source(path, relative.with_suffix("").as_posix(),
-                                        _is_video(path)))
+                                        _is_video(path), relative.as_posix()))
         else:
-            found.append(Source(source, source.stem, not _is_image(source)))
+            found.append(Source(source, source.stem, not _is_image(source), source.name))
     if not found:
         raise UserError("no images or videos found in the given sources")
     seen: dict[str, Path] = {}
@@ -121,9 +129,11 @@ def _write(root: Path, key: str, aligned: np.ndarray, landmarks: np.ndarray) -> 
 
 @dataclass(frozen=True)
 class _Job:
-    """One item: an image file to read, or a decoded video frame."""
+    """One item: an image file to read, or a decoded video frame; `name` is how no_face.txt
+    lists it."""
 
     key: str
+    name: str
     path: Path | None = None
     image: np.ndarray | None = None
 
@@ -132,7 +142,7 @@ _worker_aligner: ReleaseAligner | None = None
 
 
 def _run_job(job: _Job, root: Path, size: int) -> tuple[str, bool]:
-    """Process one item (in a worker process or inline); returns (key, face found)."""
+    """Process one item (in a worker process or inline); returns (name, face found)."""
     global _worker_aligner
     if _worker_aligner is None or _worker_aligner.size != size:
         _worker_aligner = ReleaseAligner(size)
@@ -140,7 +150,7 @@ def _run_job(job: _Job, root: Path, size: int) -> tuple[str, bool]:
     result = _worker_aligner(image)
     if result is not None:
         _write(root, job.key, *result)
-    return job.key, result is not None
+    return job.name, result is not None
 
 
 # -- the run --------------------------------------------------------------------------------
@@ -186,10 +196,10 @@ def _record_video(root: Path, key: str, path: Path, fps: float | None) -> None:
         write_json(root / VIDEOS_FILE, {**videos, key: entry})
 
 
-def _write_no_face(root: Path, keys: set[str]) -> Path:
+def _write_no_face(root: Path, names: set[str]) -> Path:
     path = root / NO_FACE_FILE
     with atomic_path(path) as tmp:
-        tmp.write_text("".join(f"{key}\n" for key in sorted(keys)))
+        tmp.write_text("".join(f"{name}\n" for name in sorted(names)))
     return path
 
 
@@ -250,34 +260,36 @@ def preprocess(sources: Iterable[str | os.PathLike], output: str | os.PathLike, 
     report = PreprocessReport()
     tick = on_progress or (lambda _: None)
 
-    def todo(key: str) -> bool:
+    def todo(key: str, name: str) -> bool:
         image_path, landmarks_path = output_paths(root, key)
-        if key in known_no_face or (image_path.is_file() and landmarks_path.is_file()):
+        # no_face.txt lists names; files from before names had extensions list keys
+        listed = name in known_no_face or key in known_no_face
+        if listed or (image_path.is_file() and landmarks_path.is_file()):
             report.skipped += 1
             tick(1)
             return False
         return True
 
     def record(results: Iterable[tuple[str, bool]]) -> None:
-        for key, found in results:
+        for name, found in results:
             if found:
                 report.written += 1
             else:
-                report.no_face.append(key)
+                report.no_face.append(name)
             tick(1)
 
     runner = _Runner(root, size, jobs)
     try:
         for item in items:
             if not item.is_video:
-                if todo(item.key):
-                    record(runner.submit(_Job(item.key, path=item.path)))
+                if todo(item.key, item.name):
+                    record(runner.submit(_Job(item.key, item.name, path=item.path)))
                 continue
             with VideoReader(item.path, fps=fps, start=start, end=end) as reader:
                 for frame in reader:
-                    key = f"{item.key}/{frame.index:06d}"
-                    if todo(key):
-                        record(runner.submit(_Job(key, image=frame.image)))
+                    key, name = item.frame(frame.index)
+                    if todo(key, name):
+                        record(runner.submit(_Job(key, name, image=frame.image)))
             _record_video(root, item.key, item.path, reader.info.fps)
             if reader.truncated:
                 report.truncated.append(f"{item.path}: {reader.truncated}")

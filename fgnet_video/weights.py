@@ -169,12 +169,26 @@ def _check_recorded(manifest: Manifest, path: Path, known: KnownWeights) -> None
                         f"{_redownload_hint(known)}")
 
 
+def _import_command(home: Path, known: KnownWeights) -> str:
+    """The command that converts hand-fetched release files into the cache."""
+    return (f"fgnet-video weights import model.pth --psp encoder.pt --dataset {known.name} "
+            f"-o {home / known.filename}")
+
+
 def _offline_error(home: Path, known: KnownWeights) -> UserError:
     return UserError(
         f"{known.name} weights are not in {home} and downloads are off (--offline or "
         f"{OFFLINE_ENV}=1): put the release's model.pth there as {known.model.filename} and "
-        f"the pSp encoder.pt as {known.psp.filename}, or run: fgnet-video weights import "
-        f"model.pth --psp encoder.pt --dataset {known.name} -o {home / known.filename}"
+        f"the pSp encoder.pt as {known.psp.filename}, or run: {_import_command(home, known)}"
+    )
+
+
+def _download_error(error: UserError, home: Path, known: KnownWeights) -> UserError:
+    """A failed download's error, with what to do on a machine without internet access."""
+    return UserError(
+        f"{error}. Without internet access here: fetch the release's model.pth and the pSp "
+        f"encoder.pt on another machine, copy them here, run: {_import_command(home, known)}, "
+        f"and use --offline (or {OFFLINE_ENV}=1) so nothing is downloaded"
     )
 
 
@@ -188,7 +202,10 @@ def _fetch(home: Path, manifest: Manifest, file: ReleaseFile, known: KnownWeight
         _check_recorded(manifest, path, known)
     else:
         source = f"gdrive:{file.drive_id}"
-        download(drive_url(file.drive_id), path, label=file.title, progress=progress)
+        try:
+            download(drive_url(file.drive_id), path, label=file.title, progress=progress)
+        except UserError as exc:
+            raise _download_error(exc, home, known) from None
         problem = manifest.mismatch(path)
         if problem is not None:
             path.unlink()

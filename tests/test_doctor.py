@@ -10,7 +10,14 @@ import torch
 from click.testing import CliRunner
 
 from fgnet_video.cli import main
-from fgnet_video.doctor import environment_report, kernel_build_problem
+from fgnet_video.doctor import (
+    Item,
+    TorchBuild,
+    build_check,
+    environment_report,
+    kernel_build_problem,
+    torch_build,
+)
 from fgnet_video.face.landmarks import CNN_DETECTOR_MODEL, LANDMARKS_MODEL
 from fgnet_video.kernels import default_impl
 
@@ -76,3 +83,62 @@ def test_doctor_build_reports_why_kernels_are_unusable(kernels_env):
         kernels_env("auto")
         result = CliRunner().invoke(main, ["doctor", "--build"])
         assert result.exit_code == 1 and "need a CUDA device" in result.output
+
+
+def _build_items() -> dict[str, Item]:
+    (section,) = [s for s in environment_report() if s.title == "Python and PyTorch"]
+    return {item.name: item for item in section.items}
+
+
+@pytest.mark.skipif(torch.version.cuda is not None, reason="checks the CPU-only build")
+def test_cpu_only_build_is_named_and_checked_against_the_machine():
+    items = _build_items()
+    assert items["torch build"].value == "CPU-only"
+    check = items["build matches machine"]
+    if items["NVIDIA driver"].value == "none found":
+        assert check.ok is True and "CPU-only build, no NVIDIA driver" in check.value
+    else:
+        assert check.ok is False and "install a CUDA build" in check.value
+    result = CliRunner().invoke(main, ["doctor"])
+    assert "torch build" in result.output and "CPU-only" in result.output
+
+
+def test_cuda_build_facts_come_from_torch(monkeypatch):
+    """A CUDA 12.8 build on a machine whose driver supports CUDA 12.4 and whose GPU torch
+    cannot use: what torch says is what the report says."""
+    monkeypatch.setattr(torch.version, "cuda", "12.8")
+    monkeypatch.setattr(torch._C, "_cuda_getDriverVersion", lambda: 12040, raising=False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    assert torch_build() == TorchBuild("12.8", "12.4", 0)
+    items = _build_items()
+    assert items["torch build"].value == "CUDA 12.8"
+    assert items["NVIDIA driver"].value == "supports CUDA 12.4"
+    check = items["build matches machine"]
+    assert check.ok is False and "driver supports only CUDA 12.4" in check.value
+
+
+def test_driver_version_from_nvidia_smi_without_torch_cuda(monkeypatch, tmp_path):
+    """A CPU-only build cannot ask the driver: nvidia-smi's header says its CUDA version."""
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho '| NVIDIA-SMI 550.54.15   Driver Version: 550.54.15   "
+                   "CUDA Version: 12.4     |'\n")
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delattr(torch._C, "_cuda_getDriverVersion", raising=False)
+    monkeypatch.setattr(torch.version, "cuda", None)
+    assert torch_build().driver_cuda == "12.4"
+
+
+@pytest.mark.parametrize(("build", "ok", "says"), [
+    (TorchBuild(None, None, 0), True, "CPU-only build, no NVIDIA driver found"),
+    (TorchBuild(None, "12.4", 0), False, "install a CUDA build of torch"),
+    (TorchBuild("12.8", "12.8", 1), True, "CUDA 12.8 build, 1 GPU(s) usable"),
+    (TorchBuild("12.8", "12.4", 2), True, "2 GPU(s) usable"),  # minor-version compatibility
+    (TorchBuild("12.8", None, 0), False, "no NVIDIA driver or GPU is visible"),
+    (TorchBuild("12.8", "11.8", 0), False, "driver supports only CUDA 11.8; update the driver"),
+    (TorchBuild("12.8", "12.10", 0), False, "torch sees no GPU (CUDA_VISIBLE_DEVICES='')"),
+])
+def test_build_check_says_whether_the_build_suits_the_machine(build, ok, says, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    check = build_check(build)
+    assert check.ok is ok and says in check.value

@@ -5,17 +5,22 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import random
+import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import torch
 from click.testing import CliRunner
+from rich.console import Console
 
+import fgnet_video.download as download_module
 from fgnet_video.cli import main
-from fgnet_video.download import download, drive_url, partial_path
+from fgnet_video.download import download, drive_url, partial_path, retry_delays
 from fgnet_video.errors import UserError
 from fgnet_video.model.config import TINY
 from fgnet_video.model.init import random_model
@@ -235,6 +240,69 @@ def test_drive_confirmation_page_then_file(serve, tmp_path, page):
     assert [r["confirm"] for r in stub.requests] == [None, expected]
 
 
+@pytest.fixture()
+def silent_server(monkeypatch):
+    """A URL whose server accepts connections (the kernel's backlog does) and never answers;
+    FGNET_VIDEO_DRIVE_URL points at it."""
+    with socket.create_server(("127.0.0.1", 0), backlog=16) as server:
+        url = f"http://127.0.0.1:{server.getsockname()[1]}/download"
+        monkeypatch.setenv("FGNET_VIDEO_DRIVE_URL", url)
+        yield url
+
+
+def test_default_timeouts_give_up_on_a_silent_server_within_30_s():
+    waits = (download_module.ATTEMPTS * download_module.TIMEOUT_S
+             + sum(retry_delays(download_module.ATTEMPTS, download_module.RETRY_DELAY_S)))
+    assert waits <= 30
+    assert retry_delays(3, 2.0) == [0.0, 2.0, 4.0]
+
+
+def test_silent_server_fails_after_the_timeouts_with_a_clear_line(silent_server, tmp_path):
+    started = time.monotonic()
+    with pytest.raises(UserError) as error:
+        download(silent_server, tmp_path / "file.bin", attempts=3, timeout=0.4,
+                 retry_delay=0.1, progress=False)
+    elapsed = time.monotonic() - started
+    assert 3 * 0.4 + 0.1 + 0.2 <= elapsed < 3 * 0.4 + 0.3 + 3.0
+    message = str(error.value)
+    assert "\n" not in message
+    assert "after 3 attempts (127.0.0.1:" in message and "nothing received for 0.4 s" in message
+    assert not (tmp_path / "file.bin").exists()
+
+
+def test_waiting_shows_a_connecting_status_on_a_terminal(silent_server, tmp_path, monkeypatch):
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=True, width=200)
+    monkeypatch.setattr(download_module, "_terminal", lambda: console)
+    with pytest.raises(UserError):
+        download(silent_server, tmp_path / "file.bin", label="model.pth", attempts=2,
+                 timeout=0.3, retry_delay=0.3)
+    shown = screen.getvalue()
+    host = silent_server.split("/")[2]
+    assert f"model.pth: connecting to {host}" in shown
+    assert "retrying in 0.3 s" in shown and "(attempt 2 of 2)" in shown
+    monkeypatch.undo()
+    assert download_module._terminal() is None  # pytest's stderr is no terminal
+
+
+def test_failed_known_weights_download_says_what_to_do_offline(serve, silent_server, tmp_path,
+                                                               monkeypatch):
+    monkeypatch.setattr(download_module, "TIMEOUT_S", 0.2)
+    monkeypatch.setattr(download_module, "RETRY_DELAY_S", 0.0)
+    started = time.monotonic()
+    result = CliRunner().invoke(main, ["weights", "download", "bp4d"])
+    assert time.monotonic() - started < 10
+    assert result.exit_code == 1
+    line = result.output.strip()
+    assert "\n" not in line and "Traceback" not in line
+    home = tmp_path / "cache"
+    for part in ("download failed after 3 attempts", "nothing received for 0.2 s",
+                 "--offline", "FGNET_VIDEO_OFFLINE=1",
+                 "fgnet-video weights import model.pth --psp encoder.pt --dataset bp4d -o "
+                 f"{home / 'bp4d.safetensors'}"):
+        assert part in line
+
+
 def test_drive_refusal_and_missing_file_are_one_line_errors(serve, tmp_path):
     serve({"abc": b"x"}, page="refuse")
     with pytest.raises(UserError, match="Quota exceeded") as refused:
@@ -273,6 +341,19 @@ def test_known_name_is_downloaded_converted_then_served_from_cache(serve, tmp_pa
     x = torch.rand(2, 3, 64, 64) * 2 - 1
     with torch.no_grad():
         assert torch.equal(loaded.model(x), model(x))
+
+
+def test_cache_files_are_readable_by_other_users(serve, tmp_path, release):
+    """Under umask 022 every file the cache holds after a download is 0644 (the converted
+    file included, which safetensors alone would create 0600)."""
+    serve(_release_files(release))
+    umask = os.umask(0o022)
+    try:
+        resolve_weights("bp4d")
+    finally:
+        os.umask(umask)
+    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in (tmp_path / "cache").iterdir()}
+    assert modes == dict.fromkeys([".lock", "bp4d.safetensors", "manifest.json"], "0o644")
 
 
 def test_changed_cached_file_is_reported_and_force_fetches_again(serve, tmp_path, release):

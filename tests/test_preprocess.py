@@ -16,6 +16,7 @@ from fgnet_video.images import read_rgb
 from fgnet_video.preprocess import collect_sources
 
 from .conftest import shared_path
+from .test_video import write_video
 
 
 @pytest.fixture(scope="module")
@@ -69,9 +70,9 @@ def test_preprocess_cli_end_to_end_and_resume(tmp_path):
         assert 60 < landmarks[36:48, 0].mean() < 196  # eyes inside the crop
     assert sorted(p.name for p in (out / "aligned_images" / "vox_talking").iterdir()) == [
         f"{k.split('/')[1]}.jpg" for k in frames]
-    assert (out / "no_face.txt").read_text() == "blank\n"
+    assert (out / "no_face.txt").read_text() == "blank.png\n"
     assert "5 aligned, 0 already done, 1 without a face" in output
-    assert "blank" in output
+    assert "no face in: blank.png" in output
     # The release's crop, through JPEG.
     reference = np.asarray(Image.open(shared_path("reference", "ffhq_align",
                                                   "celeb-2_aligned.png")).convert("RGB"))
@@ -101,3 +102,30 @@ def test_preprocess_rejects_bad_input(tmp_path):
         Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(twins / f"a{suffix}")
     with pytest.raises(UserError, match="both be written"):
         collect_sources([twins], tmp_path / "out")
+
+
+def test_no_face_lists_inputs_by_file_name_and_resume_reads_old_lists(tmp_path):
+    """no_face.txt names an image with its extension and a video frame as
+    <video file>/<index>; a rerun skips what it lists, also in the older form without
+    extensions."""
+    raw = tmp_path / "raw"
+    (raw / "day1").mkdir(parents=True)
+    Image.fromarray(np.full((100, 120, 3), 90, np.uint8)).save(raw / "day1" / "blank.png")
+    write_video(raw / "clip.mp4", [np.full((64, 64, 3), 40, np.uint8)] * 2)
+    out = tmp_path / "out"
+    code, output = run_cli(raw, "-o", out)
+    assert code == 0, output
+    assert (out / "no_face.txt").read_text() == (
+        "clip.mp4/000000\nclip.mp4/000001\nday1/blank.png\n")
+    assert "0 aligned, 0 already done, 3 without a face" in output
+    assert "no face in: clip.mp4/000000, clip.mp4/000001, day1/blank.png" in output
+    code, output = run_cli(raw, "-o", out)
+    assert code == 0 and "0 aligned, 3 already done, 0 without a face" in output
+
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "no_face.txt").write_text("clip/000000\nday1/blank\n")
+    code, output = run_cli(raw, "-o", old)
+    assert code == 0 and "0 aligned, 2 already done, 1 without a face" in output
+    assert (old / "no_face.txt").read_text() == (
+        "clip.mp4/000001\nclip/000000\nday1/blank\n")

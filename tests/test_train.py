@@ -134,10 +134,10 @@ def test_tiny_model_learns_real_faces(face_root: Path, tmp_path: Path) -> None:
                              dropout=0.0, num_workers=1))
     assert summary.finished and summary.step == 64
     vals = metrics_records(out, "val")
-    assert [v["epoch"] for v in vals] == list(range(8))
+    assert [v["epoch"] for v in vals] == list(range(1, 9))  # counted from 1
     assert vals[0]["mean_f1"] < 100.0 and summary.best_f1 == 100.0
     losses = [(r["epoch"], r["loss"]) for r in metrics_records(out, "train")]
-    last_epoch = [loss for epoch, loss in losses if epoch == 7]
+    last_epoch = [loss for epoch, loss in losses if epoch == 8]
     assert np.mean(last_epoch) < 0.5 * losses[0][1]
     # The best checkpoint scores 100 again through the evaluation path.
     report = evaluate_weights(str(out / "best.safetensors"), "custom", str(face_root),
@@ -149,6 +149,46 @@ def test_tiny_model_learns_real_faces(face_root: Path, tmp_path: Path) -> None:
     loaded = load_model(out / "best.safetensors")
     assert loaded.dataset == "custom" and loaded.aus == AUS
     assert loaded.metadata["training"]["val_f1"] == 100.0
+
+
+def test_tiny_run_is_quiet_counts_epochs_from_1_and_writes_shareable_files(
+        face_root: Path, tmp_path: Path, monkeypatch, recwarn) -> None:
+    """Training and evaluating wrap no read-only array in a tensor (torch's 'not writable'
+    warning, which it gives once per process, so the arrays are checked too); the summary
+    line and metrics.jsonl name the same best epoch, counted from 1; every file of the run
+    follows the umask."""
+    from_numpy, read_only = torch.from_numpy, []
+
+    def checked_from_numpy(array):
+        if not array.flags.writeable:
+            read_only.append(array.shape)
+        return from_numpy(array)
+
+    monkeypatch.setattr(torch, "from_numpy", checked_from_numpy)
+    out = tmp_path / "run"
+    umask = os.umask(0o022)
+    try:
+        summary = train(_options(face_root, out, epochs=3, iterations=1, batch_size=2,
+                                 val_subset=4))
+    finally:
+        os.umask(umask)
+    report = evaluate_weights(str(out / "best.safetensors"), "custom", str(face_root),
+                              csvs=[str(face_root / "FACES" / "labels" / "train.csv")],
+                              device="cpu", num_workers=0, show_progress=False)
+    assert report["sets"][0]["n_frames"] == 20
+    assert read_only == []
+    assert not [w for w in recwarn if "not writable" in str(w.message)]
+
+    vals = metrics_records(out, "val")
+    assert [v["epoch"] for v in vals] == [1, 2, 3]
+    (done,) = metrics_records(out, "done")
+    best = [v["epoch"] for v in vals if v["best"]][-1]
+    assert done["best_epoch"] == summary.best_epoch == best
+    assert f"after epoch {best};" in summary.line()
+    assert {r["epoch"] for r in metrics_records(out, "train")} == {1, 2, 3}
+    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in out.iterdir()}
+    assert modes == dict.fromkeys(["best.safetensors", "last.safetensors", "metrics.jsonl",
+                                   "resume.pt", "run.json"], "0o644")
 
 
 # -- resume --------------------------------------------------------------------------------------

@@ -13,7 +13,8 @@ _MARKS = {True: click.style("ok", fg="green"), False: click.style("!!", fg="red"
 @click.option("--build", "build_kernels", is_flag=True,
               help="Build the compiled CUDA kernels now instead of on first use.")
 def doctor(build_kernels: bool) -> None:
-    """Report versions, GPUs, kernel build state, face model files and video libraries."""
+    """Report versions, the torch build (CPU-only or CUDA x.y) and whether it suits this
+    machine's driver and GPUs, kernel build state, face model files and video libraries."""
     from fgnet_video.doctor import environment_report, kernel_build_problem
 
     for section in environment_report(build_kernels):

@@ -26,7 +26,9 @@ def preprocess(sources, output, **params) -> None:
 
     Writes OUTPUT/aligned_images/<path>.jpg (256x256 FFHQ crop) and
     OUTPUT/aligned_landmarks/<path>.npy (68x2 landmarks on the crop), mirroring the input
-    tree; a video becomes <video name>/<frame index>.jpg. Reruns skip finished files.
+    tree; a video becomes <video name>/<frame index>.jpg. Inputs without a face are listed
+    in OUTPUT/no_face.txt (an image by its relative path, a video frame as
+    <video file>/<frame index>). Reruns skip finished files and listed inputs.
     """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn

@@ -295,6 +295,13 @@ def check_frames(
 
 # -- torch dataset ------------------------------------------------------------------------------
 
+def face_tensor(rgb: np.ndarray, size: int) -> torch.Tensor:
+    """One uint8 RGB face (H, W, 3) as a float (3, size, size) tensor in [-1, 1]. Arrays of
+    decoded images are read-only (PIL's are), which torch warns about when it wraps them, so
+    such an array is copied first."""
+    return images_to_tensor(np.require(rgb, requirements="W")[None], size)[0]
+
+
 class FrameDataset(torch.utils.data.Dataset):
     """Items: {'image' (3,S,S) in [-1,1], 'landmarks' (68,2) 256-px, 'labels' (n_aus,) 0/1,
     'index'}; an unreadable frame gives {'bad': (path, reason)} instead (never raises)."""
@@ -309,7 +316,7 @@ class FrameDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict:
         image_file = self.table.image_file(i)
         try:
-            image = images_to_tensor(read_rgb(image_file)[None], self.image_size)[0]
+            image = face_tensor(read_rgb(image_file), self.image_size)
         except _DECODE_ERRORS as exc:
             return {"bad": (self.table.paths[i], f"unreadable image ({exc})")}
         try:

@@ -15,6 +15,10 @@ With auxiliary tasks (`aux`, fgnet_video.train.auxiliary) every iteration also r
 of unlabeled frames (an order of its own, from the same seed) and the step minimises the
 supervised loss plus the weighted auxiliary losses; each loss is logged. The flow head is
 saved as `flow_head.safetensors` at the end of every epoch and with the resume state.
+
+Epochs are counted from 1 wherever people see them: the progress and summary lines and the
+`epoch` and `best_epoch` fields of metrics.jsonl ("best F1 ... after epoch 3" and
+"best_epoch": 3 name the same epoch). Only the resume state keeps its position from 0.
 """
 
 from __future__ import annotations
@@ -90,8 +94,10 @@ FLOW_HEAD_FILE = "flow_head.safetensors"
 
 @dataclass(frozen=True)
 class TrainSummary:
-    """Where a run ended: `epoch` (from 0) and its next `iteration`, the global step, the best
-    validation F1 and the epoch (from 0) it was reached in, the number of bad frames skipped."""
+    """Where a run ended: `epoch`, the number of finished epochs (so the one in progress is
+    epoch + 1), and the next `iteration` of the one in progress, the global step, the best
+    validation F1 and the epoch it was reached in (`best_epoch`, counted from 1), the number
+    of bad frames skipped."""
 
     out_dir: Path
     finished: bool
@@ -106,11 +112,17 @@ class TrainSummary:
         """One human line (epochs counted from 1)."""
         best = ""
         if self.best_f1 is not None:
-            best = f"; best F1 {self.best_f1:.1f} after epoch {self.best_epoch + 1}"
+            best = f"; best F1 {self.best_f1:.1f} after epoch {self.best_epoch}"
         if not self.finished:
             return (f"stopped after step {self.step} (epoch {self.epoch + 1}, iteration"
                     f" {self.iteration}){best}; continue with --resume --out {self.out_dir}")
         return f"finished after step {self.step}{best}; checkpoints in {self.out_dir}"
+
+
+def _counted(epoch: int | None) -> int | None:
+    """An epoch's position (from 0, as the loop and its resume state keep it) as people count
+    it (from 1)."""
+    return None if epoch is None else epoch + 1
 
 
 def train(options: TrainOptions) -> TrainSummary:
@@ -306,7 +318,8 @@ class _Trainer:
                             "val_frames": len(self.val_table) if self.val_table else 0,
                             **aux, "world_size": ctx.world_size, "options": options.to_dict()})
         else:
-            self.log.write({"event": "resume", "epoch": self.epoch, "iteration": self.iteration,
+            self.log.write({"event": "resume", "epoch": self.epoch + 1,
+                            "iteration": self.iteration,
                             "step": self.step, "world_size": ctx.world_size})
 
     def _check_out_dir(self, options: TrainOptions) -> ResumeState | None:
@@ -339,7 +352,7 @@ class _Trainer:
             if self.ctx.is_main:
                 self.issues.warn()
         self.log.write({"event": "done", "step": self.step, "best_f1": self.best_f1,
-                        "best_epoch": self.best_epoch, "skipped": self._skipped()})
+                        "best_epoch": _counted(self.best_epoch), "skipped": self._skipped()})
         self.log.close()
         return self._summary(finished=True)
 
@@ -428,7 +441,7 @@ class _Trainer:
                   for k, name in enumerate(self.loss_names)}
         self.last_losses = losses
         self.log.write({
-            "event": "train", "epoch": self.epoch, "iteration": self.iteration,
+            "event": "train", "epoch": self.epoch + 1, "iteration": self.iteration,
             "step": self.step, **losses, "grad_norm": float(self.grad_norm),
             "lr": self.optimizer.param_groups[0]["lr"],
             "seconds": round(time.perf_counter() - started, 3),
@@ -445,7 +458,7 @@ class _Trainer:
 
     def _end_epoch(self, ticker) -> None:
         f1 = None
-        record: dict = {"event": "val", "epoch": self.epoch, "step": self.step}
+        record: dict = {"event": "val", "epoch": self.epoch + 1, "step": self.step}
         if self.val_table is not None:
             counts = self._validate()
             f1 = counts.mean_f1()
@@ -515,7 +528,7 @@ class _Trainer:
         save_state(self.state_path, state)
 
     def _stop(self) -> TrainSummary:
-        self.log.write({"event": "stop", "epoch": self.epoch, "iteration": self.iteration,
+        self.log.write({"event": "stop", "epoch": self.epoch + 1, "iteration": self.iteration,
                         "step": self.step})
         self._save_state()
         self.log.close()
@@ -523,4 +536,4 @@ class _Trainer:
 
     def _summary(self, finished: bool) -> TrainSummary:
         return TrainSummary(self.options.out_dir, finished, self.epoch, self.iteration,
-                            self.step, self.best_f1, self.best_epoch, self._skipped())
+                            self.step, self.best_f1, _counted(self.best_epoch), self._skipped())

@@ -68,7 +68,8 @@ def seed_everything(seed: int) -> None:
 
 @dataclass
 class ResumeState:
-    """Where a run stands. `iteration` is the next iteration of `epoch` to run."""
+    """Where a run stands. `iteration` is the next iteration of `epoch` to run; `epoch` and
+    `best_epoch` are positions from 0 (the logs and messages count epochs from 1)."""
 
     options: dict
     config: dict

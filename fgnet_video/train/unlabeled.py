@@ -31,9 +31,14 @@ import torch
 from fgnet_video.atomic import write_json
 from fgnet_video.errors import UserError
 from fgnet_video.images import IMAGE_SUFFIXES, read_rgb
-from fgnet_video.inference import images_to_tensor
 from fgnet_video.preprocess import IMAGES_DIR, preprocess, read_videos
-from fgnet_video.train.data import DataIssues, LabelTable, check_frames, landmark_file
+from fgnet_video.train.data import (
+    DataIssues,
+    LabelTable,
+    check_frames,
+    face_tensor,
+    landmark_file,
+)
 from fgnet_video.train.flow import flow_target
 from fgnet_video.train.progress import progress_bar, stderr_console
 from fgnet_video.video import VIDEO_SUFFIXES
@@ -219,7 +224,7 @@ class UnlabeledDataset(torch.utils.data.Dataset):
             landmarks = np.load(landmark_file(path), allow_pickle=False)
             if landmarks.shape != (68, 2) or not np.isfinite(landmarks).all():
                 raise ValueError(f"landmarks must be 68x2 finite numbers, not {landmarks.shape}")
-            item = {"image": images_to_tensor(rgb[None], self.image_size)[0],
+            item = {"image": face_tensor(rgb, self.image_size),
                     "landmarks": torch.from_numpy(landmarks.astype(np.float32))}
             if self.flow_size is not None:
                 partner = read_rgb(self.frames.files[self.frames.partners[i]])
