@@ -8,6 +8,7 @@ folder.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import stat
@@ -56,3 +57,12 @@ def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
     """Save one array as .npy, atomically."""
     with atomic_path(path) as tmp, open(tmp, "wb") as stream:
         np.save(stream, array)
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()

@@ -30,6 +30,7 @@ automatic batch size (`measure_face_memory`, `fit_batch_size`).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -44,7 +45,10 @@ from fgnet_video.model.stylegan2 import ModulatedConv2d, set_modconv_order
 GRAPH_WARMUP_RUNS = 2
 COMPILE_BACKEND = "inductor"
 AUTO_BATCH_CAP = 64  # 64 faces are ~32 TFLOP of work per batch: enough to fill a GPU
-AUTO_BATCH_CPU = 16
+AUTO_BATCH_CPU = 16  # the most faces per CPU batch: larger batches are no faster there
+# Peak memory one more face costs the full-size model in fp32 on a CPU, measured with
+# `python benchmarks/cpu_memory.py` (batches 1 and 2: 2.23 and 2.83 GiB peak, 1.52 after load).
+FULL_CPU_FACE_BYTES = 615 * 2**20
 MEMORY_PROBE_BATCH = 4
 USABLE_MEMORY = 0.8  # of the free device memory; the rest absorbs fragmentation
 
@@ -252,6 +256,41 @@ def fit_batch_size(free_bytes: int, fixed: int, per_face: int,
     free memory; between 1 and `cap`."""
     fits = int((free_bytes * usable - fixed) // per_face)
     return max(1, min(cap, fits))
+
+
+def activation_elements(config) -> int:
+    """Sum over the generator's levels of channels x side^2 (levels 4, 8, 16, ... px): what
+    a face's activations scale with."""
+    return sum(ch * (4 * 2**level) ** 2 for level, ch in enumerate(config.generator_channels))
+
+
+def cpu_face_bytes(config) -> int:
+    """Estimated peak memory per face on a CPU: the full model's measured figure, scaled by
+    `activation_elements` (an over-estimate for models that skip their late levels)."""
+    from fgnet_video.model.config import FULL
+
+    return max(1, FULL_CPU_FACE_BYTES * activation_elements(config)
+               // activation_elements(FULL))
+
+
+def available_host_memory() -> int:
+    """Bytes the system can give a new allocation without swapping (MemAvailable on Linux,
+    else the free physical pages)."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def cpu_batch_size(config, available: int | None = None) -> int:
+    """The CPU batch: as many faces (at most AUTO_BATCH_CPU) as fit in `USABLE_MEMORY` of
+    the available memory (the model's weights are loaded already)."""
+    available = available_host_memory() if available is None else available
+    return fit_batch_size(available, 0, cpu_face_bytes(config), cap=AUTO_BATCH_CPU)
 
 
 def free_device_memory(device: torch.device) -> int:

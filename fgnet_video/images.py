@@ -56,11 +56,16 @@ def resize_rgb(image: np.ndarray, size: int) -> np.ndarray:
 
 
 def expand_image_paths(sources: Iterable[str | os.PathLike]) -> list[Path]:
-    """Files as given; folders become their image files (recursive, sorted)."""
+    """Files as given; folders become their image files (recursive, sorted). A source that
+    does not exist, or no image at all, is a UserError (before any model is loaded)."""
     paths: list[Path] = []
     for source in map(Path, sources):
         if source.is_dir():
             paths += sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        elif not source.exists():
+            raise UserError(f"{source}: no such file")
         else:
             paths.append(source)
+    if not paths:
+        raise UserError("no images found in the given paths")
     return paths

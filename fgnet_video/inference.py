@@ -19,9 +19,10 @@ import torch.nn.functional as F
 from fgnet_video.devices import resolve_device
 from fgnet_video.errors import UserError
 from fgnet_video.fast import (
-    AUTO_BATCH_CPU,
     FastSettings,
     ModelRunner,
+    cpu_batch_size,
+    cpu_face_bytes,
     fit_batch_size,
     free_device_memory,
     measure_face_memory,
@@ -112,7 +113,8 @@ class InferenceEngine:
     """Runs a loaded FG-Net on batches of aligned faces on one device and precision.
 
     batch_size: faces per forward pass, or 'auto': on CUDA the largest batch (at most 64)
-    whose measured memory need fits in 80% of the free memory, 16 on the CPU. An
+    whose measured memory need fits in 80% of the free memory; on the CPU at most 16, as
+    many as fit in 80% of the available memory (`fast.cpu_batch_size`). An
     out-of-memory error halves it in any case.
     Speed switches (keyword only; see fgnet_video.fast): channels_last, cuda_graphs,
     compile, fp32_sensitive (under bf16/fp16 autocast, keep styles, mapping MLP and
@@ -163,7 +165,10 @@ class InferenceEngine:
 
     def _auto_batch_size(self) -> int:
         if self.device.type != "cuda":
-            return AUTO_BATCH_CPU
+            chosen = cpu_batch_size(self.model.config)
+            log.info("CPU batch size %d (%.0f MiB per face estimated)", chosen,
+                     cpu_face_bytes(self.model.config) / 2**20)
+            return chosen
         size = self.image_size
 
         @torch.inference_mode()

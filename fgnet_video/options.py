@@ -125,7 +125,8 @@ class ModelOptions:
     precision: str = setting("auto", "Inference precision (auto: bf16 on GPU, fp32 on CPU).")
     batch_size: int | str = setting(
         "auto", "Faces per forward pass, or auto: on a GPU the largest batch (up to 64) that "
-                "fits its free memory, 16 on the CPU.")
+                "fits its free memory; on the CPU up to 16, as many as fit in the available "
+                "memory (about 0.6 GB per face for the full-size model).")
     channels_last: bool = setting(False, "NHWC memory format for the encoder and interpreter "
                                          "convolutions.")
     cuda_graphs: bool = setting(False, "Replay captured CUDA graphs instead of launching every "

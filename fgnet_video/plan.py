@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import csv
 import glob
-import hashlib
 import json
 import os
 import stat
@@ -27,6 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from fgnet_video.atomic import file_sha256
 from fgnet_video.errors import UserError
 from fgnet_video.options import AnalyzeOptions
 from fgnet_video.outputs import table_format
@@ -136,15 +136,6 @@ class OutputPaths:
         wanted = {"table": self.table, "overlay": self.overlay}
         return all(path is None or _matches(path, recorded.get(role))
                    for role, path in wanted.items())
-
-
-def file_sha256(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def output_record(path: Path, final: Path) -> dict:

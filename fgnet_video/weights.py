@@ -25,13 +25,12 @@ from pathlib import Path
 
 from rich.console import Console
 
-from fgnet_video.atomic import atomic_path
+from fgnet_video.atomic import atomic_path, file_sha256
 from fgnet_video.cache import cache_dir, file_lock
 from fgnet_video.download import download, drive_url, partial_path
 from fgnet_video.errors import UserError
 from fgnet_video.model.checkpoints import (
     LoadedModel,
-    file_sha256,
     load_model,
     read_converted_metadata,
     save_converted,

@@ -339,3 +339,16 @@ def test_non_finite_heatmaps_are_an_error_not_a_score(tiny_weights):
     head.bias.data[0] = float("inf")  # what an fp16 overflow leaves behind
     with pytest.raises(UserError, match="non-finite heatmaps"):
         engine.predict(_faces(3))
+
+
+def test_cpu_batch_size_follows_the_available_memory():
+    from fgnet_video.fast import AUTO_BATCH_CPU, FULL_CPU_FACE_BYTES, cpu_batch_size, cpu_face_bytes
+    from fgnet_video.model.config import FULL, TINY
+
+    assert cpu_face_bytes(FULL) == FULL_CPU_FACE_BYTES
+    assert cpu_face_bytes(TINY) < FULL_CPU_FACE_BYTES / 100
+    assert cpu_batch_size(FULL, available=64 * 2**30) == AUTO_BATCH_CPU
+    # 8 GiB available: 80% of it holds 10 faces of 615 MiB
+    assert cpu_batch_size(FULL, available=8 * 2**30) == 10
+    assert cpu_batch_size(FULL, available=2**29) == 1  # never below one face
+    assert cpu_batch_size(TINY, available=8 * 2**30) == AUTO_BATCH_CPU

@@ -73,3 +73,10 @@ def test_a_batch_with_nothing_to_do_loads_no_model(tmp_path, tiny_weights):
         "analyze", str(video), "--out-dir", str(out), "-w", str(tiny_weights), "--end", "0.2")
     assert status == 0 and "0 done, 1 skipped, 0 failed" in err, err
     assert not torch_loaded
+
+
+def test_predict_refuses_a_missing_image_before_torch(tmp_path, tiny_weights):
+    status, err, torch_loaded = cli_in_a_fresh_process(
+        "predict", str(tmp_path / "missing.jpg"), "-w", str(tiny_weights))
+    assert status == 1 and "missing.jpg: no such file" in err, err
+    assert not torch_loaded

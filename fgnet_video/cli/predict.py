@@ -7,7 +7,6 @@ import sys
 import click
 
 from fgnet_video.cli.options import model_options
-from fgnet_video.errors import UserError
 from fgnet_video.options import ModelOptions
 from fgnet_video.settings import given
 
@@ -25,15 +24,16 @@ from fgnet_video.settings import given
 def predict(images, aligned, output, save_heatmaps, **params) -> None:
     """Predict AUs for IMAGES (files or folders of face images)."""
     from fgnet_video.images import expand_image_paths
+
+    model_options = ModelOptions(**given(params))
+    paths = expand_image_paths(images)  # bad paths are refused before torch loads
+
     from fgnet_video.inference import InferenceEngine
     from fgnet_video.outputs import write_table
     from fgnet_video.predict import predict_images
     from fgnet_video.predict import save_heatmaps as write_heatmaps
 
-    paths = expand_image_paths(images)
-    if not paths:
-        raise UserError("no images found in the given paths")
-    engine = InferenceEngine.from_weights(**ModelOptions(**given(params)).engine_kwargs())
+    engine = InferenceEngine.from_weights(**model_options.engine_kwargs())
     table, heatmaps = predict_images(paths, engine, aligned=aligned,
                                      keep_heatmaps=save_heatmaps is not None,
                                      note=lambda text: click.echo(text, err=True))

@@ -13,7 +13,6 @@ unpickling of code is refused):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pickle
@@ -28,7 +27,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from fgnet_video import __version__
-from fgnet_video.atomic import atomic_path
+from fgnet_video.atomic import atomic_path, file_sha256
 from fgnet_video.aus import au_set
 from fgnet_video.errors import UserError
 from fgnet_video.model.config import FULL, FGNetConfig
@@ -54,14 +53,6 @@ class LoadedModel:
         if "sha256" not in self.metadata and self.metadata.get("path"):
             self.metadata["sha256"] = file_sha256(self.metadata["path"])
         return self.metadata.get("sha256")
-
-
-def file_sha256(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # -- reading ---------------------------------------------------------------------------
