@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any, Literal
 
 from fgnet_video.errors import UserError
@@ -141,6 +142,10 @@ class ModelOptions:
                             f"{', '.join(PRECISION_NAMES)})")
         if self.dataset is not None and self.dataset.lower() not in ("bp4d", "disfa"):
             raise UserError(f"unknown dataset {self.dataset!r} (use bp4d or disfa)")
+
+    def files(self) -> list[Path]:
+        """The model files these options name that exist (inputs no output may replace)."""
+        return [Path(f) for f in (self.weights, self.psp) if f is not None and Path(f).is_file()]
 
     def engine_kwargs(self) -> dict[str, Any]:
         """These options as keywords of `InferenceEngine.from_weights`."""

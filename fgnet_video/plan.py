@@ -258,8 +258,6 @@ def plan_jobs(inputs: Iterable[str], options: AnalyzeOptions,
         paths = OutputPaths.for_table(output, overlay_to or options.overlay)
         jobs = [Job(jobs[0].source, paths.table.stem, paths)]
     plan = Plan(jobs, Path(out_dir or "."), replace(options, table_format=fmt))
-    model_files = [Path(f) for f in (options.model.weights, options.model.psp)
-                   if f is not None and Path(f).is_file()]
     check_outputs([(job.source, plan.outputs(job).finals()) for job in jobs], out_dir,
-                  extra_inputs=model_files)
+                  extra_inputs=options.model.files())
     return plan

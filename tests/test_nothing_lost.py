@@ -11,9 +11,11 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from PIL import Image
 
 from fgnet_video.cli import main
 from fgnet_video.commit import OutputUnit, remove_stale_partials
@@ -314,3 +316,17 @@ def test_a_killed_parent_takes_its_workers_with_it(clip, tmp_path, tiny_weights)
         time.sleep(0.1)
     assert not any(alive(w) for w in workers)
     assert not list(out.glob(".*partial-*"))  # the workers removed theirs as they stopped
+
+
+def test_predict_never_writes_over_its_images_or_weights(tmp_path, tiny_weights):
+    face = tmp_path / "face.png"
+    Image.fromarray(np.zeros((256, 256, 3), np.uint8)).save(face)
+    before = face.read_bytes()
+    for args in (["-o", str(face)], ["--save-heatmaps", str(face)],
+                 ["-o", str(tiny_weights)], ["-o", str(tmp_path / "a.csv"),
+                                             "--save-heatmaps", str(tmp_path / "a.csv")]):
+        result = CliRunner().invoke(main, ["predict", str(face), "--aligned", "-w",
+                                           str(tiny_weights), *args])
+        assert result.exit_code == 2, result.output
+        assert "would replace" in result.output or "two outputs" in result.output
+    assert face.read_bytes() == before

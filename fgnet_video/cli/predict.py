@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -24,9 +25,13 @@ from fgnet_video.settings import given
 def predict(images, aligned, output, save_heatmaps, **params) -> None:
     """Predict AUs for IMAGES (files or folders of face images)."""
     from fgnet_video.images import expand_image_paths
+    from fgnet_video.plan import check_outputs
 
     model_options = ModelOptions(**given(params))
     paths = expand_image_paths(images)  # bad paths are refused before torch loads
+    written = [Path(p) for p in (output, save_heatmaps) if p is not None]
+    check_outputs([(paths[0], written)] + [(path, []) for path in paths[1:]],
+                  extra_inputs=model_options.files())
 
     from fgnet_video.inference import InferenceEngine
     from fgnet_video.outputs import write_table
