@@ -18,6 +18,7 @@ import torch
 
 from fgnet_video.errors import UserError
 from fgnet_video.kernels import IMPL_ENV, build, default_impl
+from fgnet_video.kernels.selfcheck import read_verdict
 
 
 @dataclass(frozen=True)
@@ -170,6 +171,13 @@ def kernels(build_now: bool = False) -> Section:
         Item("nvcc", _nvcc_version(CUDA_HOME) or "not found"),
         Item("ninja", "yes" if is_ninja_available() else "not found", is_ninja_available()),
     ]
+    verdict = read_verdict(status.directory)
+    if verdict is not None:
+        items.append(Item("self-check", f"passed on {verdict.get('device')}" if verdict["ok"]
+                          else f"FAILED on {verdict.get('device')}: {verdict.get('problem')}",
+                          bool(verdict["ok"])))
+    else:
+        items.append(Item("self-check", "not run yet (on the first load of the build)"))
     if status.error:
         items.append(Item("build error", status.error, False))
     return Section("Kernels", tuple(items))

@@ -19,6 +19,16 @@ MEDIA = SHARED / "media"
 torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """Tests marked `cuda` need a CUDA GPU: skipped with the reason without one."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
 def shared_path(*parts: str) -> Path:
     """A path under ../shared; when it is absent, a skip with the reason, or a failure in CI
     (CI=true), where ../shared must be there."""

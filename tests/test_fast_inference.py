@@ -38,8 +38,6 @@ from fgnet_video.model.stylegan2 import ModulatedConv2d, set_modconv_order
 
 from .conftest import shared_path
 
-CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-
 
 def _faces(n: int, side: int = 256, seed: int = 1) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (n, side, side, 3), dtype=np.uint8)
@@ -273,7 +271,7 @@ def test_bf16_on_cpu_keeps_the_au_decisions_of_fp32(reference_converted):
 
 
 @pytest.mark.slow
-@CUDA
+@pytest.mark.cuda
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_reduced_precision_on_cuda_keeps_the_au_decisions_of_fp32(reference_converted, precision):
     _guard(reference_converted, precision, "cuda", n_faces=5)
@@ -281,7 +279,7 @@ def test_reduced_precision_on_cuda_keeps_the_au_decisions_of_fp32(reference_conv
 
 # -- CUDA only ----------------------------------------------------------------------------------
 
-@CUDA
+@pytest.mark.cuda
 def test_cuda_graphs_replay_the_plain_forward(tiny_weights):
     faces = _faces(7)
     plain = InferenceEngine(load_model(tiny_weights), device="cuda", precision="fp32",
@@ -294,7 +292,7 @@ def test_cuda_graphs_replay_the_plain_forward(tiny_weights):
         np.testing.assert_allclose(b.heatmaps, a.heatmaps, atol=1e-5)
 
 
-@CUDA
+@pytest.mark.cuda
 def test_auto_batch_size_on_cuda_fits_and_runs(tiny_weights):
     engine = InferenceEngine(load_model(tiny_weights), device="cuda", batch_size="auto")
     assert 1 <= engine.batch_size <= AUTO_BATCH_CAP
@@ -302,7 +300,7 @@ def test_auto_batch_size_on_cuda_fits_and_runs(tiny_weights):
     assert prediction.scores.shape == (engine.batch_size + 1, engine.n_aus)
 
 
-@CUDA
+@pytest.mark.cuda
 def test_cuda_engine_matches_the_cpu_engine_in_fp32(tiny_weights):
     faces = _faces(5)
     cpu = InferenceEngine(load_model(tiny_weights), device="cpu", precision="fp32")

@@ -32,6 +32,7 @@ from fgnet_video.kernels import (
     default_impl,
     fused_leaky_relu,
     fused_leaky_relu_ref,
+    selfcheck,
     set_kernel_impl,
     upfirdn2d,
     upfirdn2d_ref,
@@ -43,7 +44,6 @@ EMULATION = REPO / "tests" / "cuda_emulation"
 KERNEL_SOURCES = REPO / "fgnet_video" / "kernels"
 # the package exports a function of the same name, so fetch the module itself
 upfirdn2d_module = importlib.import_module("fgnet_video.kernels.upfirdn2d")
-CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
 def blur_kernel() -> torch.Tensor:
@@ -568,7 +568,7 @@ def _compare_upfirdn2d(x32, kernel, up, down, pads, dtype):
     torch.testing.assert_close(dx.float(), dxr, rtol=0, atol=grad_tol)
 
 
-@CUDA
+@pytest.mark.cuda
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("resolution, channels", [(8, 512), (32, 512), (128, 256), (256, 128),
                                                   (1024, 32)])
@@ -580,7 +580,7 @@ def test_cuda_upfirdn2d_fgnet_shapes(compiled, dtype, resolution, channels):
     _compare_upfirdn2d(rgb, kernel, 2, 1, (2, 1, 2, 1), dtype)
 
 
-@CUDA
+@pytest.mark.cuda
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("seed", range(8))
 def test_cuda_upfirdn2d_random(compiled, dtype, seed):
@@ -595,7 +595,7 @@ def test_cuda_upfirdn2d_random(compiled, dtype, seed):
     _compare_upfirdn2d(torch.randn(shape, device="cuda"), kernel, up, down, pads, dtype)
 
 
-@CUDA
+@pytest.mark.cuda
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("shape", [(16, 512), (2, 512, 8, 8), (2, 64, 129, 131), (3, 5, 7),
                                    (2, 32, 256, 256)])
@@ -616,7 +616,7 @@ def test_cuda_fused_leaky_relu(compiled, dtype, shape):
     assert db.dtype == bias.dtype
 
 
-@CUDA
+@pytest.mark.cuda
 def test_cuda_double_backward(compiled):
     x = torch.randn(2, 8, 9, 9, device="cuda", dtype=torch.float32, requires_grad=True)
     kernel = blur_kernel().cuda()
@@ -635,7 +635,7 @@ def test_cuda_double_backward(compiled):
     torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-4, atol=1e-4)
 
 
-@CUDA
+@pytest.mark.cuda
 def test_cuda_non_contiguous_inputs(compiled):
     x = torch.randn(2, 8, 40, 40, device="cuda").transpose(2, 3)
     kernel = blur_kernel().cuda()
@@ -644,3 +644,65 @@ def test_cuda_non_contiguous_inputs(compiled):
     bias = torch.randn(16, device="cuda")[::2]
     torch.testing.assert_close(fused_leaky_relu(x, bias, impl="cuda"),
                                fused_leaky_relu_ref(x, bias))
+
+
+# -- the self-check of a new build ---------------------------------------------------------------
+
+def broken_plugin(where: str):
+    """The stand-in plugin with one wrong result: 'forward' (bias_act off by 0.1) or
+    'backward' (the leaky slope of the gradient wrong)."""
+    plugin = stand_in_plugin()
+    good = plugin.bias_act
+
+    def bias_act(x, bias, ref, grad, slope, gain):
+        if where == "backward" and grad:
+            return good(x, bias, ref, grad, slope * 2, gain)
+        out = good(x, bias, ref, grad, slope, gain)
+        return out + 0.1 if where == "forward" and not grad else out
+
+    return types.SimpleNamespace(bias_act=bias_act, upfirdn2d=plugin.upfirdn2d)
+
+
+def test_self_check_passes_a_correct_plugin_and_names_a_wrong_one():
+    cpu = torch.device("cpu")
+    assert selfcheck.self_check(stand_in_plugin(), cpu) is None
+    forward = selfcheck.self_check(broken_plugin("forward"), cpu)
+    assert forward.startswith("bias_act (2, 32, 16, 16) forward in float32: max error 0.1")
+    backward = selfcheck.self_check(broken_plugin("backward"), cpu)
+    assert backward.startswith("bias_act (2, 32, 16, 16) backward in float32")
+
+
+def test_a_build_that_fails_its_self_check_is_never_used_and_remembered(monkeypatch, tmp_path):
+    monkeypatch.setenv("FGNET_VIDEO_HOME", str(tmp_path))
+    monkeypatch.setattr(build.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(build, "check_device", lambda: torch.device("cpu"))
+    monkeypatch.setattr(build, "gpu_arch_tag", lambda: "sm00")
+    monkeypatch.setattr(build, "_compile", lambda: broken_plugin("forward"))
+    build.reset_plugin_state()
+    try:
+        with pytest.warns(RuntimeWarning, match="self-check failed: bias_act"):
+            assert build.load_plugin() is None
+        verdict = selfcheck.read_verdict(build.build_dir())
+        assert verdict["ok"] is False and "max error" in verdict["problem"]
+        with pytest.raises(UserError, match="self-check failed"):
+            build.plugin_for("cuda", None)
+        # a later process finds the verdict beside the build and does not trust it either
+        build.reset_plugin_state()
+        monkeypatch.setattr(build, "_compile", lambda: stand_in_plugin())
+        with pytest.warns(RuntimeWarning, match="self-check failed"):
+            assert build.load_plugin() is None
+        # a correct build passes and is used
+        (build.build_dir() / selfcheck.VERDICT_FILE).unlink()
+        build.reset_plugin_state()
+        assert build.load_plugin() is not None
+        assert selfcheck.read_verdict(build.build_dir())["ok"] is True
+    finally:
+        build.reset_plugin_state()
+
+
+@pytest.mark.cuda
+def test_the_real_build_passes_its_self_check():
+    plugin = build.load_plugin()
+    assert plugin is not None, build.plugin_status().error
+    assert selfcheck.self_check(plugin, torch.device("cuda")) is None
+    assert selfcheck.read_verdict(build.build_dir())["ok"] is True

@@ -30,6 +30,7 @@ from fgnet_video.atomic import atomic_path
 from fgnet_video.cache import cache_dir, file_lock
 from fgnet_video.errors import UserError
 from fgnet_video.kernels.impl import default_impl, resolve_impl
+from fgnet_video.kernels.selfcheck import checked
 
 SOURCE_DIR = Path(__file__).resolve().parent
 SOURCES = ("ops.cpp", "bias_act.cu", "upfirdn2d.cu")
@@ -87,6 +88,11 @@ def extension_name() -> str:
     return f"fgnet_video_ops_{source_hash()}"
 
 
+def check_device() -> torch.device:
+    """Where a new build is checked against the references: the current CUDA device."""
+    return torch.device("cuda", torch.cuda.current_device())
+
+
 def _compile() -> ModuleType:
     """Build (or load the cached build of) the plugin, holding a file lock meanwhile."""
     from torch.utils.cpp_extension import load
@@ -105,15 +111,22 @@ def _compile() -> ModuleType:
 
 
 def _build_once() -> ModuleType | None:
-    """The compiled plugin, building it on first use; None once a build has failed (its one
-    line kept in `_state.error`, its whole message in build-error.log). Never warns."""
+    """The compiled plugin, building it on first use and checking it against the references
+    on its first load (`selfcheck.checked`); None once a build has failed or failed its
+    self-check (the one line kept in `_state.error`; a build's whole message in
+    build-error.log). Never warns."""
     with _lock:
         if _state.module is not None or _state.error is not None:
             return _state.module
         try:
             if not torch.cuda.is_available():
                 raise RuntimeError("CUDA is not available to this torch build")
-            _state.module = _compile()
+            module = _compile()
+            problem = checked(module, build_dir(), check_device())
+            if problem is not None:
+                _state.error = problem
+                return None
+            _state.module = module
         except Exception as exc:  # noqa: BLE001 - any build failure means: no plugin
             lines = str(exc).strip().splitlines()
             _state.error = f"{type(exc).__name__}: {lines[0] if lines else 'no message'}"
