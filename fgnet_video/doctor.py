@@ -12,13 +12,13 @@ import subprocess
 import sys
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
 from fgnet_video.errors import UserError
 from fgnet_video.kernels import IMPL_ENV, build, default_impl
 from fgnet_video.kernels.selfcheck import read_verdict
+from fgnet_video.kernels.toolkit import find_cuda_home, toolkit_problem
 
 
 @dataclass(frozen=True)
@@ -137,23 +137,22 @@ def python_and_torch() -> Section:
     return Section("Python and PyTorch", tuple(items))
 
 
-def _nvcc_version(cuda_home: str | None) -> str | None:
-    nvcc = Path(cuda_home, "bin", "nvcc") if cuda_home else None
-    command = str(nvcc) if nvcc and nvcc.exists() else shutil.which("nvcc")
-    if command is None:
-        return None
-    try:
-        out = subprocess.run([command, "--version"], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    lines = [line for line in out.stdout.splitlines() if "release" in line]
-    return lines[-1].strip() if lines else None
+def _toolkit_item() -> Item:
+    """The CUDA toolkit the kernels would be built with, and whether it fits torch."""
+    toolkit = find_cuda_home()
+    found = ("not found" if toolkit is None else
+             f"{toolkit.version or 'unknown version'} at {toolkit.home} ({toolkit.found_by})")
+    if not torch.version.cuda:
+        return Item("CUDA toolkit", found)
+    problem = toolkit_problem(toolkit)
+    return Item("CUDA toolkit", found if problem is None else f"{found}: {problem}",
+                problem is None)
 
 
 def kernels(build_now: bool = False) -> Section:
     """The ops' default implementation (mode), build state and toolchain; with build_now,
     build the plugin first (unless the default is "ref")."""
-    from torch.utils.cpp_extension import CUDA_HOME, is_ninja_available
+    from torch.utils.cpp_extension import is_ninja_available
 
     if build_now and default_impl() != "ref" and torch.cuda.is_available():
         with warnings.catch_warnings():  # the failure is reported below instead
@@ -166,9 +165,7 @@ def kernels(build_now: bool = False) -> Section:
         Item("active path (CUDA tensors)", status.active_path),
         Item("active path (CPU tensors)", status.cpu_path),
         Item("build directory", str(status.directory)),
-        Item("CUDA_HOME", CUDA_HOME or "not found",
-             None if CUDA_HOME or not torch.version.cuda else False),
-        Item("nvcc", _nvcc_version(CUDA_HOME) or "not found"),
+        _toolkit_item(),
         Item("ninja", "yes" if is_ninja_available() else "not found", is_ninja_available()),
     ]
     verdict = read_verdict(status.directory)
@@ -222,7 +219,8 @@ def kernel_build_problem() -> str | None:
     if status.mode == "ref":
         return f"{IMPL_ENV}=ref disables the compiled kernels"
     if not torch.cuda.is_available():
-        return "the compiled kernels need a CUDA device, and torch sees none"
+        return ("the compiled kernels need a CUDA device, and torch sees none (to build "
+                "ahead for GPU nodes: doctor --build --arch 9.0)")
     if status.state != "built":
         return f"kernel build failed: {status.error or status.state}"
     return None

@@ -23,8 +23,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from click.testing import CliRunner
 
 from fgnet_video.cache import file_lock
+from fgnet_video.cli import main
 from fgnet_video.errors import UserError
 from fgnet_video.kernels import bias_act as bias_act_module
 from fgnet_video.kernels import (
@@ -34,6 +36,7 @@ from fgnet_video.kernels import (
     fused_leaky_relu_ref,
     selfcheck,
     set_kernel_impl,
+    toolkit,
     upfirdn2d,
     upfirdn2d_ref,
 )
@@ -520,7 +523,7 @@ def test_cache_dir_is_keyed_by_versions_and_sources(monkeypatch, tmp_path):
     assert build.source_hash() != same
     assert same == directory.name.rsplit("-", 1)[1]
     monkeypatch.setenv("TORCH_CUDA_ARCH_LIST", "8.6;9.0+PTX")
-    assert "-arch8690PTX-" in build.build_dir().name
+    assert "-sm86_90ptx-" in build.build_dir().name  # the same tag however it is named
 
 
 def test_file_lock_serialises_holders_and_creates_its_folder(tmp_path):
@@ -676,7 +679,7 @@ def test_a_build_that_fails_its_self_check_is_never_used_and_remembered(monkeypa
     monkeypatch.setenv("FGNET_VIDEO_HOME", str(tmp_path))
     monkeypatch.setattr(build.torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(build, "check_device", lambda: torch.device("cpu"))
-    monkeypatch.setattr(build, "gpu_arch_tag", lambda: "sm00")
+    monkeypatch.setattr(build, "gpu_arch_tag", lambda archs=None: "sm00")
     monkeypatch.setattr(build, "_compile", lambda: broken_plugin("forward"))
     build.reset_plugin_state()
     try:
@@ -706,3 +709,86 @@ def test_the_real_build_passes_its_self_check():
     assert plugin is not None, build.plugin_status().error
     assert selfcheck.self_check(plugin, torch.device("cuda")) is None
     assert selfcheck.read_verdict(build.build_dir())["ok"] is True
+
+
+# -- finding the CUDA toolkit and building ahead ---------------------------------------------------
+
+def fake_toolkit(root: Path, release: str) -> Path:
+    """A folder with a bin/nvcc script that answers --version and --dryrun like nvcc."""
+    bin_dir = root / "bin"
+    bin_dir.mkdir(parents=True)
+    nvcc = bin_dir / "nvcc"
+    nvcc.write_text("#!/bin/sh\n"
+                    f'case "$1" in --version) echo "Cuda compilation tools, release {release},'
+                    f' V{release}.1";;\n'
+                    f'  --dryrun) echo "#\\$ _HERE_={bin_dir}" >&2;; esac\n')
+    nvcc.chmod(0o755)
+    return root
+
+
+def test_the_toolkit_is_found_in_order_and_behind_wrappers(tmp_path, monkeypatch):
+    for name in ("CUDA_HOME", "CUDA_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    real = fake_toolkit(tmp_path / "cuda-13.0", "13.0")
+    wrappers = tmp_path / "wrappers"
+    wrappers.mkdir()
+    wrapper = wrappers / "nvcc"
+    wrapper.write_text(f'#!/bin/sh\nexec {real}/bin/nvcc "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{wrappers}:/usr/bin:/bin")
+    monkeypatch.setattr(toolkit, "DEFAULT_HOME", tmp_path / "absent")
+    found = toolkit.find_cuda_home()
+    assert found.home == real.resolve() and found.version == "13.0"
+    assert found.found_by.startswith("nvcc on PATH")
+    other = fake_toolkit(tmp_path / "cuda-12.4", "12.4")
+    monkeypatch.setenv("CUDA_PATH", str(other))
+    assert toolkit.find_cuda_home().found_by == "CUDA_PATH"
+    monkeypatch.setenv("CUDA_HOME", str(real))
+    assert toolkit.find_cuda_home() == toolkit.Toolkit(real.resolve(), "CUDA_HOME", "13.0")
+
+
+def test_a_toolkit_that_does_not_fit_torch_is_one_line(tmp_path):
+    old = toolkit.Toolkit(tmp_path, "CUDA_HOME", "12.4")
+    assert toolkit.toolkit_problem(old, "12.8") is None
+    problem = toolkit.toolkit_problem(old, "13.0")
+    assert problem == (f"the CUDA toolkit at {tmp_path} is 12.4, but torch is built for CUDA "
+                       "13.0: install the CUDA 13 toolkit (and set CUDA_HOME to it), or a "
+                       "torch build for CUDA 12")
+    assert "install the CUDA 13 toolkit" in toolkit.toolkit_problem(None, "13.0")
+    assert "CPU-only" in toolkit.toolkit_problem(old, "")
+
+
+def test_building_ahead_targets_the_folder_gpu_nodes_look_in(tmp_path, monkeypatch):
+    monkeypatch.setenv("FGNET_VIDEO_HOME", str(tmp_path))
+    monkeypatch.delenv("TORCH_CUDA_ARCH_LIST", raising=False)
+    built = []
+    monkeypatch.setattr(build, "_run_build", lambda directory, archs: built.append(
+        (directory, archs)) or _library_in(directory))
+    folder = build.build_ahead("9.0, 8.0")
+    assert built == [(folder, ("80", "90"))] and "-sm80_90-" in folder.name
+    assert build.parse_arch_list("8.0;9.0a+PTX") == ("80", "90a+PTX")
+    with pytest.raises(UserError, match="compute capabilities"):
+        build.parse_arch_list("hopper")
+    # a GPU node with an sm_90 GPU finds the build made ahead and imports it directly
+    monkeypatch.setattr(build, "visible_archs", lambda: ("90",))
+    assert build.build_dir() != folder and build.prebuilt_dir() == folder
+    imported = []
+    monkeypatch.setattr(build, "_import_library", lambda d: imported.append(d) or "module")
+    assert build._compile() == "module" and imported == [folder]
+    monkeypatch.setattr(build, "visible_archs", lambda: ("86",))
+    assert build.prebuilt_dir() is None
+
+
+def _library_in(directory: Path) -> None:
+    directory.mkdir(parents=True)
+    (directory / f"{build.extension_name()}.so").write_bytes(b"")
+
+
+def test_building_ahead_with_a_cpu_torch_says_what_to_install():
+    if torch.version.cuda:
+        pytest.skip("a CUDA build of torch is installed")
+    result = CliRunner().invoke(main, ["doctor", "--build", "--arch", "9.0"])
+    assert result.exit_code == 1
+    assert result.output.strip() == ("fgnet-video: error: building the kernels for 9.0 failed: "
+                                     "this torch build has no CUDA (CPU-only): install a CUDA "
+                                     "build of torch to build the kernels")

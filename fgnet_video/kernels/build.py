@@ -17,7 +17,10 @@ A failed build warns once, in one line, and every later "auto" call uses the ref
 from __future__ import annotations
 
 import hashlib
+import importlib.machinery
+import importlib.util
 import os
+import re
 import threading
 import warnings
 from dataclasses import dataclass
@@ -31,11 +34,13 @@ from fgnet_video.cache import cache_dir, file_lock
 from fgnet_video.errors import UserError
 from fgnet_video.kernels.impl import default_impl, resolve_impl
 from fgnet_video.kernels.selfcheck import checked
+from fgnet_video.kernels.toolkit import find_cuda_home, toolkit_problem
 
 SOURCE_DIR = Path(__file__).resolve().parent
 SOURCES = ("ops.cpp", "bias_act.cu", "upfirdn2d.cu")
 HEADERS = ("ops.h", "common.h", "bias_act_kernels.h", "upfirdn2d_kernels.h")
 COMPILED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+_ARCH = re.compile(r"(\d+)\.(\d+[a-z]?)(\+PTX)?")
 
 
 @dataclass
@@ -63,24 +68,81 @@ def source_hash() -> str:
     return digest.hexdigest()[:16]
 
 
-def gpu_arch_tag() -> str:
-    """The GPU architectures a build targets: TORCH_CUDA_ARCH_LIST when set, else those of
-    the visible devices (a cache shared by machines with different GPUs keeps one build each)."""
-    arch_list = os.environ.get("TORCH_CUDA_ARCH_LIST")
-    if arch_list:
-        return "arch" + "".join(c for c in arch_list if c.isalnum())
+def parse_arch_list(text: str) -> tuple[str, ...]:
+    """GPU architectures from '9.0,8.0' or '8.0;9.0+PTX' (TORCH_CUDA_ARCH_LIST's syntax,
+    commas also allowed) as sorted codes ('80', '90', '90+PTX'); UserError when malformed."""
+    codes = set()
+    for part in re.split(r"[,; ]+", text.strip()):
+        if not part:
+            continue
+        match = _ARCH.fullmatch(part)
+        if match is None:
+            raise UserError(f"--arch takes compute capabilities like 8.0,9.0 (or 9.0+PTX), "
+                            f"not {part!r}")
+        codes.add(f"{match.group(1)}{match.group(2)}{'+PTX' if match.group(3) else ''}")
+    if not codes:
+        raise UserError("--arch needs at least one compute capability, e.g. 9.0")
+    return tuple(sorted(codes))
+
+
+def visible_archs() -> tuple[str, ...]:
+    """The compute capabilities of the visible GPUs ('90', ...), () without a GPU."""
     if not torch.cuda.is_available():
+        return ()
+    caps = {torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count())}
+    return tuple(sorted(f"{major}{minor}" for major, minor in caps))
+
+
+def gpu_arch_tag(archs: tuple[str, ...] | None = None) -> str:
+    """The folder-name tag of a build for `archs` (default: TORCH_CUDA_ARCH_LIST when set,
+    else the visible GPUs): 'sm80_90'; the same archs give the same tag however they were
+    named, so a build made ahead for 9.0 is the one a 9.0 GPU node looks for."""
+    if archs is None:
+        arch_list = os.environ.get("TORCH_CUDA_ARCH_LIST")
+        if not arch_list:
+            archs = visible_archs()
+        else:
+            try:
+                archs = parse_arch_list(arch_list)
+            except UserError:  # names torch knows ('Hopper'): a tag of their own
+                return "arch" + "".join(c for c in arch_list if c.isalnum())
+    if not archs:
         return "nogpu"
-    caps = sorted({torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count())})
-    return "sm" + "_".join(f"{major}{minor}" for major, minor in caps)
+    return "sm" + "_".join(a.replace("+PTX", "ptx") for a in archs)
 
 
-def build_dir() -> Path:
-    """The directory of this torch / CUDA / GPU architecture / source combination."""
+def _build_prefix() -> str:
     torch_version = torch.__version__.split("+")[0]
     cuda_version = (torch.version.cuda or "none").replace(".", "")
-    return cache_root() / (
-        f"torch{torch_version}-cu{cuda_version}-{gpu_arch_tag()}-{source_hash()}")
+    return f"torch{torch_version}-cu{cuda_version}-"
+
+
+def build_dir(archs: tuple[str, ...] | None = None) -> Path:
+    """The directory of this torch / CUDA / GPU architecture / source combination."""
+    return cache_root() / f"{_build_prefix()}{gpu_arch_tag(archs)}-{source_hash()}"
+
+
+def _library(directory: Path) -> Path:
+    return directory / f"{extension_name()}.so"
+
+
+def prebuilt_dir() -> Path | None:
+    """A finished build that serves the visible GPUs: the exact one, else one built ahead
+    for a set of architectures that includes theirs (`build_ahead`)."""
+    exact = build_dir()
+    if _library(exact).is_file():
+        return exact
+    wanted = set(visible_archs())
+    root = cache_root()
+    if not wanted or not root.is_dir():
+        return None
+    suffix = f"-{source_hash()}"
+    for candidate in sorted(root.glob(f"{_build_prefix()}sm*{suffix}")):
+        tag = candidate.name[len(_build_prefix()):-len(suffix)]
+        built = {a.removesuffix("ptx") for a in tag.removeprefix("sm").split("_")}
+        if wanted <= built and _library(candidate).is_file():
+            return candidate
+    return None
 
 
 def extension_name() -> str:
@@ -93,21 +155,72 @@ def check_device() -> torch.device:
     return torch.device("cuda", torch.cuda.current_device())
 
 
-def _compile() -> ModuleType:
-    """Build (or load the cached build of) the plugin, holding a file lock meanwhile."""
-    from torch.utils.cpp_extension import load
+def _import_library(directory: Path) -> ModuleType:
+    """Import a finished build straight from its .so (no compiler needed)."""
+    loader = importlib.machinery.ExtensionFileLoader(extension_name(), str(_library(directory)))
+    spec = importlib.util.spec_from_file_location(extension_name(), loader.path, loader=loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
 
-    directory = build_dir()
+
+def _run_build(directory: Path, archs: tuple[str, ...] | None = None) -> ModuleType:
+    """Compile the plugin into `directory` with torch's JIT build (for `archs`, when given,
+    instead of the visible GPUs), with the toolkit `toolkit.find_cuda_home` finds, holding
+    the directory's file lock; RuntimeError naming the problem when the toolkit does not fit
+    the installed torch."""
+    import torch.utils.cpp_extension as cpp_extension
+
+    toolkit = find_cuda_home()
+    problem = toolkit_problem(toolkit)
+    if problem is not None:
+        raise RuntimeError(problem)
+    cpp_extension.CUDA_HOME = str(toolkit.home)  # what torch's build uses from here on
+    previous = os.environ.get("TORCH_CUDA_ARCH_LIST")
     with file_lock(directory / "build.lock"):  # creates `directory` too
-        return load(
-            name=extension_name(),
-            sources=[str(SOURCE_DIR / s) for s in SOURCES],
-            extra_include_paths=[str(SOURCE_DIR)],
-            extra_cflags=["-O3"],
-            extra_cuda_cflags=["-O3"],
-            build_directory=str(directory),
-            verbose=False,
-        )
+        if archs is not None:  # torch reads the target architectures from here
+            os.environ["TORCH_CUDA_ARCH_LIST"] = ";".join(archs)
+        try:
+            return cpp_extension.load(
+                name=extension_name(),
+                sources=[str(SOURCE_DIR / s) for s in SOURCES],
+                extra_include_paths=[str(SOURCE_DIR)],
+                extra_cflags=["-O3"],
+                extra_cuda_cflags=["-O3"],
+                build_directory=str(directory),
+                verbose=False,
+            )
+        finally:
+            if archs is not None:
+                if previous is None:
+                    os.environ.pop("TORCH_CUDA_ARCH_LIST", None)
+                else:
+                    os.environ["TORCH_CUDA_ARCH_LIST"] = previous
+
+
+def _compile() -> ModuleType:
+    """The plugin for the visible GPUs: a finished build imported directly (also one made
+    ahead on another machine), else built now."""
+    directory = prebuilt_dir()
+    if directory is not None:
+        return _import_library(directory)
+    return _run_build(build_dir())
+
+
+def build_ahead(arch_list: str) -> Path:
+    """Build the plugin for the GPU architectures in `arch_list` ('9.0,8.0') on a machine
+    that need not have a GPU (a cluster's login node), into the cache folder that GPU nodes
+    look in; returns the build's folder. The self-check runs on the first load on a GPU.
+    UserError when the toolkit does not fit the installed torch or the build fails."""
+    archs = parse_arch_list(arch_list)
+    directory = build_dir(archs)
+    try:
+        _run_build(directory, archs)
+    except Exception as exc:  # noqa: BLE001 - one line for the user, the log beside it
+        lines = str(exc).strip().splitlines()
+        raise UserError(f"building the kernels for {arch_list} failed: "
+                        f"{lines[0] if lines else type(exc).__name__}") from None
+    return directory
 
 
 def _build_once() -> ModuleType | None:
