@@ -22,11 +22,20 @@ import pandas as pd
 from fgnet_video import __version__
 from fgnet_video.atomic import write_json
 from fgnet_video.commit import OutputUnit, remove_stale_partials
+from fgnet_video.face.pipeline import FacePipeline
 from fgnet_video.inference import InferenceEngine
 from fgnet_video.options import AnalyzeOptions
 from fgnet_video.outputs import table_format, write_table
-from fgnet_video.pipeline import RunStats, ScoredFrame, analyze_stream, rows_for, table_columns
+from fgnet_video.pipeline import (
+    FaceStage,
+    RunStats,
+    ScoredFrame,
+    analyze_stream,
+    rows_for,
+    table_columns,
+)
 from fgnet_video.plan import OutputPaths, output_record
+from fgnet_video.tracks import TrackReplay, TrackWriter
 from fgnet_video.video import VideoReader
 
 
@@ -106,6 +115,14 @@ def _sidecar(path: Path, engine: InferenceEngine, reader: VideoReader, options: 
     }
 
 
+def face_stage(path: str | os.PathLike, options: AnalyzeOptions,
+               tracks_in: str | os.PathLike | None) -> FaceStage:
+    """The face stage of an analysis: saved tracks replayed, or the face pipeline."""
+    if tracks_in is None:
+        return FacePipeline(options.face)
+    return TrackReplay(tracks_in, path, options.sampling, options.face)
+
+
 def analyze_to_files(
     path: str | os.PathLike,
     engine: InferenceEngine,
@@ -113,8 +130,10 @@ def analyze_to_files(
     options: AnalyzeOptions | None = None,
     on_progress: Callable[[int, int], None] = lambda frames, faces: None,
     on_rows: Callable[[pd.DataFrame], None] = lambda rows: None,
+    tracks_in: str | os.PathLike | None = None,
 ) -> RunStats:
-    """Analyse `path` into `outputs` (each group of rows also goes to `on_rows`).
+    """Analyse `path` into `outputs` (each group of rows also goes to `on_rows`); with
+    `tracks_in`, the faces come from those saved tracks instead of the face pipeline.
 
     Every output is written under its partial name and the whole set is committed at the
     end (`fgnet_video.commit.OutputUnit`): on any failure, the previous outputs (if any) are
@@ -142,20 +161,30 @@ def analyze_to_files(
             if outputs.overlay is not None:
                 overlay = OverlayWriter(path, unit.partial(outputs.overlay), aus)
 
+            tracks = (TrackWriter(path, sampling, options.face) if outputs.tracks is not None
+                      else None)
+
             def on_scored(scored: list[ScoredFrame]) -> None:
                 table = rows_for(scored, aus)
                 rows.write(table)
                 on_rows(table)
-                if overlay is not None:
-                    for item in scored:
+                for item in scored:
+                    if overlay is not None:
                         overlay.write(item)
+                    if tracks is not None:
+                        tracks.add(item.frame, item.faces)
 
-            stats = analyze_stream(reader, engine, options.face, on_scored, on_progress)
+            stats = analyze_stream(reader, engine, face_stage(path, options, tracks_in),
+                                   on_scored, on_progress)
             rows.finish()
-            recorded = {"table": output_record(table_part, outputs.table), "overlay": None}
+            recorded = {"table": output_record(table_part, outputs.table), "overlay": None,
+                        "tracks": None}
             if overlay is not None:
                 overlay.finish()
                 recorded["overlay"] = output_record(unit.partial(outputs.overlay), outputs.overlay)
+            if tracks is not None:
+                tracks.save(unit.partial(outputs.tracks))
+                recorded["tracks"] = output_record(unit.partial(outputs.tracks), outputs.tracks)
             write_json(unit.partial(outputs.sidecar),
                        _sidecar(path, engine, reader, options, stats, fmt, started, recorded))
             unit.commit()
@@ -194,13 +223,14 @@ def analyze_video(
         engine = InferenceEngine.from_weights(**settings.model.engine_kwargs())
     rows = _CollectedRows(table_columns(engine.loaded.aus))
     if output is not None:
-        stats = analyze_to_files(path, engine, OutputPaths.for_table(output, overlay), settings,
+        outputs = OutputPaths.for_table(output, overlay, settings.save_tracks)
+        stats = analyze_to_files(path, engine, outputs, settings, tracks_in=settings.tracks,
                                  on_rows=rows.write)
     else:
         sampling = settings.sampling
         with VideoReader(path, fps=sampling.fps, start=sampling.start,
                          end=sampling.end) as reader:
-            stats = analyze_stream(reader, engine, settings.face,
+            stats = analyze_stream(reader, engine, face_stage(path, settings, settings.tracks),
                                    lambda scored: rows.write(rows_for(scored, engine.loaded.aus)))
     if stats.truncated:
         warnings.warn(f"{path}: truncated video: {stats.truncated}", TruncatedVideoWarning,

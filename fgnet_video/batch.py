@@ -100,7 +100,8 @@ def process_job(job: Job, engine: InferenceEngine, plan: Plan,
     if not plan.options.overwrite and outputs.complete():
         return JobOutcome("skipped")
     try:
-        stats = analyze_to_files(job.source, engine, outputs, plan.options, on_progress)
+        stats = analyze_to_files(job.source, engine, outputs, plan.options, on_progress,
+                                 tracks_in=plan.tracks_in(job))
     except Exception as exc:  # noqa: BLE001 - one input's failure is reported, not fatal
         log.debug("analysis of %s failed", job.source, exc_info=True)
         return JobOutcome("failed", reason=error_line(exc))

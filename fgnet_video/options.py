@@ -164,6 +164,12 @@ class AnalyzeOptions:
               "csv).")
     overlay: bool = setting(False, "Also write an overlay video (boxes, ids, AU bars).")
     overwrite: bool = setting(False, "Redo inputs whose outputs are complete.")
+    save_tracks: bool = setting(False, "Also save each recording's face tracks "
+                                       "(NAME.tracks.npz) for a later --tracks run.")
+    tracks: str | None = setting(
+        None, "Replay face tracks saved by --save-tracks (a file for one input, a folder of "
+              "NAME.tracks.npz for --out-dir): no detection, tracking or landmarks, the same "
+              "faces as the run that saved them.")
     jobs: int = setting(1, "Inputs analysed at once, in worker processes (each loads the "
                            "model).")
 

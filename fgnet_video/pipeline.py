@@ -17,6 +17,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -115,6 +116,8 @@ def rows_for(scored: list[ScoredFrame], aus: tuple[int, ...]) -> pd.DataFrame:
     table = pd.DataFrame.from_records(records, columns=ROW_COLUMNS)
     for name in ("face_id", "success"):
         table[name] = table[name].astype("Int64")
+    for name in ("confidence", "x", "y", "w", "h"):  # one format whatever the values
+        table[name] = table[name].astype(np.float64)
     scores = np.stack(score_rows) if score_rows else np.zeros((0, n_aus))
     return pd.concat([table, au_table(scores, aus)], axis=1)
 
@@ -152,15 +155,23 @@ class FrameBatcher:
         return scored
 
 
+class FaceStage(Protocol):
+    """What finds the faces of each frame, in order: a `FacePipeline` (detection, tracking,
+    landmarks, alignment) or a `fgnet_video.tracks.TrackReplay` (saved tracks)."""
+
+    def process(self, frame: Frame) -> list[Face]: ...
+
+
 def analyze_stream(
     reader: VideoReader,
     engine: InferenceEngine,
-    face_settings: FaceSettings | None = None,
+    faces: FaceStage | FaceSettings | None = None,
     on_scored: Callable[[list[ScoredFrame]], None] = lambda _: None,
     on_progress: Callable[[int, int], None] = lambda frames, faces: None,
 ) -> RunStats:
     """Analyse the frames of `reader` (opened and closed by the caller), calling `on_scored`
-    with each group of scored frames in order.
+    with each group of scored frames in order. `faces` is the face stage, or the settings of
+    a `FacePipeline` to make (default settings when None).
 
     A stream that breaks off mid-way ends the analysis with the decodable frames and
     `RunStats.truncated` set (the reader's reason).
@@ -168,7 +179,8 @@ def analyze_stream(
     stats = RunStats()
     started = time.perf_counter()
     batcher = FrameBatcher(engine, stats.stages)
-    faces = FacePipeline(face_settings or FaceSettings())
+    if faces is None or isinstance(faces, FaceSettings):
+        faces = FacePipeline(faces or FaceSettings())
 
     def emit(scored: list[ScoredFrame]) -> None:
         if not scored:

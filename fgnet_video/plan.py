@@ -32,6 +32,8 @@ from fgnet_video.options import AnalyzeOptions
 from fgnet_video.outputs import table_format
 from fgnet_video.video import VIDEO_SUFFIXES, probe
 
+TRACKS_SUFFIX = ".tracks.npz"
+
 
 class OutputClash(UserError):
     """An output that would replace an input, another output or a non-regular file, or
@@ -105,22 +107,27 @@ class OutputPaths:
     table: Path
     sidecar: Path
     overlay: Path | None = None
+    tracks: Path | None = None
 
     @classmethod
-    def for_table(cls, table: str | os.PathLike,
-                  overlay: bool | str | os.PathLike = False) -> OutputPaths:
-        """The outputs of a table at `table`: the sidecar beside it (`<stem>.json`) and, with
-        `overlay` True, the overlay `<stem>.overlay.mp4` (or at the path `overlay`)."""
+    def for_table(cls, table: str | os.PathLike, overlay: bool | str | os.PathLike = False,
+                  tracks: bool = False) -> OutputPaths:
+        """The outputs of a table at `table`: the sidecar beside it (`<stem>.json`), with
+        `overlay` True the overlay `<stem>.overlay.mp4` (or at the path `overlay`), with
+        `tracks` the saved face tracks `<stem>.tracks.npz`."""
         table = Path(table)
         if overlay is True:
             overlay_path = table.with_suffix(".overlay.mp4")
         else:
             overlay_path = Path(overlay) if overlay else None
-        return cls(table, table.with_suffix(".json"), overlay_path)
+        return cls(table, table.with_suffix(".json"), overlay_path,
+                   table.with_suffix(TRACKS_SUFFIX) if tracks else None)
 
     def finals(self) -> list[Path]:
-        """Every output, in commit order: table, overlay, sidecar (which marks completion)."""
-        return [p for p in (self.table, self.overlay, self.sidecar) if p is not None]
+        """Every output, in commit order: table, overlay, tracks, sidecar (which marks
+        completion)."""
+        return [p for p in (self.table, self.overlay, self.tracks, self.sidecar)
+                if p is not None]
 
     def complete(self) -> bool:
         """True when the sidecar says the run finished and every output it records is beside
@@ -133,7 +140,7 @@ class OutputPaths:
         if not isinstance(meta, dict) or meta.get("finished") is not True:
             return False
         recorded = meta.get("outputs") or {}
-        wanted = {"table": self.table, "overlay": self.overlay}
+        wanted = {"table": self.table, "overlay": self.overlay, "tracks": self.tracks}
         return all(path is None or _matches(path, recorded.get(role))
                    for role, path in wanted.items())
 
@@ -160,12 +167,12 @@ class Job:
     name: str
     paths: OutputPaths | None = None
 
-    def outputs(self, out_dir: Path, fmt: str, overlay: bool) -> OutputPaths:
+    def outputs(self, out_dir: Path, fmt: str, overlay: bool, tracks: bool) -> OutputPaths:
         """The explicit paths, else `<out_dir>/<name>.<fmt>` and the outputs beside it."""
         if self.paths is not None:
             return self.paths
         base = out_dir / self.name
-        return OutputPaths.for_table(base.with_name(f"{base.name}.{fmt}"), overlay)
+        return OutputPaths.for_table(base.with_name(f"{base.name}.{fmt}"), overlay, tracks)
 
 
 def _manifest_jobs(manifest: Path) -> list[Job]:
@@ -231,7 +238,17 @@ class Plan:
 
     def outputs(self, job: Job) -> OutputPaths:
         return job.outputs(self.out_dir, self.options.table_format or "csv",
-                           self.options.overlay)
+                           self.options.overlay, self.options.save_tracks)
+
+    def tracks_in(self, job: Job) -> Path | None:
+        """The saved tracks `job` replays: the --tracks file (one input), or
+        `<tracks folder>/<name>.tracks.npz`; None without --tracks."""
+        given = self.options.tracks
+        if given is None:
+            return None
+        if len(self.jobs) == 1 and job.paths is not None:
+            return Path(given)
+        return Path(given) / f"{job.name}{TRACKS_SUFFIX}"
 
 
 def plan_jobs(inputs: Iterable[str], options: AnalyzeOptions,
@@ -255,9 +272,19 @@ def plan_jobs(inputs: Iterable[str], options: AnalyzeOptions,
             raise UserError(f"-o takes one input, got {len(jobs)}: use --out-dir")
         probe(jobs[0].source)  # a missing or unreadable video: its one line, before any load
         fmt = table_format(output, options.table_format)
-        paths = OutputPaths.for_table(output, overlay_to or options.overlay)
+        paths = OutputPaths.for_table(output, overlay_to or options.overlay,
+                                      options.save_tracks)
         jobs = [Job(jobs[0].source, paths.table.stem, paths)]
     plan = Plan(jobs, Path(out_dir or "."), replace(options, table_format=fmt))
+    if options.tracks is not None:
+        folder = out_dir is not None
+        if folder != Path(options.tracks).is_dir():
+            raise UserError(f"--tracks {options.tracks}: give "
+                            + ("the folder of a --save-tracks run with --out-dir" if folder
+                               else "the .tracks.npz file of the input with -o"))
+        if not folder and not Path(options.tracks).is_file():
+            raise UserError(f"--tracks {options.tracks}: no such file")
+    tracks_in = [t for t in map(plan.tracks_in, jobs) if t is not None]
     check_outputs([(job.source, plan.outputs(job).finals()) for job in jobs], out_dir,
-                  extra_inputs=options.model.files())
+                  extra_inputs=options.model.files() + tracks_in)
     return plan
