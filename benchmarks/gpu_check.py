@@ -1,0 +1,266 @@
+"""The prepared GPU check: one command that answers every open question about the GPU path
+and writes one report (`gpu_check.md` + `gpu_check.json`) under `--out`.
+
+    # on a CPU machine with dlib and av, once: clips and their saved face tracks (small)
+    python benchmarks/gpu_check.py --prepare gpu_inputs/
+    # on the GPU machine (nothing downloaded; bring gpu_inputs/ and, without PyAV, its wheel)
+    bash benchmarks/gpu_check.sh --inputs gpu_inputs/ --out gpu_report/
+    # anywhere, in seconds (CI): the same steps on the CPU with the tiny preset
+    python benchmarks/gpu_check.py --dry-run --out /tmp/gpu_dry/
+
+Steps, each timed, each with its output kept (a failing step never stops the others):
+doctor; the kernel build (`doctor --build`, seconds); the CUDA tests (`pytest -m cuda`);
+parity of the full model in fp32 on the device with the release's reference outputs
+(../shared/reference) and the bf16/fp16 accuracy guard on real aligned faces; model speed
+(benchmarks/model_speed.py: the release-equivalent mode against each switch, batches 16 and
+64); analyze end to end on a 720p single-face clip and a two-face clip with the full model,
+replaying face tracks saved on the CPU machine (`analyze --tracks`: the GPU machine needs no
+dlib); a full-size training step with and without the auxiliary tasks. --dry-run runs every
+step on the CPU with the tiny preset and tiny sizes, so the script cannot rot unseen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+CLIPS = ("single_720p", "two_faces_720p")
+STEP_TIMEOUT_S = {"kernel build": 420, "cuda tests": 300, "model speed": 300}
+DEFAULT_TIMEOUT_S = 240
+
+
+def run_step(name: str, command: list[str], timeout: float) -> dict:
+    """Run `command`; its status ('ok', 'failed', 'timeout'), seconds and output tail."""
+    started = time.perf_counter()
+    try:
+        done = subprocess.run(command, cwd=REPO, capture_output=True, text=True,
+                              timeout=timeout)
+        status = "ok" if done.returncode == 0 else f"failed (exit {done.returncode})"
+        output = done.stdout + done.stderr
+    except subprocess.TimeoutExpired as exc:
+        status, output = "timeout", f"{exc.stdout or ''}{exc.stderr or ''}"
+    seconds = round(time.perf_counter() - started, 1)
+    print(f"[{seconds:7.1f} s] {name}: {status}", flush=True)
+    return {"name": name, "command": " ".join(command), "status": status, "seconds": seconds,
+            "output": output[-6000:] if isinstance(output, str) else str(output)[-6000:]}
+
+
+def python(*args: str) -> list[str]:
+    return [sys.executable, *args]
+
+
+# -- preparing the clips and their tracks (CPU machine) ------------------------------------------
+
+def prepare(folder: Path, frames: int) -> None:
+    """Make a 720p single-face clip and a 720p two-face clip from the sample video, and save
+    their face tracks (analyze --save-tracks with random tiny weights: only the tracks are
+    kept)."""
+    import av
+    import cv2
+    import numpy as np
+
+    folder.mkdir(parents=True, exist_ok=True)
+    source = REPO / "sample_videos" / "astronaut.mp4"
+    with av.open(str(source)) as container:
+        images = [f.to_ndarray(format="rgb24") for _, f in
+                  zip(range(frames), container.decode(video=0), strict=False)]
+    single = [cv2.resize(im, (1280, 720), interpolation=cv2.INTER_CUBIC) for im in images]
+    pair = []
+    for image in images:  # two half-size copies side by side (one mirrored), aspect kept
+        half = cv2.resize(image, (640, 360), interpolation=cv2.INTER_AREA)
+        canvas = np.zeros((720, 1280, 3), np.uint8)
+        canvas[180:540, :640], canvas[180:540, 640:] = half, half[:, ::-1]
+        pair.append(canvas)
+    for name, clip in zip(CLIPS, (single, pair), strict=True):
+        path = folder / f"{name}.mp4"
+        with av.open(str(path), "w") as out:
+            stream = out.add_stream("libx264", rate=25)
+            stream.width, stream.height, stream.pix_fmt = 1280, 720, "yuv420p"
+            for image in clip:
+                out.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+            out.mux(stream.encode())
+    weights = folder / "tiny.safetensors"
+    subprocess.run(python("-m", "fgnet_video", "weights", "init", "--preset", "tiny", "-o",
+                          str(weights)), check=True, cwd=REPO)
+    subprocess.run(python("-m", "fgnet_video", "analyze", *(str(folder / f"{c}.mp4")
+                                                           for c in CLIPS),
+                          "--out-dir", str(folder / "tracks"), "-w", str(weights),
+                          "--save-tracks", "--overwrite"), check=True, cwd=REPO)
+
+
+# -- steps that run in this process ----------------------------------------------------------------
+
+def parity_and_precision(device: str, dry_run: bool, work: Path) -> dict:
+    """fp32 on `device` against the release's outputs (full model, reference checkpoints),
+    then each reduced precision against fp32 on real aligned faces (the accuracy guard)."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from fgnet_video.agreement import compare_predictions
+    from fgnet_video.aus import BP4D_AUS
+    from fgnet_video.inference import InferenceEngine, Prediction
+    from fgnet_video.model.checkpoints import LoadedModel, load_model
+    from fgnet_video.model.config import TINY
+    from fgnet_video.model.init import random_model
+
+    result: dict = {}
+    if dry_run:
+        loaded = LoadedModel(random_model(TINY, seed=0), "bp4d", BP4D_AUS, {})
+        images = np.random.default_rng(0).integers(0, 256, (4, 64, 64, 3), dtype=np.uint8)
+    else:
+        checkpoints = work / "reference_checkpoints"
+        subprocess.run(python(str(SHARED / "reference" / "make_reference_checkpoints.py"),
+                              str(checkpoints), "--seed", "0"), check=True)
+        loaded = load_model(checkpoints / "model.pth", psp=checkpoints / "encoder.pt",
+                            dataset="bp4d")
+        expected = np.load(SHARED / "reference" / "fgnet_forward" / "expected_seed0.npz")
+        model = loaded.model.to(device).eval()
+        with torch.inference_mode():
+            trace = model.trace(torch.from_numpy(expected["images"]).to(device))
+        heatmaps = trace.heatmaps[:, :12].clamp(-1, 1).float().cpu().numpy()
+        diff = np.abs(heatmaps - expected["heatmaps"])
+        result["release_fp32"] = {"max_heatmap_diff": float(diff.max()),
+                                  "mean_heatmap_diff": float(diff.mean()),
+                                  "within_tolerance": bool(diff.max() <= 1e-3
+                                                           and diff.mean() <= 1e-4)}
+        faces = sorted((SHARED / "reference" / "ffhq_align").glob("*_aligned.png"))
+        faces += sorted((SHARED / "reference" / "fgnet_forward").glob("*.jpg"))
+        images = np.stack([np.asarray(Image.open(f).convert("RGB").resize((256, 256)))
+                           for f in faces])
+    engines = {p: InferenceEngine(loaded, device=device, precision=p, batch_size=4)
+               for p in (["fp32", "bf16"] + (["fp16"] if device.startswith("cuda") else []))}
+    predictions: dict[str, Prediction] = {
+        p: engine.predict(images, keep_heatmaps=True) for p, engine in engines.items()}
+    for precision in list(predictions)[1:]:
+        agreement = compare_predictions(predictions["fp32"], predictions[precision])
+        result[precision] = {"decisions": agreement.decisions, "pairs": agreement.pairs,
+                             "max_heatmap_diff": agreement.max_heatmap_diff,
+                             "acceptable": agreement.acceptable or agreement.pairs == 0}
+    return result
+
+
+def in_process(name: str, function, *args) -> dict:
+    started = time.perf_counter()
+    try:
+        output, status = json.dumps(function(*args), indent=2), "ok"
+    except Exception as exc:  # noqa: BLE001 - the report keeps every failure
+        output, status = f"{type(exc).__name__}: {exc}", "failed"
+    seconds = round(time.perf_counter() - started, 1)
+    print(f"[{seconds:7.1f} s] {name}: {status}", flush=True)
+    return {"name": name, "command": f"{function.__name__} (in process)", "status": status,
+            "seconds": seconds, "output": output}
+
+
+# -- the check -------------------------------------------------------------------------------------
+
+def steps(args: argparse.Namespace, work: Path) -> list[dict]:
+    dry = args.dry_run
+    device = "cpu" if dry else args.device
+    preset = "tiny" if dry else "full"
+    results = [run_step("doctor", python("-m", "fgnet_video", "doctor"), 60)]
+    if not dry:
+        results.append(run_step("kernel build", python("-m", "fgnet_video", "doctor",
+                                                       "--build"),
+                                STEP_TIMEOUT_S["kernel build"]))
+    results.append(run_step("cuda tests", python("-m", "pytest", "-q", "-m", "cuda", "-p",
+                                                 "no:cacheprovider", "tests"),
+                            STEP_TIMEOUT_S["cuda tests"]))
+    results.append(in_process("parity and precision", parity_and_precision, device, dry,
+                              work))
+    speed = ["--device", device, "--preset", preset]
+    speed += ["--batches", "2", "--repeats", "1"] if dry else ["--batches", "16,64"]
+    results.append(run_step("model speed", python("benchmarks/model_speed.py", *speed),
+                            STEP_TIMEOUT_S["model speed"]))
+    results += end_to_end(args, device, work)
+    for name, script in (("training step", "train_step.py"),
+                         ("training step with auxiliary tasks", "aux_step.py")):
+        sizes = ["--batch-size", "2", "--steps", "1", "--warmup", "0"] if dry else \
+            ["--batch-size", "8", "--steps", "3"]
+        results.append(run_step(name, python(f"benchmarks/{script}", "--preset", preset,
+                                             "--device", device, *sizes), DEFAULT_TIMEOUT_S))
+    return results
+
+
+def end_to_end(args: argparse.Namespace, device: str, work: Path) -> list[dict]:
+    """analyze of each prepared clip on the device, replaying its saved tracks."""
+    inputs = Path(args.inputs) if args.inputs else work / "inputs"
+    if args.dry_run and not args.inputs:
+        prepare(inputs, frames=6)
+    weights = inputs / "tiny.safetensors" if args.dry_run else \
+        work / "reference_checkpoints" / "model.pth"
+    model = ["-w", str(weights)] if args.dry_run else \
+        ["-w", str(weights), "--psp", str(work / "reference_checkpoints" / "encoder.pt")]
+    results = []
+    for clip in CLIPS:
+        out = work / "analyze" / clip
+        step = run_step(f"analyze {clip}", python(
+            "-m", "fgnet_video", "analyze", str(inputs / f"{clip}.mp4"), "-o",
+            str(out / f"{clip}.csv"), "--tracks", str(inputs / "tracks" / f"{clip}.tracks.npz"),
+            "--device", device, *model), DEFAULT_TIMEOUT_S)
+        sidecar = out / f"{clip}.json"
+        if sidecar.is_file():
+            stats = json.loads(sidecar.read_text())["stats"]
+            seconds = stats["wall_seconds"] or 1e-9
+            step["figures"] = {"frames_per_s": round(stats["frames"] / seconds, 1),
+                               "faces_per_s": round(stats["faces"] / seconds, 1),
+                               "stages_s": stats["stages"]}
+        results.append(step)
+    return results
+
+
+def write_report(out: Path, results: list[dict], args: argparse.Namespace) -> None:
+    import torch
+
+    device = "cpu (dry run)" if args.dry_run or not torch.cuda.is_available() else \
+        torch.cuda.get_device_name(0)
+    header = {"device": device, "torch": torch.__version__, "cuda": torch.version.cuda,
+              "python": platform.python_version(), "cores": os.cpu_count(),
+              "dry_run": args.dry_run, "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "gpu_check.json").write_text(json.dumps({"machine": header, "steps": results},
+                                                   indent=2) + "\n")
+    lines = ["# GPU check", "", " · ".join(f"{k}: {v}" for k, v in header.items()), "",
+             "| step | status | seconds | figures |", "|---|---|---|---|"]
+    for r in results:
+        lines.append(f"| {r['name']} | {r['status']} | {r['seconds']} | "
+                     f"{json.dumps(r.get('figures', ''))} |")
+    for r in results:
+        lines += ["", f"## {r['name']}", "", f"`{r['command']}`", "", "```",
+                  r["output"].strip()[-3000:], "```"]
+    (out / "gpu_check.md").write_text("\n".join(lines) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", help="folder for gpu_check.md and gpu_check.json")
+    parser.add_argument("--inputs", help="folder made by --prepare (clips + tracks)")
+    parser.add_argument("--prepare", metavar="DIR", help="make the clips and tracks, and stop")
+    parser.add_argument("--frames", type=int, default=150, help="frames per prepared clip")
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="every step on the CPU with the tiny preset (seconds)")
+    args = parser.parse_args(argv)
+    if args.prepare:
+        prepare(Path(args.prepare), args.frames)
+        return 0
+    if not args.out:
+        parser.error("--out is required (or --prepare DIR)")
+    out = Path(args.out)
+    work = out / "work"
+    results = steps(args, work)
+    write_report(out, results, args)
+    print(f"report: {out / 'gpu_check.md'}")
+    return 0 if all(r["status"] == "ok" for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

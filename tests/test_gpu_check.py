@@ -1,0 +1,29 @@
+"""The prepared GPU check runs end to end on the CPU (--dry-run), so it cannot rot unseen."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from .conftest import REPO, shared_path
+
+
+@pytest.mark.slow
+def test_gpu_check_dry_run_writes_the_whole_report(tmp_path):
+    shared_path("reference")  # the real run reads it; the dry run must find the same layout
+    done = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_check.sh"), "--dry-run",
+                           "--out", str(tmp_path)], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    names = [step["name"] for step in report["steps"]]
+    assert names == ["doctor", "cuda tests", "parity and precision", "model speed",
+                     "analyze single_720p", "analyze two_faces_720p", "training step",
+                     "training step with auxiliary tasks"]
+    assert all(step["status"] == "ok" for step in report["steps"])
+    two = next(s for s in report["steps"] if s["name"] == "analyze two_faces_720p")
+    assert two["figures"]["faces_per_s"] > two["figures"]["frames_per_s"]  # two faces a frame
+    markdown = (tmp_path / "gpu_check.md").read_text()
+    assert "| parity and precision | ok |" in markdown and "dry_run: True" in markdown
