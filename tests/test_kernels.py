@@ -1,17 +1,20 @@
-"""StyleGAN2 ops: references against independent definitions, gradients, the compiled path's
-autograd glue and adjoint formulas (through a CPU stand-in plugin), the CUDA kernels' index
-logic (compiled as C++ and emulated on the CPU), the build/fallback machinery, the `impl=`
-choice and the default from FGNET_VIDEO_KERNELS, the package's imports, and on a GPU the
-compiled ops against the references."""
+"""StyleGAN2 ops: references against independent definitions, gradients, the compiled
+operators' definitions (fake implementations, autograd formulas, adjoints, torch.compile;
+through a CPU stand-in plugin registered as their CPU kernels), the C++ kernels' signatures
+against the schemas, the CUDA kernels' index logic (compiled as C++ and emulated on the CPU),
+the build/fallback machinery, the `impl=` choice and the default from FGNET_VIDEO_KERNELS, the
+package's imports, and on a GPU the compiled ops against the references."""
 
 from __future__ import annotations
 
 import ctypes
 import functools
 import importlib
+import itertools
 import math
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -34,13 +37,14 @@ from fgnet_video.kernels import (
     default_impl,
     fused_leaky_relu,
     fused_leaky_relu_ref,
+    library,
     selfcheck,
     set_kernel_impl,
     toolkit,
     upfirdn2d,
     upfirdn2d_ref,
 )
-from fgnet_video.kernels.upfirdn2d import adjoint_params, output_size
+from fgnet_video.kernels.library import adjoint_params, output_size
 
 REPO = Path(__file__).resolve().parents[1]
 EMULATION = REPO / "tests" / "cuda_emulation"
@@ -196,30 +200,50 @@ def test_adjoint_params_give_the_input_gradient(seed):
     torch.testing.assert_close(upfirdn2d_ref(dy, k2, up2, down2, pads2), expected)
 
 
-# -- the compiled path's autograd glue, with a CPU stand-in for the plugin -------------------
+# -- the compiled operators' definitions, with a CPU stand-in for the kernels ---------------
 
 def stand_in_plugin():
-    """The plugin's contract (see ops.h) implemented with the direct definitions."""
-    calls = {"bias_act": 0, "upfirdn2d": 0}
+    """The kernels' contract (see ops.h and library.OpSet) implemented with the direct
+    definitions: a plain object with the two callables, counting its calls."""
+    calls = {"bias_act": 0, "bias_act gradient mode": 0, "upfirdn2d": 0}
 
     def bias_act(x, bias, ref, grad, slope, gain):
         calls["bias_act"] += 1
         if grad:
-            return x * torch.where(ref > 0, gain, gain * slope)
-        return direct_bias_act(x, bias, slope, gain)
+            calls["bias_act gradient mode"] += 1
+            return (x * torch.where(ref > 0, gain, gain * slope)).contiguous()
+        return direct_bias_act(x, bias, slope, gain).contiguous()
 
     def upfirdn(x, kernel, up, down, px0, px1, py0, py1):
         calls["upfirdn2d"] += 1
-        return direct_upfirdn2d(x, kernel.to(x.dtype), up, down, (px0, px1, py0, py1))
+        pads = (px0, px1, py0, py1)
+        return direct_upfirdn2d(x, kernel.to(x.dtype), up, down, pads).contiguous()
 
     return types.SimpleNamespace(bias_act=bias_act, upfirdn2d=upfirdn, calls=calls)
 
 
+_test_namespaces = itertools.count()
+
+
+def registered(plugin) -> library.OpSet:
+    """The operators as library.define_ops defines them for a compiled build, in a fresh
+    namespace, with `plugin`'s callables as their CPU kernels (in place of the CUDA kernels
+    a build registers): their fake implementations and autograd formulas are the real ones,
+    and the kernels run below autograd, so gradients come from the formulas alone."""
+    ops = library.define_ops(f"fgnet_video_test_{next(_test_namespaces)}")
+    for name in library.SCHEMAS:
+        torch.library.impl(f"{ops.namespace}::{name}", "CPU", getattr(plugin, name))
+    return ops
+
+
 @pytest.fixture
 def stand_in(monkeypatch):
+    """The stand-in plugin (returned, for its call counts), its operators the "compiled" path
+    of both ops whatever the tensors."""
     plugin = stand_in_plugin()
-    monkeypatch.setattr(bias_act_module, "plugin_for", lambda impl, *tensors: plugin)
-    monkeypatch.setattr(upfirdn2d_module, "plugin_for", lambda impl, *tensors: plugin)
+    ops = registered(plugin)
+    monkeypatch.setattr(bias_act_module, "plugin_for", lambda impl, *tensors: ops)
+    monkeypatch.setattr(upfirdn2d_module, "plugin_for", lambda impl, *tensors: ops)
     return plugin
 
 
@@ -253,7 +277,108 @@ def test_compiled_fused_leaky_relu_autograd(stand_in, shape):
     assert torch.autograd.gradcheck(fused_leaky_relu, (x, bias))
     assert torch.autograd.gradgradcheck(fused_leaky_relu, (x, bias))
     assert torch.autograd.gradcheck(lambda a: fused_leaky_relu(a, None, 0.1, 1.5), (x,))
-    assert stand_in.calls["bias_act"] > 0
+    assert stand_in.calls["bias_act gradient mode"] > 0
+
+
+def test_fake_implementations_give_the_kernels_output_shapes():
+    """On meta tensors, operators with no kernel at all: the fake implementations alone."""
+    ops = library.define_ops(f"fgnet_video_test_{next(_test_namespaces)}")
+    rng = random.Random(500)
+    for _ in range(20):
+        shape, kshape, up, down, pads = random_upfirdn_case(rng)
+        x = torch.empty(shape, dtype=torch.bfloat16, device="meta")
+        y = ops.upfirdn2d(x, torch.empty(kshape, device="meta"), up, down, *pads)
+        expected = upfirdn2d_ref(torch.zeros(shape), torch.zeros(kshape), up, down, pads)
+        assert y.shape == expected.shape and y.dtype == torch.bfloat16 and y.is_meta
+    for shape in [(4, 6), (2, 3, 5, 4)]:
+        x = torch.empty(shape, dtype=torch.float16, device="meta")
+        bias = torch.empty(shape[1], dtype=torch.float16, device="meta")
+        for y in (ops.bias_act(x, bias, None, False, 0.2, 1.4),
+                  ops.bias_act(x, None, x, True, 0.2, 1.4)):
+            assert y.shape == shape and y.dtype == torch.float16 and y.is_meta
+
+
+def test_define_ops_defines_a_namespace_once():
+    namespace = f"fgnet_video_test_{next(_test_namespaces)}"
+    ops = library.define_ops(namespace)
+    assert library.define_ops(namespace) is ops
+    for name, schema in library.SCHEMAS.items():
+        assert str(getattr(ops, name)._schema) == f"{namespace}::{name}{schema}"
+
+
+def test_operators_pass_torch_library_opcheck():
+    """Schema, autograd registration, FakeTensor and AOT dispatch (dynamic shapes) of both
+    operators, as torch.library.opcheck tests them."""
+    ops = registered(stand_in_plugin())
+    x = torch.randn(2, 3, 6, 5, dtype=torch.float64)
+    x = (x + 0.1 * x.sign()).requires_grad_()
+    bias = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    y = direct_bias_act(x.detach(), bias.detach(), 0.2, 1.4)
+    shape, kshape, up, down, pads = random_upfirdn_case(random.Random(600), max_side=6)
+    cases = [
+        (ops.bias_act, (x, bias, None, False, 0.2, 1.4)),
+        (ops.bias_act, (x, None, None, False, 0.0, 2.0)),
+        (ops.bias_act, (x, None, y, True, 0.2, 1.4)),
+        (ops.upfirdn2d, (torch.randn(shape, dtype=torch.float64, requires_grad=True),
+                         torch.randn(kshape, dtype=torch.float64), up, down, *pads)),
+    ]
+    for op, args in cases:
+        torch.library.opcheck(op, args)
+
+
+def test_operators_compose_with_torch_compile():
+    """A whole graph of both operators, forward and backward, traced by torch.compile with
+    dynamic shapes (no graph break): the same values and gradients as the references."""
+    ops = registered(stand_in_plugin())
+    kernel = blur_kernel().double()
+    bias = torch.randn(3, dtype=torch.float64)
+
+    def model(x, act, fir):
+        return fir(act(x, bias), kernel).square().sum()
+
+    def compiled_ops(x):
+        y = ops.upfirdn2d(ops.bias_act(x, bias, None, False, 0.2, 1.4), kernel, 2, 1, 2, 1, 2, 1)
+        return y.square().sum()
+
+    compiled = torch.compile(compiled_ops, backend="aot_eager", fullgraph=True, dynamic=True)
+    for size in (5, 8):
+        x = torch.randn(2, 3, size, size, dtype=torch.float64, requires_grad=True)
+        got = compiled(x)
+        (got_grad,) = torch.autograd.grad(got, x)
+        expected = model(x, lambda a, b: fused_leaky_relu_ref(a, b, 0.2, 1.4),
+                         lambda a, k: upfirdn2d_ref(a, k, 2, 1, (2, 1)))
+        (expected_grad,) = torch.autograd.grad(expected, x)
+        torch.testing.assert_close(got, expected)
+        torch.testing.assert_close(got_grad, expected_grad)
+
+
+def _cpp_signature(source: str, function: str) -> list[tuple[str, str]]:
+    """(type, name) of each parameter of `at::Tensor function(...)` in a C++ source."""
+    match = re.search(rf"^at::Tensor {function}\((.*?)\) {{", source, re.MULTILINE | re.DOTALL)
+    assert match is not None, f"no at::Tensor {function}(...) in ops.cpp"
+    params = [" ".join(p.split()) for p in match.group(1).split(",")]
+    return [tuple(p.rsplit(" ", 1)) for p in params]
+
+
+def test_the_cuda_kernels_signatures_match_the_schemas():
+    """ops.cpp registers a kernel per schema, with the C++ parameter types and names the
+    dispatcher expects (it checks again when a build loads), and includes no
+    torch/extension.h or pybind11 (the build stays a plain shared library)."""
+    source = (KERNEL_SOURCES / "ops.cpp").read_text()
+    block = re.search(r"TORCH_LIBRARY_IMPL\(TORCH_EXTENSION_NAME, CUDA, m\) \{(.*?)\}", source,
+                      re.DOTALL)
+    assert block is not None
+    impls = dict(re.findall(r'm\.impl\("(\w+)", &(\w+)\);', block.group(1)))
+    assert sorted(impls) == sorted(library.SCHEMAS)
+    cpp_types = {"Tensor": "const at::Tensor&", "Tensor?": "const std::optional<at::Tensor>&",
+                 "bool": "bool", "float": "double", "int": "int64_t"}
+    for name, schema in library.SCHEMAS.items():
+        arguments, returns = re.fullmatch(r"\((.*)\) -> (\w+)", schema).groups()
+        assert returns == "Tensor"
+        expected = [(cpp_types[kind], arg) for kind, arg in
+                    (a.strip().rsplit(" ", 1) for a in arguments.split(","))]
+        assert _cpp_signature(source, impls[name]) == expected, name
+    assert not re.search(r"#include <(torch/extension\.h|pybind11)", source)
 
 
 # -- the CUDA kernels' index logic, emulated on the CPU --------------------------------------
@@ -649,11 +774,46 @@ def test_cuda_non_contiguous_inputs(compiled):
                                fused_leaky_relu_ref(x, bias))
 
 
+@pytest.mark.cuda
+def test_cuda_ops_compose_with_torch_compile_and_cuda_graphs(compiled):
+    """The compiled operators traced whole by torch.compile (forward and backward), and
+    captured in a CUDA graph and replayed on new input: the eager operators' results."""
+    kernel = blur_kernel().cuda()
+    bias = torch.randn(8, device="cuda")
+
+    def step(a):
+        y = compiled.bias_act(a, bias, None, False, 0.2, 2**0.5)
+        return compiled.upfirdn2d(y, kernel, 2, 1, 2, 1, 2, 1)
+
+    x = torch.randn(2, 8, 16, 16, device="cuda", requires_grad=True)
+    eager = step(x)
+    (eager_grad,) = torch.autograd.grad(eager.square().sum(), x)
+    traced = torch.compile(step, backend="aot_eager", fullgraph=True)
+    got = traced(x)
+    (got_grad,) = torch.autograd.grad(got.square().sum(), x)
+    torch.testing.assert_close(got, eager)
+    torch.testing.assert_close(got_grad, eager_grad)
+
+    static_x = x.detach().clone()
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm up outside the capture
+        step(static_x)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        static_y = step(static_x)
+    fresh = torch.randn_like(static_x)
+    static_x.copy_(fresh)
+    graph.replay()
+    torch.testing.assert_close(static_y, step(fresh))
+
+
 # -- the self-check of a new build ---------------------------------------------------------------
 
 def broken_plugin(where: str):
     """The stand-in plugin with one wrong result: 'forward' (bias_act off by 0.1) or
-    'backward' (the leaky slope of the gradient wrong)."""
+    'backward' (the leaky slope of bias_act's gradient mode wrong)."""
     plugin = stand_in_plugin()
     good = plugin.bias_act
 
@@ -668,10 +828,10 @@ def broken_plugin(where: str):
 
 def test_self_check_passes_a_correct_plugin_and_names_a_wrong_one():
     cpu = torch.device("cpu")
-    assert selfcheck.self_check(stand_in_plugin(), cpu) is None
-    forward = selfcheck.self_check(broken_plugin("forward"), cpu)
+    assert selfcheck.self_check(registered(stand_in_plugin()), cpu) is None
+    forward = selfcheck.self_check(registered(broken_plugin("forward")), cpu)
     assert forward.startswith("bias_act (2, 32, 16, 16) forward in float32: max error 0.1")
-    backward = selfcheck.self_check(broken_plugin("backward"), cpu)
+    backward = selfcheck.self_check(registered(broken_plugin("backward")), cpu)
     assert backward.startswith("bias_act (2, 32, 16, 16) backward in float32")
 
 
@@ -680,7 +840,7 @@ def test_a_build_that_fails_its_self_check_is_never_used_and_remembered(monkeypa
     monkeypatch.setattr(build.torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(build, "check_device", lambda: torch.device("cpu"))
     monkeypatch.setattr(build, "gpu_arch_tag", lambda archs=None: "sm00")
-    monkeypatch.setattr(build, "_compile", lambda: broken_plugin("forward"))
+    monkeypatch.setattr(build, "_compile", lambda: registered(broken_plugin("forward")))
     build.reset_plugin_state()
     try:
         with pytest.warns(RuntimeWarning, match="self-check failed: bias_act"):
@@ -691,7 +851,7 @@ def test_a_build_that_fails_its_self_check_is_never_used_and_remembered(monkeypa
             build.plugin_for("cuda", None)
         # a later process finds the verdict beside the build and does not trust it either
         build.reset_plugin_state()
-        monkeypatch.setattr(build, "_compile", lambda: stand_in_plugin())
+        monkeypatch.setattr(build, "_compile", lambda: registered(stand_in_plugin()))
         with pytest.warns(RuntimeWarning, match="self-check failed"):
             assert build.load_plugin() is None
         # a correct build passes and is used
@@ -763,25 +923,58 @@ def test_building_ahead_targets_the_folder_gpu_nodes_look_in(tmp_path, monkeypat
     monkeypatch.delenv("TORCH_CUDA_ARCH_LIST", raising=False)
     built = []
     monkeypatch.setattr(build, "_run_build", lambda directory, archs: built.append(
-        (directory, archs)) or _library_in(directory))
+        (directory, archs)) or _library_in(directory, archs))
     folder = build.build_ahead("9.0, 8.0")
     assert built == [(folder, ("80", "90"))] and "-sm80_90-" in folder.name
     assert build.parse_arch_list("8.0;9.0a+PTX") == ("80", "90a+PTX")
     with pytest.raises(UserError, match="compute capabilities"):
         build.parse_arch_list("hopper")
-    # a GPU node with an sm_90 GPU finds the build made ahead and imports it directly
+    # a GPU node with an sm_90 GPU finds the build made ahead and loads it directly
     monkeypatch.setattr(build, "visible_archs", lambda: ("90",))
-    assert build.build_dir() != folder and build.prebuilt_dir() == folder
-    imported = []
-    monkeypatch.setattr(build, "_import_library", lambda d: imported.append(d) or "module")
-    assert build._compile() == "module" and imported == [folder]
+    made_ahead = folder / f"{build.extension_name(('80', '90'))}.so"
+    assert build.build_dir() != folder and build.prebuilt_library() == made_ahead
+    loaded = []
+    monkeypatch.setattr(build, "_load_library", lambda path: loaded.append(path) or "ops")
+    assert build._compile() == "ops" and loaded == [made_ahead]
     monkeypatch.setattr(build, "visible_archs", lambda: ("86",))
-    assert build.prebuilt_dir() is None
+    assert build.prebuilt_library() is None
 
 
-def _library_in(directory: Path) -> None:
+def _library_in(directory: Path, archs: tuple[str, ...]) -> Path:
     directory.mkdir(parents=True)
-    (directory / f"{build.extension_name()}.so").write_bytes(b"")
+    library_file = directory / f"{build.extension_name(archs)}.so"
+    library_file.write_bytes(b"")
+    return library_file
+
+
+def test_a_build_is_a_plain_library_named_after_its_namespace(tmp_path, monkeypatch):
+    """build_ahead asks torch's JIT build for a plain shared library (no Python module) named
+    after the build, which is also its operators' namespace (a valid identifier, unique per
+    architectures and sources), for the architectures as TORCH_CUDA_ARCH_LIST spells them
+    (and the variable as it was afterwards)."""
+    import torch.utils.cpp_extension as cpp_extension
+
+    monkeypatch.setenv("FGNET_VIDEO_HOME", str(tmp_path))
+    monkeypatch.setenv("TORCH_CUDA_ARCH_LIST", "7.5")
+    monkeypatch.setattr(build, "find_cuda_home",
+                        lambda: toolkit.Toolkit(tmp_path, "CUDA_HOME", "13.0"))
+    monkeypatch.setattr(build, "toolkit_problem", lambda found: None)
+    monkeypatch.setattr(cpp_extension, "CUDA_HOME", cpp_extension.CUDA_HOME)  # set by the build
+    calls = []
+
+    def fake_load(**kwargs):
+        calls.append((kwargs, os.environ["TORCH_CUDA_ARCH_LIST"]))
+        return str(Path(kwargs["build_directory"]) / f"{kwargs['name']}.so")
+
+    monkeypatch.setattr(cpp_extension, "load", fake_load)
+    folder = build.build_ahead("9.0a+PTX,8.0")
+    ((kwargs, arch_list),) = calls
+    assert arch_list == "8.0;9.0a+PTX" and os.environ["TORCH_CUDA_ARCH_LIST"] == "7.5"
+    assert kwargs["is_python_module"] is False and kwargs["build_directory"] == str(folder)
+    assert kwargs["name"] == f"fgnet_video_ops_sm80_90aptx_{build.source_hash()}"
+    for arch_setting in ("8.6;9.0+PTX", "Hopper", ""):
+        monkeypatch.setenv("TORCH_CUDA_ARCH_LIST", arch_setting)
+        assert re.fullmatch(r"[A-Za-z_]\w*", build.extension_name())
 
 
 def test_building_ahead_with_a_cpu_torch_says_what_to_install():

@@ -5,7 +5,9 @@ Every op takes `impl=` (the stylegan2-ada `torch_utils/ops` shape; see impl.py):
 compiled plugin for CUDA tensors of fp32/fp16/bf16 when it builds, else the reference),
 "cuda" (the compiled plugin, required), "ref" (the reference), or None: the user's default,
 $FGNET_VIDEO_KERNELS, read once per process. `set_kernel_impl` sets the choice on every op
-module of a model. build.py builds and caches the plugin.
+module of a model. build.py builds and caches the plugin; library.py defines its two kernels
+as PyTorch operators (schemas, fake implementations, autograd), so the compiled path works
+with meta tensors, torch.compile and CUDA graphs.
 
 This package imports nothing of fgnet_video but errors, atomic and cache, so importing it
 never pulls in the model or the weights.

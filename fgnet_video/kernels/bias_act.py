@@ -11,8 +11,8 @@ saved output alone:
     dims but 1.
 
 That gradient is linear in dL/dy with a coefficient that is piecewise constant in y, so it is
-the same op again (its own derivative w.r.t. y is zero almost everywhere): the compiled path
-differentiates any number of times.
+the same op again (its own derivative w.r.t. y is zero almost everywhere): the compiled
+operator's autograd formula (library.py) differentiates any number of times.
 
 `fused_leaky_relu(..., impl=)` runs the compiled plugin or the reference `fused_leaky_relu_ref`
 as `impl` says ("auto", "cuda", "ref", or None for the user's default: see impl.py).
@@ -21,7 +21,6 @@ as `impl` says ("auto", "cuda", "ref", or None for the user's default: see impl.
 from __future__ import annotations
 
 import math
-from types import ModuleType
 
 import torch
 import torch.nn.functional as F
@@ -69,41 +68,5 @@ def fused_leaky_relu(x: torch.Tensor, bias: torch.Tensor | None = None,
     _check(x, bias, negative_slope, scale)
     if bias is not None:
         bias = bias.to(x.dtype)
-    return _FusedLeakyReLU.apply(x, bias, float(negative_slope), float(scale), plugin)
+    return plugin.bias_act(x, bias, None, False, float(negative_slope), float(scale))
 
-
-class _FusedLeakyReLU(torch.autograd.Function):
-    """y = plugin.bias_act(x, b); backward through _FusedLeakyReLUGrad on the saved y."""
-
-    @staticmethod
-    def forward(ctx, x, bias, slope, scale, plugin: ModuleType):
-        y = plugin.bias_act(x, bias, None, False, slope, scale)
-        ctx.save_for_backward(y)
-        ctx.config = (slope, scale, plugin, bias is not None)
-        return y
-
-    @staticmethod
-    def backward(ctx, dy):
-        (y,) = ctx.saved_tensors
-        slope, scale, plugin, has_bias = ctx.config
-        dx = _FusedLeakyReLUGrad.apply(dy, y, slope, scale, plugin)
-        dbias = None
-        if has_bias and ctx.needs_input_grad[1]:
-            dbias = dx.sum(dim=[d for d in range(dx.dim()) if d != 1])
-        return dx, dbias, None, None, None
-
-
-class _FusedLeakyReLUGrad(torch.autograd.Function):
-    """dx = dy * scale * (y > 0 ? 1 : slope): linear in dy, so its gradient is itself."""
-
-    @staticmethod
-    def forward(ctx, dy, y, slope, scale, plugin: ModuleType):
-        ctx.save_for_backward(y)
-        ctx.config = (slope, scale, plugin)
-        return plugin.bias_act(dy, None, y, True, slope, scale)
-
-    @staticmethod
-    def backward(ctx, ddx):
-        (y,) = ctx.saved_tensors
-        slope, scale, plugin = ctx.config
-        return _FusedLeakyReLUGrad.apply(ddx, y, slope, scale, plugin), None, None, None, None

@@ -1,6 +1,15 @@
 """Lazily built CUDA plugin for the StyleGAN2 ops, and the choice between it and the references.
 
-The plugin (sources in this folder) is compiled once with `torch.utils.cpp_extension.load`
+The plugin is a plain shared library (sources in this folder; no Python module) that
+registers the CUDA kernels of two PyTorch operators, `<name>::bias_act` and
+`<name>::upfirdn2d`, with the dispatcher; library.py defines the operators themselves
+(schemas, fake implementations, autograd). Its name, `extension_name()`, is
+fgnet_video_ops_<GPU arch tag>_<source hash>: the .so's file name and the operators'
+namespace, unique per build, so two builds loaded into one process never share an operator.
+Loading a build loads the .so with `torch.ops.load_library`, then defines the namespace's
+operators (`library.define_ops`); the "plugin" the ops run on is the resulting `OpSet`.
+
+The library is compiled once with `torch.utils.cpp_extension.load(is_python_module=False)`
 into a cache directory keyed by the torch version, the CUDA version, the GPU architectures
 built for and a hash of the sources, under `kernels/` in fgnet-video's cache folder
 (`fgnet_video.cache.cache_dir`: $FGNET_VIDEO_HOME, else $XDG_CACHE_HOME/fgnet-video, else
@@ -17,15 +26,12 @@ A failed build warns once, in one line, and every later "auto" call uses the ref
 from __future__ import annotations
 
 import hashlib
-import importlib.machinery
-import importlib.util
 import os
 import re
 import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 
 import torch
 
@@ -33,6 +39,7 @@ from fgnet_video.atomic import atomic_path
 from fgnet_video.cache import cache_dir, file_lock
 from fgnet_video.errors import UserError
 from fgnet_video.kernels.impl import default_impl, resolve_impl
+from fgnet_video.kernels.library import OpSet, define_ops
 from fgnet_video.kernels.selfcheck import checked
 from fgnet_video.kernels.toolkit import find_cuda_home, toolkit_problem
 
@@ -41,11 +48,12 @@ SOURCES = ("ops.cpp", "bias_act.cu", "upfirdn2d.cu")
 HEADERS = ("ops.h", "common.h", "bias_act_kernels.h", "upfirdn2d_kernels.h")
 COMPILED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 _ARCH = re.compile(r"(\d+)\.(\d+[a-z]?)(\+PTX)?")
+_CODE = re.compile(r"(\d+)(\d[a-z]?)(\+PTX)?")
 
 
 @dataclass
 class _State:
-    module: ModuleType | None = None
+    ops: OpSet | None = None
     error: str | None = None  # one line; set once a build has failed
     warned: bool = False  # the failure was reported (on the first fallback to the reference)
 
@@ -122,15 +130,22 @@ def build_dir(archs: tuple[str, ...] | None = None) -> Path:
     return cache_root() / f"{_build_prefix()}{gpu_arch_tag(archs)}-{source_hash()}"
 
 
-def _library(directory: Path) -> Path:
-    return directory / f"{extension_name()}.so"
+def _library_name(tag: str) -> str:
+    return f"fgnet_video_ops_{tag}_{source_hash()}"
 
 
-def prebuilt_dir() -> Path | None:
-    """A finished build that serves the visible GPUs: the exact one, else one built ahead
-    for a set of architectures that includes theirs (`build_ahead`)."""
-    exact = build_dir()
-    if _library(exact).is_file():
+def extension_name(archs: tuple[str, ...] | None = None) -> str:
+    """The name of the build for `archs` (default as in `gpu_arch_tag`), which is both its
+    .so's file name and its operators' namespace: fgnet_video_ops_<arch tag>_<source hash>."""
+    return _library_name(gpu_arch_tag(archs))
+
+
+def prebuilt_library() -> Path | None:
+    """The .so of a finished build that serves the visible GPUs: the exact build's, else
+    that of one built ahead for a set of architectures that includes theirs
+    (`build_ahead`)."""
+    exact = build_dir() / f"{extension_name()}.so"
+    if exact.is_file():
         return exact
     wanted = set(visible_archs())
     root = cache_root()
@@ -140,14 +155,10 @@ def prebuilt_dir() -> Path | None:
     for candidate in sorted(root.glob(f"{_build_prefix()}sm*{suffix}")):
         tag = candidate.name[len(_build_prefix()):-len(suffix)]
         built = {a.removesuffix("ptx") for a in tag.removeprefix("sm").split("_")}
-        if wanted <= built and _library(candidate).is_file():
-            return candidate
+        library = candidate / f"{_library_name(tag)}.so"
+        if wanted <= built and library.is_file():
+            return library
     return None
-
-
-def extension_name() -> str:
-    """Python module name of the plugin; unique per source hash so versions never clash."""
-    return f"fgnet_video_ops_{source_hash()}"
 
 
 def check_device() -> torch.device:
@@ -155,20 +166,29 @@ def check_device() -> torch.device:
     return torch.device("cuda", torch.cuda.current_device())
 
 
-def _import_library(directory: Path) -> ModuleType:
-    """Import a finished build straight from its .so (no compiler needed)."""
-    loader = importlib.machinery.ExtensionFileLoader(extension_name(), str(_library(directory)))
-    spec = importlib.util.spec_from_file_location(extension_name(), loader.path, loader=loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
+def _load_library(path: Path) -> OpSet:
+    """The operators of a finished build (no compiler needed), in the namespace named by the
+    .so's file name. The .so is loaded first (torch.ops.load_library; a file already loaded
+    is not loaded again), which registers the CUDA kernels, then the operators are defined
+    (`library.define_ops`): the dispatcher checks each kernel's C++ signature against its
+    schema there, and a mismatch is a RuntimeError (in the other order it would end the
+    process, thrown from the library's static initialiser)."""
+    torch.ops.load_library(str(path))
+    return define_ops(path.stem)
 
 
-def _run_build(directory: Path, archs: tuple[str, ...] | None = None) -> ModuleType:
+def _torch_arch(code: str) -> str:
+    """TORCH_CUDA_ARCH_LIST's spelling of an architecture code: '90a+PTX' -> '9.0a+PTX'."""
+    match = _CODE.fullmatch(code)
+    return f"{match.group(1)}.{match.group(2)}{match.group(3) or ''}"
+
+
+def _run_build(directory: Path, archs: tuple[str, ...] | None = None) -> Path:
     """Compile the plugin into `directory` with torch's JIT build (for `archs`, when given,
     instead of the visible GPUs), with the toolkit `toolkit.find_cuda_home` finds, holding
-    the directory's file lock; RuntimeError naming the problem when the toolkit does not fit
-    the installed torch."""
+    the directory's file lock; the .so's path. The JIT build also loads the .so into this
+    process, which registers its kernels under its own namespace and nothing else.
+    RuntimeError naming the problem when the toolkit does not fit the installed torch."""
     import torch.utils.cpp_extension as cpp_extension
 
     toolkit = find_cuda_home()
@@ -179,17 +199,18 @@ def _run_build(directory: Path, archs: tuple[str, ...] | None = None) -> ModuleT
     previous = os.environ.get("TORCH_CUDA_ARCH_LIST")
     with file_lock(directory / "build.lock"):  # creates `directory` too
         if archs is not None:  # torch reads the target architectures from here
-            os.environ["TORCH_CUDA_ARCH_LIST"] = ";".join(archs)
+            os.environ["TORCH_CUDA_ARCH_LIST"] = ";".join(_torch_arch(a) for a in archs)
         try:
-            return cpp_extension.load(
-                name=extension_name(),
+            return Path(cpp_extension.load(
+                name=extension_name(archs),
                 sources=[str(SOURCE_DIR / s) for s in SOURCES],
                 extra_include_paths=[str(SOURCE_DIR)],
                 extra_cflags=["-O3"],
                 extra_cuda_cflags=["-O3"],
                 build_directory=str(directory),
                 verbose=False,
-            )
+                is_python_module=False,
+            ))
         finally:
             if archs is not None:
                 if previous is None:
@@ -198,13 +219,13 @@ def _run_build(directory: Path, archs: tuple[str, ...] | None = None) -> ModuleT
                     os.environ["TORCH_CUDA_ARCH_LIST"] = previous
 
 
-def _compile() -> ModuleType:
-    """The plugin for the visible GPUs: a finished build imported directly (also one made
+def _compile() -> OpSet:
+    """The plugin for the visible GPUs: a finished build loaded directly (also one made
     ahead on another machine), else built now."""
-    directory = prebuilt_dir()
-    if directory is not None:
-        return _import_library(directory)
-    return _run_build(build_dir())
+    library = prebuilt_library()
+    if library is None:
+        library = _run_build(build_dir())
+    return _load_library(library)
 
 
 def build_ahead(arch_list: str) -> Path:
@@ -223,43 +244,43 @@ def build_ahead(arch_list: str) -> Path:
     return directory
 
 
-def _build_once() -> ModuleType | None:
+def _build_once() -> OpSet | None:
     """The compiled plugin, building it on first use and checking it against the references
     on its first load (`selfcheck.checked`); None once a build has failed or failed its
     self-check (the one line kept in `_state.error`; a build's whole message in
     build-error.log). Never warns."""
     with _lock:
-        if _state.module is not None or _state.error is not None:
-            return _state.module
+        if _state.ops is not None or _state.error is not None:
+            return _state.ops
         try:
             if not torch.cuda.is_available():
                 raise RuntimeError("CUDA is not available to this torch build")
-            module = _compile()
-            problem = checked(module, build_dir(), check_device())
+            ops = _compile()
+            problem = checked(ops, build_dir(), check_device())
             if problem is not None:
                 _state.error = problem
                 return None
-            _state.module = module
+            _state.ops = ops
         except Exception as exc:  # noqa: BLE001 - any build failure means: no plugin
             lines = str(exc).strip().splitlines()
             _state.error = f"{type(exc).__name__}: {lines[0] if lines else 'no message'}"
             log = _write_error_log(exc)
             if log is not None and len(lines) > 1:
                 _state.error += f" (full log: {log})"
-        return _state.module
+        return _state.ops
 
 
-def load_plugin() -> ModuleType | None:
+def load_plugin() -> OpSet | None:
     """The compiled plugin, building it on first use; None if that fails, after a one-line
     warning (given once) that the PyTorch reference ops are used instead."""
-    module = _build_once()
+    ops = _build_once()
     with _lock:
-        if module is None and not _state.warned:
+        if ops is None and not _state.warned:
             _state.warned = True
             warnings.warn(
                 f"fgnet-video: compiled kernels unavailable ({_state.error}); "
                 "using the PyTorch reference ops", RuntimeWarning, stacklevel=3)
-    return module
+    return ops
 
 
 def _write_error_log(exc: Exception) -> Path | None:
@@ -277,7 +298,7 @@ def _describe(tensor: torch.Tensor) -> str:
     return f"{tensor.device.type} {str(tensor.dtype).removeprefix('torch.')}"
 
 
-def plugin_for(impl: str | None, *tensors: torch.Tensor | None) -> ModuleType | None:
+def plugin_for(impl: str | None, *tensors: torch.Tensor | None) -> OpSet | None:
     """The plugin an op with argument `impl` runs on for these tensors (None entries are
     skipped), or None for the reference: see impl.py. "cuda" raises UserError when a tensor
     is not a CUDA tensor of fp32/fp16/bf16 or the plugin is unavailable; an unknown impl
@@ -292,11 +313,11 @@ def plugin_for(impl: str | None, *tensors: torch.Tensor | None) -> ModuleType | 
     if unsuited:
         raise UserError(f"impl='cuda' runs the compiled kernels on CUDA tensors of fp32, fp16 "
                         f"or bf16, not on a {_describe(unsuited[0])} tensor")
-    module = _build_once()
-    if module is None:
+    ops = _build_once()
+    if ops is None:
         raise UserError(f"impl='cuda' needs the compiled kernels, which are unavailable "
                         f"({_state.error})")
-    return module
+    return ops
 
 
 @dataclass(frozen=True)
@@ -330,7 +351,7 @@ def plugin_status() -> PluginStatus:
         state = "disabled"
     elif _state.error is not None:
         state = "failed"
-    elif _state.module is not None:
+    elif _state.ops is not None:
         state = "built"
     else:
         state = "not built yet"
@@ -339,9 +360,11 @@ def plugin_status() -> PluginStatus:
 
 def reset_plugin_state() -> None:
     """Forget a loaded plugin, a failed build and its warning, so the next call tries again,
-    and the default impl, so the next call reads $FGNET_VIDEO_KERNELS again."""
+    and the default impl, so the next call reads $FGNET_VIDEO_KERNELS again. (Operators
+    defined and libraries loaded stay in the process: loading the same build again finds
+    them.)"""
     with _lock:
-        _state.module = None
+        _state.ops = None
         _state.error = None
         _state.warned = False
     default_impl.cache_clear()

@@ -1,25 +1,30 @@
-// PyTorch binding of the compiled ops: argument checks, output allocation, device guard and
-// stream, then the CUDA launchers declared in ops.h. Python contract: see bias_act.py and
-// upfirdn2d.py in this folder.
+// CUDA kernels of the operators TORCH_EXTENSION_NAME::bias_act and ::upfirdn2d, registered
+// with PyTorch's dispatcher: argument checks, output allocation, device guard and stream,
+// then the CUDA launchers declared in ops.h. library.py defines the operators (schemas, fake
+// implementations, autograd); TORCH_EXTENSION_NAME, set by torch's build, is the build's
+// name and the operators' namespace (build.py). Only ATen/c10 and torch/library.h: no
+// torch/extension.h, pybind11 or Python headers, so this file compiles quickly.
 #include <cstdint>
 #include <cstdlib>
 #include <optional>
 
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
-#include <torch/extension.h>
+#include <torch/library.h>
 
 #include "ops.h"
 
 namespace {
 
-fgnet::DType dtype_of(const torch::Tensor& t) {
+fgnet::DType dtype_of(const at::Tensor& t) {
   switch (t.scalar_type()) {
-    case torch::kFloat32:
+    case at::kFloat:
       return fgnet::DType::kFloat32;
-    case torch::kFloat16:
+    case at::kHalf:
       return fgnet::DType::kFloat16;
-    case torch::kBFloat16:
+    case at::kBFloat16:
       return fgnet::DType::kBFloat16;
     default:
       TORCH_CHECK(false, "fgnet_video kernels support float32, float16 and bfloat16, not ",
@@ -34,25 +39,22 @@ void check_launch(cudaError_t status) {
               cudaGetErrorString(status));
 }
 
-void check_like(const torch::Tensor& t, const torch::Tensor& x, const char* name) {
+void check_like(const at::Tensor& t, const at::Tensor& x, const char* name) {
   TORCH_CHECK(t.device() == x.device(), name, " must be on ", x.device());
   TORCH_CHECK(t.scalar_type() == x.scalar_type(), name, " must have dtype ", x.scalar_type());
 }
 
-}  // namespace
-
 // forward: lrelu(x + bias, slope) * gain; gradient (grad=true): x * gain * (ref > 0 ? 1 : slope)
-torch::Tensor bias_act(const torch::Tensor& x, const std::optional<torch::Tensor>& bias,
-                       const std::optional<torch::Tensor>& ref, bool grad, double slope,
-                       double gain) {
+at::Tensor bias_act(const at::Tensor& x, const std::optional<at::Tensor>& bias,
+                    const std::optional<at::Tensor>& ref, bool grad, double slope, double gain) {
   TORCH_CHECK(x.is_cuda(), "x must be a CUDA tensor");
   TORCH_CHECK(x.dim() >= 2, "x must have a channel dimension (dim 1)");
   TORCH_CHECK(!grad || ref.has_value(), "gradient mode needs the saved output `ref`");
   TORCH_CHECK(!(grad && bias.has_value()), "gradient mode takes no bias");
   const c10::cuda::CUDAGuard guard(x.device());
   const fgnet::DType dtype = dtype_of(x);
-  const torch::Tensor input = x.contiguous();
-  torch::Tensor bias_c, ref_c;
+  const at::Tensor input = x.contiguous();
+  at::Tensor bias_c, ref_c;
   if (bias.has_value()) {
     check_like(*bias, x, "bias");
     TORCH_CHECK(bias->dim() == 1 && bias->size(0) == x.size(1), "bias must have shape (",
@@ -64,7 +66,7 @@ torch::Tensor bias_act(const torch::Tensor& x, const std::optional<torch::Tensor
     TORCH_CHECK(ref->sizes() == x.sizes(), "ref must have the shape of x");
     ref_c = ref->contiguous();
   }
-  torch::Tensor y = torch::empty(input.sizes(), input.options());
+  at::Tensor y = at::empty(input.sizes(), input.options());
   if (y.numel() == 0) return y;
 
   fgnet::BiasActParams p{};
@@ -85,9 +87,9 @@ torch::Tensor bias_act(const torch::Tensor& x, const std::optional<torch::Tensor
 }
 
 // upfirdn2d of x (N, C, H, W) with a 2-D kernel: see Upfirdn2dParams in ops.h.
-torch::Tensor upfirdn2d(const torch::Tensor& x, const torch::Tensor& kernel, int64_t up,
-                        int64_t down, int64_t pad_x0, int64_t pad_x1, int64_t pad_y0,
-                        int64_t pad_y1) {
+at::Tensor upfirdn2d(const at::Tensor& x, const at::Tensor& kernel, int64_t up,
+                     int64_t down, int64_t pad_x0, int64_t pad_x1, int64_t pad_y0,
+                     int64_t pad_y1) {
   TORCH_CHECK(x.is_cuda(), "x must be a CUDA tensor");
   TORCH_CHECK(x.dim() == 4, "x must have shape (N, C, H, W)");
   TORCH_CHECK(kernel.dim() == 2 && kernel.numel() > 0, "kernel must be a non-empty 2-D tensor");
@@ -105,9 +107,9 @@ torch::Tensor upfirdn2d(const torch::Tensor& x, const torch::Tensor& kernel, int
                   in_w * up <= kMax && std::abs(pad_x0) <= kMax && std::abs(pad_y0) <= kMax,
               "plane too large for the compiled upfirdn2d");
 
-  const torch::Tensor input = x.contiguous();
-  const torch::Tensor taps = kernel.to(x.device(), torch::kFloat32).contiguous();
-  torch::Tensor y = torch::empty({x.size(0), x.size(1), out_h, out_w}, x.options());
+  const at::Tensor input = x.contiguous();
+  const at::Tensor taps = kernel.to(x.device(), at::kFloat).contiguous();
+  at::Tensor y = at::empty({x.size(0), x.size(1), out_h, out_w}, x.options());
   if (y.numel() == 0) return y;
 
   fgnet::Upfirdn2dParams p{};
@@ -129,11 +131,9 @@ torch::Tensor upfirdn2d(const torch::Tensor& x, const torch::Tensor& kernel, int
   return y;
 }
 
-PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("bias_act", &bias_act, "fused bias + leaky ReLU (forward or gradient mode)",
-        py::arg("x"), py::arg("bias"), py::arg("ref"), py::arg("grad"), py::arg("slope"),
-        py::arg("gain"));
-  m.def("upfirdn2d", &upfirdn2d, "upsample, pad, 2-D FIR filter, downsample", py::arg("x"),
-        py::arg("kernel"), py::arg("up"), py::arg("down"), py::arg("pad_x0"),
-        py::arg("pad_x1"), py::arg("pad_y0"), py::arg("pad_y1"));
+}  // namespace
+
+TORCH_LIBRARY_IMPL(TORCH_EXTENSION_NAME, CUDA, m) {
+  m.impl("bias_act", &bias_act);
+  m.impl("upfirdn2d", &upfirdn2d);
 }

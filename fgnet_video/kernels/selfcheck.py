@@ -20,11 +20,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 
 import torch
 
 from fgnet_video.atomic import atomic_path
+from fgnet_video.kernels.library import OpSet
 
 VERDICT_FILE = "selfcheck.json"
 TOLERANCES = {torch.float32: (1e-5, 1e-6), torch.float16: (1e-2, 1e-3),
@@ -78,11 +78,12 @@ def _check_op(name: str, compiled: Callable, reference: Callable, x: torch.Tenso
     return _compare(f"{name} backward", dx_low, dx_ref, dtype)
 
 
-def self_check(plugin: ModuleType, device: torch.device, seed: int = 0) -> str | None:
-    """None when every compiled op of `plugin` matches its reference on `device` (see the
-    module docstring), else one line naming the first op, dtype and error that do not."""
-    from fgnet_video.kernels.bias_act import _FusedLeakyReLU, fused_leaky_relu_ref
-    from fgnet_video.kernels.upfirdn2d import _Upfirdn2d, parse_pad, upfirdn2d_ref
+def self_check(plugin: OpSet, device: torch.device, seed: int = 0) -> str | None:
+    """None when both operators of `plugin` match their references on `device` (see the
+    module docstring), forward and through their autograd formulas, else one line naming the
+    first op, dtype and error that do not."""
+    from fgnet_video.kernels.bias_act import fused_leaky_relu_ref
+    from fgnet_video.kernels.upfirdn2d import parse_pad, upfirdn2d_ref
 
     generator = torch.Generator(device="cpu").manual_seed(seed)
     kernel = _blur_kernel(device)
@@ -98,7 +99,7 @@ def self_check(plugin: ModuleType, device: torch.device, seed: int = 0) -> str |
             bias = bias.to(device)
             problem = _check_op(
                 f"bias_act {tuple(shape)}",
-                lambda a, b=bias: _FusedLeakyReLU.apply(a, b.to(a.dtype), 0.2, 2**0.5, plugin),
+                lambda a, b=bias: plugin.bias_act(a, b.to(a.dtype), None, False, 0.2, 2**0.5),
                 lambda a, b=bias: fused_leaky_relu_ref(a, b, 0.2, 2**0.5), x, dtype)
             if problem:
                 return problem
@@ -107,8 +108,7 @@ def self_check(plugin: ModuleType, device: torch.device, seed: int = 0) -> str |
             k = kernel * (up * up)
             problem = _check_op(
                 f"upfirdn2d {tuple(shape)} up {up} down {down}",
-                lambda a, k=k, u=up, d=down, p=pads: _Upfirdn2d.apply(a, k, u, d, parse_pad(p),
-                                                                      plugin),
+                lambda a, k=k, u=up, d=down, p=pads: plugin.upfirdn2d(a, k, u, d, *parse_pad(p)),
                 lambda a, k=k, u=up, d=down, p=pads: upfirdn2d_ref(a, k, u, d, p), x, dtype)
             if problem:
                 return problem
@@ -125,7 +125,7 @@ def read_verdict(directory: Path) -> dict | None:
     return verdict if isinstance(verdict, dict) and "ok" in verdict else None
 
 
-def checked(plugin: ModuleType, directory: Path, device: torch.device) -> str | None:
+def checked(plugin: OpSet, directory: Path, device: torch.device) -> str | None:
     """The build's verdict: read from beside it, or found by `self_check` on `device` and
     kept there. None when the plugin may be used, else the one-line problem."""
     verdict = read_verdict(directory)

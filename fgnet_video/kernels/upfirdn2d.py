@@ -13,8 +13,9 @@ so the output has (H*up + y0 + y1 - kh) // down + 1 rows (same for columns with 
 Every channel is filtered on its own with the same kernel.
 
 The adjoint of upfirdn2d is again an upfirdn2d: with the flipped kernel, up and down swapped,
-and pads p0' = kh - 1 - p0, p1' = H*up - out*down + p0 - up + 1 per axis; the compiled path
-differentiates through it (any order). The kernel gets no gradient there: with "auto" a
+and pads p0' = kh - 1 - p0, p1' = H*up - out*down + p0 - up + 1 per axis
+(`library.adjoint_params`); the compiled operator's autograd formula runs it, so the compiled
+path differentiates any number of times. The kernel gets no gradient there: with "auto" a
 kernel that requires grad goes through the reference, with "cuda" it is an error.
 
 `upfirdn2d(..., impl=)` runs the compiled plugin or the reference `upfirdn2d_ref` as `impl`
@@ -24,7 +25,6 @@ says ("auto", "cuda", "ref", or None for the user's default: see impl.py).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from types import ModuleType
 
 import torch
 import torch.nn.functional as F
@@ -32,8 +32,7 @@ import torch.nn.functional as F
 from fgnet_video.errors import UserError
 from fgnet_video.kernels.build import plugin_for
 from fgnet_video.kernels.impl import resolve_impl
-
-Pads = tuple[int, int, int, int]
+from fgnet_video.kernels.library import Pads, output_size
 
 
 def parse_pad(pad: Sequence[int]) -> Pads:
@@ -44,11 +43,6 @@ def parse_pad(pad: Sequence[int]) -> Pads:
     if len(values) == 4:
         return values
     raise ValueError(f"pad must be (p0, p1) or (x0, x1, y0, y1), got {pad!r}")
-
-
-def output_size(size: int, up: int, down: int, pad0: int, pad1: int, taps: int) -> int:
-    """Output length along one axis: (size*up + pad0 + pad1 - taps) // down + 1."""
-    return (size * up + pad0 + pad1 - taps) // down + 1
 
 
 def _check(x: torch.Tensor, kernel: torch.Tensor, up: int, down: int, pads: Pads) -> None:
@@ -120,35 +114,4 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
         return upfirdn2d_ref(x, kernel, up, down, pad)
     pads = parse_pad(pad)
     _check(x, kernel, up, down, pads)
-    return _Upfirdn2d.apply(x, kernel.detach(), int(up), int(down), pads, plugin)
-
-
-def adjoint_params(in_h: int, in_w: int, kernel: torch.Tensor, up: int, down: int,
-                   pads: Pads) -> tuple[torch.Tensor, int, int, Pads]:
-    """(kernel, up, down, pads) of the upfirdn2d that is the adjoint of the given one on an
-    in_h x in_w input: it maps output gradients back to input gradients."""
-    x0, x1, y0, y1 = pads
-    kh, kw = kernel.shape
-    out_h = output_size(in_h, up, down, y0, y1, kh)
-    out_w = output_size(in_w, up, down, x0, x1, kw)
-    grad_pads = (kw - 1 - x0, in_w * up - out_w * down + x0 - up + 1,
-                 kh - 1 - y0, in_h * up - out_h * down + y0 - up + 1)
-    return kernel.flip([0, 1]), down, up, grad_pads
-
-
-class _Upfirdn2d(torch.autograd.Function):
-    """y = plugin.upfirdn2d(x); its backward is the adjoint upfirdn2d, through this Function."""
-
-    @staticmethod
-    def forward(ctx, x, kernel, up, down, pads: Pads, plugin: ModuleType):
-        ctx.save_for_backward(kernel)
-        ctx.config = (x.shape[2], x.shape[3], up, down, pads, plugin)
-        return plugin.upfirdn2d(x, kernel, up, down, *pads)
-
-    @staticmethod
-    def backward(ctx, dy):
-        (kernel,) = ctx.saved_tensors
-        in_h, in_w, up, down, pads, plugin = ctx.config
-        adjoint = adjoint_params(in_h, in_w, kernel, up, down, pads)
-        dx = _Upfirdn2d.apply(dy, *adjoint, plugin)
-        return dx, None, None, None, None, None
+    return plugin.upfirdn2d(x, kernel.detach(), int(up), int(down), *pads)
