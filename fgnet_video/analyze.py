@@ -25,7 +25,7 @@ from fgnet_video.commit import OutputUnit, remove_stale_partials
 from fgnet_video.face.pipeline import FacePipeline
 from fgnet_video.inference import InferenceEngine
 from fgnet_video.options import AnalyzeOptions
-from fgnet_video.outputs import table_format, write_table
+from fgnet_video.outputs import in_layout, table_format, write_table
 from fgnet_video.pipeline import (
     FaceStage,
     RunStats,
@@ -107,12 +107,22 @@ def _sidecar(path: Path, engine: InferenceEngine, reader: VideoReader, options: 
                        "dataset": loaded.dataset, "aus": list(loaded.aus),
                        "features": list(engine.model.config.features)},
         "settings": {"sampling": asdict(options.sampling), "face": asdict(options.face),
-                     "format": fmt, "device": str(engine.device),
+                     "format": fmt, "columns": options.columns, "device": str(engine.device),
                      "precision": str(engine.dtype).replace("torch.", ""),
                      "batch_size": engine.batch_size},
         "outputs": outputs,
         "stats": stats.as_dict(),
     }
+
+
+def layout_rows(scored: list[ScoredFrame], aus: tuple[int, ...], layout: str) -> pd.DataFrame:
+    """The rows of scored frames in the table's column layout (`options.columns`)."""
+    return in_layout(rows_for(scored, aus), layout)
+
+
+def layout_columns(aus: tuple[int, ...], layout: str) -> list[str]:
+    """The header of a table in column layout `layout`."""
+    return list(in_layout(pd.DataFrame(columns=table_columns(aus)), layout).columns)
 
 
 def face_stage(path: str | os.PathLike, options: AnalyzeOptions,
@@ -153,7 +163,7 @@ def analyze_to_files(
     aus = engine.loaded.aus
     with VideoReader(path, fps=sampling.fps, start=sampling.start, end=sampling.end) as reader:
         table_part = unit.partial(outputs.table)
-        columns = table_columns(aus)
+        columns = layout_columns(aus, options.columns)
         rows = (_CsvRows(table_part, columns) if fmt == "csv"
                 else _CollectedRows(columns, table_part, fmt))
         overlay = None
@@ -165,7 +175,7 @@ def analyze_to_files(
                       else None)
 
             def on_scored(scored: list[ScoredFrame]) -> None:
-                table = rows_for(scored, aus)
+                table = layout_rows(scored, aus, options.columns)
                 rows.write(table)
                 on_rows(table)
                 for item in scored:
@@ -211,9 +221,11 @@ def analyze_video(
     `fgnet_video.options` (fps, start, end, detector, detect_every, min_face_size,
     min_confidence, max_faces, align_method, weights, psp, dataset, features, offline, device,
     precision, batch_size, channels_last, cuda_graphs, compile, table_format, ...), with the
-    same defaults. With `output`, the table, its JSON sidecar and (with `overlay`: True or a
-    path) the overlay video are written as well, exactly as the command writes them. Pass
-    `engine` to reuse a loaded model across videos (the model options are then not used).
+    same defaults; `columns="openface"` gives OpenFace's column layout
+    (`fgnet_video.outputs.in_layout`). With `output`, the table, its JSON sidecar and (with
+    `overlay`: True or a path) the overlay video are written as well, exactly as the command
+    writes them. Pass `engine` to reuse a loaded model across videos (the model options are
+    then not used).
     A truncated stream is reported as a TruncatedVideoWarning.
     """
     from fgnet_video.video import TruncatedVideoWarning
@@ -221,7 +233,8 @@ def analyze_video(
     settings = AnalyzeOptions.from_kwargs(**options)
     if engine is None:
         engine = InferenceEngine.from_weights(**settings.model.engine_kwargs())
-    rows = _CollectedRows(table_columns(engine.loaded.aus))
+    aus = engine.loaded.aus
+    rows = _CollectedRows(layout_columns(aus, settings.columns))
     if output is not None:
         outputs = OutputPaths.for_table(output, overlay, settings.save_tracks)
         stats = analyze_to_files(path, engine, outputs, settings, tracks_in=settings.tracks,
@@ -231,7 +244,8 @@ def analyze_video(
         with VideoReader(path, fps=sampling.fps, start=sampling.start,
                          end=sampling.end) as reader:
             stats = analyze_stream(reader, engine, face_stage(path, settings, settings.tracks),
-                                   lambda scored: rows.write(rows_for(scored, engine.loaded.aus)))
+                                   lambda scored: rows.write(
+                                       layout_rows(scored, aus, settings.columns)))
     if stats.truncated:
         warnings.warn(f"{path}: truncated video: {stats.truncated}", TruncatedVideoWarning,
                       stacklevel=2)

@@ -4,7 +4,9 @@
       sampling: SamplingSettings   which frames (fps, start, end)
       face:     FaceSettings       how faces are found, followed and aligned
       model:    ModelOptions       which weights, on which device, how fast
-      table_format, overlay, overwrite, jobs
+      table_format, columns, overlay, overwrite, jobs
+
+    EventSettings                  what counts as an AU event (`summarize`)
 
 `analyze_video(path, **options)`, `fgnet_video.batch.analyze_inputs(...)` and the
 `analyze` / `predict` commands all take these; `AnalyzeOptions.from_kwargs` builds one from
@@ -29,6 +31,7 @@ AlignMethod = Literal["exact", "fast"]
 ALIGN_METHODS: tuple[str, ...] = ("exact", "fast")
 PRECISION_NAMES: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 TABLE_FORMATS: tuple[str, ...] = ("csv", "parquet")
+TABLE_LAYOUTS: tuple[str, ...] = ("fgnet", "openface")
 
 
 @dataclass(frozen=True)
@@ -162,6 +165,10 @@ class AnalyzeOptions:
     table_format: str | None = setting(
         None, "Table format: csv or parquet (default: parquet for an -o FILE.parquet, else "
               "csv).")
+    columns: str = setting(
+        "fgnet", "Table columns: fgnet (scores and 0/1 decisions, AU01_score, AU01) or openface "
+                 "(OpenFace's layout: frame, face_id, timestamp, confidence, success, AU01_c, "
+                 "...; decisions only).")
     overlay: bool = setting(False, "Also write an overlay video (boxes, ids, AU bars).")
     overwrite: bool = setting(False, "Redo inputs whose outputs are complete.")
     save_tracks: bool = setting(False, "Also save each recording's face tracks "
@@ -176,6 +183,8 @@ class AnalyzeOptions:
     def __post_init__(self) -> None:
         if self.table_format is not None and self.table_format not in TABLE_FORMATS:
             raise UserError(f"unknown format {self.table_format!r} (use csv or parquet)")
+        if self.columns not in TABLE_LAYOUTS:
+            raise UserError(f"unknown columns {self.columns!r} (use fgnet or openface)")
         if self.jobs < 1:
             raise UserError(f"--jobs must be at least 1, got {self.jobs}")
 
@@ -191,3 +200,22 @@ class AnalyzeOptions:
         return cls(SamplingSettings(**sampling), FaceSettings(**face), ModelOptions(**model),
                    **own)
 
+
+
+@dataclass(frozen=True)
+class EventSettings:
+    """What counts as an event of an AU (`fgnet_video.summary`): a run of active frames;
+    runs separated by at most `bridge` seconds are joined first, then events shorter than
+    `min_event` seconds are dropped."""
+
+    min_event: float = setting(0.0, "Drop events shorter than this many seconds (after "
+                                    "bridging).")
+    bridge: float = setting(0.0, "Join events separated by at most this many seconds of "
+                                 "inactive or missing frames.")
+
+    def __post_init__(self) -> None:
+        for name in ("min_event", "bridge"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise UserError(f"--{name.replace('_', '-')} must be a number of seconds >= 0, "
+                                f"got {value}")

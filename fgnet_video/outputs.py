@@ -1,12 +1,14 @@
 """Output tables: AU columns in the OpenFace style (`AU01_score`, `AU01`) and their writers.
 
-`au_table` is the one builder of AU columns (analyze's rows, predict's table) and
+`au_table` is the one builder of AU columns (analyze's rows, predict's table),
+`in_layout` the one map from analyze's table to another column layout (OpenFace's) and
 `table_format` the one rule for a table's format.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,7 +18,11 @@ import pandas as pd
 from fgnet_video.atomic import atomic_path
 from fgnet_video.aus import au_name
 from fgnet_video.errors import UserError
-from fgnet_video.options import TABLE_FORMATS
+from fgnet_video.options import TABLE_FORMATS, TABLE_LAYOUTS
+
+DECISION_COLUMN = re.compile(r"AU\d+")  # an AU's 0/1 column in our layout: AU01, AU12, ...
+OPENFACE_COLUMNS = ["frame", "face_id", "timestamp", "confidence", "success"]
+OPENFACE_PRESENCE = "_c"  # OpenFace's suffix of an AU presence (0/1) column: AU01_c
 
 
 def au_columns(aus: Sequence[int]) -> list[str]:
@@ -37,6 +43,26 @@ def au_table(scores: np.ndarray, aus: Sequence[int]) -> pd.DataFrame:
         data[f"{au_name(au)}_score"] = column
         data[au_name(au)] = decision
     return pd.DataFrame(data, columns=au_columns(aus))
+
+
+def decision_columns(columns: Sequence[str]) -> list[str]:
+    """The AU decision columns among `columns` (AU01, AU02, ...), in their order."""
+    return [name for name in columns if DECISION_COLUMN.fullmatch(name)]
+
+
+def in_layout(table: pd.DataFrame, layout: str) -> pd.DataFrame:
+    """analyze's table (`fgnet_video.pipeline.table_columns`) in a column layout: `fgnet`
+    is the table itself; `openface` is OpenFace FeatureExtraction's layout, `frame, face_id,
+    timestamp, confidence, success`, then per AU its decision as `AU01_c` (presence, 0/1,
+    empty without a face). FG-Net has no intensity, so there are no `_r` columns and the
+    scores are left out."""
+    if layout not in TABLE_LAYOUTS:
+        raise UserError(f"unknown columns {layout!r} (use {' or '.join(TABLE_LAYOUTS)})")
+    if layout == "fgnet":
+        return table
+    aus = decision_columns(table.columns)
+    return table[[*OPENFACE_COLUMNS, *aus]].rename(
+        columns={au: f"{au}{OPENFACE_PRESENCE}" for au in aus})
 
 
 def table_format(path: str | os.PathLike, requested: str | None = None) -> str:

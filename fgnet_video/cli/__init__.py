@@ -72,12 +72,15 @@ def _register() -> None:
     from fgnet_video.cli.analyze import analyze
     from fgnet_video.cli.doctor import doctor
     from fgnet_video.cli.evaluate import evaluate
+    from fgnet_video.cli.plot import plot
     from fgnet_video.cli.predict import predict
     from fgnet_video.cli.preprocess import preprocess
+    from fgnet_video.cli.summarize import summarize
     from fgnet_video.cli.train import train
     from fgnet_video.cli.weights import weights
 
-    for command in (analyze, predict, weights, train, evaluate, doctor, preprocess):
+    for command in (analyze, summarize, plot, predict, weights, train, evaluate, doctor,
+                    preprocess):
         main.add_command(command)
 
 

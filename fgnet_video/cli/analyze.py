@@ -10,6 +10,7 @@ from fgnet_video.options import (
     ALIGN_METHODS,
     DETECTOR_KINDS,
     TABLE_FORMATS,
+    TABLE_LAYOUTS,
     AnalyzeOptions,
     FaceSettings,
     SamplingSettings,
@@ -50,6 +51,7 @@ _BESIDE = "auto"  # the bare --overlay flag: NAME.overlay.mp4 beside the table
 @setting_option(SamplingSettings, "end", "--end", type=_SECONDS)
 @setting_option(FaceSettings, "max_faces", "--max-faces", type=click.IntRange(min=1))
 @setting_option(AnalyzeOptions, "table_format", "--format", type=click.Choice(TABLE_FORMATS))
+@setting_option(AnalyzeOptions, "columns", "--columns", type=click.Choice(TABLE_LAYOUTS))
 @setting_option(AnalyzeOptions, "jobs", "--jobs", "-j", type=click.IntRange(min=1))
 @setting_option(AnalyzeOptions, "overwrite", "--overwrite", is_flag=True)
 @setting_option(AnalyzeOptions, "save_tracks", "--save-tracks", is_flag=True)
