@@ -35,6 +35,7 @@ from fgnet_video.pipeline import (
     table_columns,
 )
 from fgnet_video.plan import OutputPaths, output_record
+from fgnet_video.smoothing import DecisionSmoother
 from fgnet_video.tracks import TrackReplay, TrackWriter
 from fgnet_video.video import VideoReader
 
@@ -107,7 +108,8 @@ def _sidecar(path: Path, engine: InferenceEngine, reader: VideoReader, options: 
                        "dataset": loaded.dataset, "aus": list(loaded.aus),
                        "features": list(engine.model.config.features)},
         "settings": {"sampling": asdict(options.sampling), "face": asdict(options.face),
-                     "format": fmt, "columns": options.columns, "device": str(engine.device),
+                     "format": fmt, "columns": options.columns, "smooth": options.smooth,
+                     "device": str(engine.device),
                      "precision": str(engine.dtype).replace("torch.", ""),
                      "batch_size": engine.batch_size},
         "outputs": outputs,
@@ -115,9 +117,31 @@ def _sidecar(path: Path, engine: InferenceEngine, reader: VideoReader, options: 
     }
 
 
-def layout_rows(scored: list[ScoredFrame], aus: tuple[int, ...], layout: str) -> pd.DataFrame:
-    """The rows of scored frames in the table's column layout (`options.columns`)."""
-    return in_layout(rows_for(scored, aus), layout)
+class TableRows:
+    """The table's rows of scored frames: `rows_for`, then (with `options.smooth`) the
+    decision smoothing (`fgnet_video.smoothing.DecisionSmoother`), then the column layout
+    (`options.columns`); each resulting non-empty group goes to every sink, in frame order.
+    Call `add` per group of scored frames and `finish` once at the end (smoothing holds up to
+    `smooth`/2 seconds of rows back until then)."""
+
+    def __init__(self, aus: tuple[int, ...], options: AnalyzeOptions,
+                 sinks: list[Callable[[pd.DataFrame], None]]):
+        self.aus, self.layout, self.sinks = aus, options.columns, sinks
+        self.smoother = DecisionSmoother(options.smooth) if options.smooth else None
+
+    def add(self, scored: list[ScoredFrame]) -> None:
+        rows = rows_for(scored, self.aus)
+        self._emit(rows if self.smoother is None else self.smoother.push(rows))
+
+    def finish(self) -> None:
+        if self.smoother is not None:
+            self._emit(self.smoother.finish())
+
+    def _emit(self, rows: pd.DataFrame) -> None:
+        if len(rows):
+            table = in_layout(rows, self.layout)
+            for sink in self.sinks:
+                sink(table)
 
 
 def layout_columns(aus: tuple[int, ...], layout: str) -> list[str]:
@@ -174,10 +198,10 @@ def analyze_to_files(
             tracks = (TrackWriter(path, sampling, options.face) if outputs.tracks is not None
                       else None)
 
+            table_rows = TableRows(aus, options, [rows.write, on_rows])
+
             def on_scored(scored: list[ScoredFrame]) -> None:
-                table = layout_rows(scored, aus, options.columns)
-                rows.write(table)
-                on_rows(table)
+                table_rows.add(scored)
                 for item in scored:
                     if overlay is not None:
                         overlay.write(item)
@@ -186,6 +210,7 @@ def analyze_to_files(
 
             stats = analyze_stream(reader, engine, face_stage(path, options, tracks_in),
                                    on_scored, on_progress)
+            table_rows.finish()
             rows.finish()
             recorded = {"table": output_record(table_part, outputs.table), "overlay": None,
                         "tracks": None}
@@ -241,11 +266,12 @@ def analyze_video(
                                  on_rows=rows.write)
     else:
         sampling = settings.sampling
+        table_rows = TableRows(aus, settings, [rows.write])
         with VideoReader(path, fps=sampling.fps, start=sampling.start,
                          end=sampling.end) as reader:
             stats = analyze_stream(reader, engine, face_stage(path, settings, settings.tracks),
-                                   lambda scored: rows.write(
-                                       layout_rows(scored, aus, settings.columns)))
+                                   table_rows.add)
+        table_rows.finish()
     if stats.truncated:
         warnings.warn(f"{path}: truncated video: {stats.truncated}", TruncatedVideoWarning,
                       stacklevel=2)

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fgnet_video.errors import (
@@ -104,9 +105,24 @@ def process_job(job: Job, engine: InferenceEngine, plan: Plan,
                                  tracks_in=plan.tracks_in(job))
     except Exception as exc:  # noqa: BLE001 - one input's failure is reported, not fatal
         log.debug("analysis of %s failed", job.source, exc_info=True)
-        return JobOutcome("failed", reason=error_line(exc))
+        reason = error_line(exc)
+        if job.paths is None:  # a study: `status` reads why
+            _record_failure(outputs.failure_record, job, reason)
+        return JobOutcome("failed", reason=reason)
+    outputs.failure_record.unlink(missing_ok=True)
     return JobOutcome("done", truncated=stats.truncated, frames=stats.frames,
                       stats=stats.as_dict(), written=tuple(str(p) for p in outputs.finals()))
+
+
+def _record_failure(path: Path, job: Job, reason: str) -> None:
+    """Keep why `job` failed beside its outputs (`fgnet-video status` reports it)."""
+    from fgnet_video.atomic import write_json
+
+    try:
+        write_json(path, {"tool": "fgnet-video", "input": str(job.source), "reason": reason,
+                          "failed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    except OSError:
+        log.debug("could not record the failure of %s", job.source, exc_info=True)
 
 
 OnStart = Callable[[Job], Callable[[int, int], None]]

@@ -64,6 +64,8 @@ def eta_line(frames: int | None, faces_per_second: float, device_type: str) -> s
 
 
 def _duration(seconds: float) -> str:
+    if seconds < 1:
+        return "under 1 s"
     if seconds < 90:
         return f"{seconds:.0f} s"
     if seconds < 5400:

@@ -56,6 +56,14 @@ class SamplingSettings:
             raise UserError(f"--end ({self.end}) must be after --start ({self.start})")
 
 
+def parse_person(text: str) -> tuple[str, str]:
+    """(name, photo path) of a named person given as 'NAME=PHOTO'; UserError when malformed."""
+    name, sep, photo = text.partition("=")
+    if not sep or not name.strip() or not photo:
+        raise UserError(f"--people takes NAME=PHOTO, not {text!r}")
+    return name.strip(), photo
+
+
 @dataclass(frozen=True)
 class FaceSettings:
     """How faces are found, followed and aligned.
@@ -78,6 +86,12 @@ class FaceSettings:
     align_method: AlignMethod = setting("fast", "Alignment: one warp (fast) or the release's "
                                                 "PIL recipe (exact, slow).")
     aligned_size: int = setting(256, "Side of the aligned crop (FG-Net reads 256).")
+    same_person_distance: float = setting(
+        0.6, "Face tracks are one person (person_id) when their dlib face descriptors are "
+             "closer than this (Euclidean; dlib's usual 0.6; lower: fewer merges).")
+    people: tuple[str, ...] = setting(
+        (), "A named person, NAME=PHOTO (repeatable): tracks whose face matches the largest "
+            "face of PHOTO get that person's id, and NAME in the person column.")
 
     def __post_init__(self) -> None:
         if self.detector not in DETECTOR_KINDS:
@@ -94,6 +108,13 @@ class FaceSettings:
             raise UserError(f"max_faces must be at least 1, got {self.max_faces}")
         if self.aligned_size < 8:
             raise UserError(f"aligned_size must be at least 8, got {self.aligned_size}")
+        if not (math.isfinite(self.same_person_distance) and self.same_person_distance > 0):
+            raise UserError("same_person_distance must be a positive number, got "
+                            f"{self.same_person_distance}")
+        object.__setattr__(self, "people", tuple(self.people))
+        names = [parse_person(text)[0] for text in self.people]
+        if len(set(names)) != len(names):
+            raise UserError(f"--people names must differ, got {names}")
 
 
 def parse_batch_size(value: int | str) -> int | str:
@@ -171,6 +192,9 @@ class AnalyzeOptions:
                  "...; decisions only).")
     overlay: bool = setting(False, "Also write an overlay video (boxes, ids, AU bars).")
     overwrite: bool = setting(False, "Redo inputs whose outputs are complete.")
+    shard: str | None = setting(
+        None, "Analyse only shard K of N of the inputs (K/N, e.g. 3/10; by a hash of each "
+              "output name, so N array jobs cover every input once).")
     save_tracks: bool = setting(False, "Also save each recording's face tracks "
                                        "(NAME.tracks.npz) for a later --tracks run.")
     tracks: str | None = setting(
@@ -179,6 +203,9 @@ class AnalyzeOptions:
               "faces as the run that saved them.")
     jobs: int = setting(1, "Inputs analysed at once, in worker processes (each loads the "
                            "model).")
+    smooth: float | None = setting(
+        None, "Smooth each face's 0/1 AU decisions with a centred majority window of this many "
+              "seconds (scores unchanged; ties keep the frame's own decision); default off.")
 
     def __post_init__(self) -> None:
         if self.table_format is not None and self.table_format not in TABLE_FORMATS:
@@ -187,6 +214,8 @@ class AnalyzeOptions:
             raise UserError(f"unknown columns {self.columns!r} (use fgnet or openface)")
         if self.jobs < 1:
             raise UserError(f"--jobs must be at least 1, got {self.jobs}")
+        if self.smooth is not None and not (math.isfinite(self.smooth) and self.smooth >= 0):
+            raise UserError(f"--smooth must be a number of seconds >= 0, got {self.smooth}")
 
     @classmethod
     def from_kwargs(cls, **values: Any) -> AnalyzeOptions:

@@ -29,7 +29,8 @@ from fgnet_video.outputs import au_columns, au_table
 from fgnet_video.threads import background
 from fgnet_video.video import Frame, VideoReader
 
-ROW_COLUMNS = ["frame", "timestamp", "face_id", "success", "confidence", "x", "y", "w", "h"]
+ROW_COLUMNS = ["frame", "timestamp", "face_id", "person_id", "person", "success", "confidence",
+               "x", "y", "w", "h"]
 QUEUE_FRAMES = 32
 
 
@@ -100,7 +101,9 @@ def _faces_of(frames: Iterable[Frame], faces: FacePipeline,
 
 def rows_for(scored: list[ScoredFrame], aus: tuple[int, ...]) -> pd.DataFrame:
     """The output rows of scored frames: one per face (sorted by id) or one success=0 row
-    with NaN scores and empty decisions (`fgnet_video.outputs.au_table`)."""
+    with NaN scores and empty decisions (`fgnet_video.outputs.au_table`). face_id, person_id
+    and person are empty on success=0 rows, person_id and person also when the face stage
+    gives none (person: the name of a named person, `fgnet_video.face.person`)."""
     records, score_rows = [], []
     n_aus = len(aus)
     for item in scored:
@@ -110,12 +113,14 @@ def rows_for(scored: list[ScoredFrame], aus: tuple[int, ...]) -> pd.DataFrame:
             score_rows.append(np.full(n_aus, np.nan))
         for face, scores in zip(item.faces, item.scores, strict=True):
             x, y, w, h = face.box
-            records.append({**base, "face_id": face.face_id, "success": 1,
-                            "confidence": face.confidence, "x": x, "y": y, "w": w, "h": h})
+            records.append({**base, "face_id": face.face_id, "person_id": face.person_id,
+                            "person": face.person, "success": 1, "confidence": face.confidence,
+                            "x": x, "y": y, "w": w, "h": h})
             score_rows.append(scores)
     table = pd.DataFrame.from_records(records, columns=ROW_COLUMNS)
-    for name in ("face_id", "success"):
+    for name in ("face_id", "person_id", "success"):
         table[name] = table[name].astype("Int64")
+    table["person"] = table["person"].astype("string")
     for name in ("confidence", "x", "y", "w", "h"):  # one format whatever the values
         table[name] = table[name].astype(np.float64)
     scores = np.stack(score_rows) if score_rows else np.zeros((0, n_aus))

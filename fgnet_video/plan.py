@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import hashlib
 import json
 import os
 import stat
@@ -122,6 +123,31 @@ class OutputPaths:
             overlay_path = Path(overlay) if overlay else None
         return cls(table, table.with_suffix(".json"), overlay_path,
                    table.with_suffix(TRACKS_SUFFIX) if tracks else None)
+
+    @property
+    def failure_record(self) -> Path:
+        """`<stem>.failed.json`: why the last run of this input failed (batch runs)."""
+        return self.sidecar.with_suffix(".failed.json")
+
+    @classmethod
+    def from_sidecar(cls, sidecar: Path) -> OutputPaths | None:
+        """The outputs a sidecar records, beside it; None when it is not a readable
+        fgnet-video sidecar."""
+        try:
+            meta = json.loads(sidecar.read_text())
+        except (OSError, ValueError):
+            return None
+        recorded = meta.get("outputs") if isinstance(meta, dict) else None
+        if meta.get("tool") != "fgnet-video" or not isinstance(recorded, dict):
+            return None
+
+        def beside(role: str) -> Path | None:
+            entry = recorded.get(role)
+            return sidecar.with_name(entry["name"]) if isinstance(entry, dict) else None
+
+        table = beside("table")
+        return None if table is None else cls(table, sidecar, beside("overlay"),
+                                              beside("tracks"))
 
     def finals(self) -> list[Path]:
         """Every output, in commit order: table, overlay, tracks, sidecar (which marks
@@ -227,6 +253,25 @@ def expand_inputs(specs: Iterable[str]) -> list[Job]:
     return list({job.name: job for job in jobs}.values())
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    """(K, N) from 'K/N' (1 <= K <= N); UserError otherwise."""
+    try:
+        k, n = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise UserError(f"--shard takes K/N, e.g. 3/10, not {text!r}") from None
+    if not 1 <= k <= n:
+        raise UserError(f"--shard {text}: K must be between 1 and N")
+    return k, n
+
+
+def in_shard(name: str, shard: tuple[int, int]) -> bool:
+    """Whether the job whose outputs are named `name` belongs to shard (K, N): by a hash of
+    the name, so every job is in exactly one shard and adding inputs to a study never moves
+    another input to another shard."""
+    k, n = shard
+    return int(hashlib.sha256(name.encode()).hexdigest()[:12], 16) % n == k - 1
+
+
 @dataclass(frozen=True)
 class Plan:
     """The jobs of a run, where their outputs go, and the options they run with (the table
@@ -266,6 +311,11 @@ def plan_jobs(inputs: Iterable[str], options: AnalyzeOptions,
     jobs = expand_inputs(inputs)
     if not jobs:
         raise UserError("no video found in the given inputs")
+    if options.shard is not None:
+        if out_dir is None:
+            raise UserError("--shard goes with --out-dir")
+        shard = parse_shard(options.shard)
+        jobs = [job for job in jobs if in_shard(job.name, shard)]  # may leave none
     fmt = options.table_format or "csv"
     if output is not None:
         if len(jobs) > 1:

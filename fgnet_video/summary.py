@@ -50,7 +50,7 @@ PERSON_COLUMNS = ("frames", "seconds")  # the same for every AU of a person
 
 def person_key(table: pd.DataFrame) -> str:
     """The column naming the person of a row: person_id, else person, else face_id (the
-    face track, until persons are identified across tracks)."""
+    face track: OpenFace-layout tables and those of older versions have no person ids)."""
     for name in PERSON_KEYS:
         if name in table.columns:
             return name

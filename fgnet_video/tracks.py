@@ -7,6 +7,8 @@ frame selection:
     frames, times          (F,)  every analysed frame's index and timestamp (faces or not)
     face_frame             (N,)  the frame index of each face
     face_id                (N,)  its track id
+    person_id, person      (N,)  its person id (-1: none) and name ('': none), so replayed
+                                 rows keep them
     box                    (N, 4) x, y, w, h in frame pixels
     landmarks              (N, 68, 2) float64, frame pixels
     confidence, detected   (N,)  the detector score, whether the box was detected
@@ -34,7 +36,8 @@ from fgnet_video.face.track import TrackedFace
 from fgnet_video.options import FaceSettings, SamplingSettings
 from fgnet_video.video import Frame
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: person_id and person
+_NO_PERSON = -1  # person_id of a face without one
 
 
 def _source_facts(source: Path) -> dict:
@@ -67,6 +70,9 @@ class TrackWriter:
                 times=np.asarray(self.times, np.float64),
                 face_frame=np.asarray([f.frame_index for f in faces], np.int64),
                 face_id=np.asarray([f.face_id for f in faces], np.int64),
+                person_id=np.asarray([_NO_PERSON if f.person_id is None else f.person_id
+                                      for f in faces], np.int64),
+                person=np.asarray([f.person or "" for f in faces], str),
                 box=np.asarray([f.box for f in faces], np.float64).reshape(-1, 4),
                 landmarks=np.asarray([f.landmarks for f in faces],
                                      np.float64).reshape(-1, 68, 2),
@@ -100,16 +106,20 @@ class TrackReplay:
                             f"{meta.get('sampling')}; give the same --fps/--start/--end")
         self.path, self.face = path, face
         self.frames = set(arrays["frames"].tolist())
-        self.by_frame: dict[int, list[TrackedFace]] = defaultdict(list)
+        self.by_frame: dict[int, list[tuple[TrackedFace, int | None, str | None]]] = \
+            defaultdict(list)
         for k, frame_index in enumerate(arrays["face_frame"].tolist()):
-            self.by_frame[frame_index].append(TrackedFace(
+            person_id = int(arrays["person_id"][k])
+            self.by_frame[frame_index].append((TrackedFace(
                 int(arrays["face_id"][k]), tuple(float(v) for v in arrays["box"][k]),
                 arrays["landmarks"][k], float(arrays["confidence"][k]),
-                bool(arrays["detected"][k])))
+                bool(arrays["detected"][k])), None if person_id == _NO_PERSON else person_id,
+                str(arrays["person"][k]) or None))
 
     def process(self, frame: Frame) -> list[Face]:
         if frame.index not in self.frames:
             raise UserError(f"{self.path}: frame {frame.index} is not in the saved tracks "
                             "(another recording or frame selection?)")
-        return [align_tracked(frame, tracked, self.face.aligned_size, self.face.align_method)
-                for tracked in self.by_frame.get(frame.index, [])]
+        return [align_tracked(frame, tracked, self.face.aligned_size, self.face.align_method,
+                              person_id, person)
+                for tracked, person_id, person in self.by_frame.get(frame.index, [])]

@@ -204,8 +204,8 @@ def test_a_selection_without_frames_writes_a_header_only_table(args, clip, tmp_p
     assert result.exit_code == 0, result.output
     assert "no frame in the selected span" in result.output
     table = pd.read_csv(out)
-    assert len(table) == 0 and table.columns[:4].tolist() == ["frame", "timestamp", "face_id",
-                                                               "success"]
+    assert len(table) == 0 and table.columns[:6].tolist() == ["frame", "timestamp", "face_id",
+                                                               "person_id", "person", "success"]
     assert json.loads(out.with_suffix(".json").read_text())["stats"]["frames"] == 0
 
 

@@ -75,12 +75,13 @@ def _register() -> None:
     from fgnet_video.cli.plot import plot
     from fgnet_video.cli.predict import predict
     from fgnet_video.cli.preprocess import preprocess
+    from fgnet_video.cli.status import status
     from fgnet_video.cli.summarize import summarize
     from fgnet_video.cli.train import train
     from fgnet_video.cli.weights import weights
 
-    for command in (analyze, summarize, plot, predict, weights, train, evaluate, doctor,
-                    preprocess):
+    for command in (analyze, status, summarize, plot, predict, weights, train, evaluate,
+                    doctor, preprocess):
         main.add_command(command)
 
 

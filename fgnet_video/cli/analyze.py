@@ -52,8 +52,10 @@ _BESIDE = "auto"  # the bare --overlay flag: NAME.overlay.mp4 beside the table
 @setting_option(FaceSettings, "max_faces", "--max-faces", type=click.IntRange(min=1))
 @setting_option(AnalyzeOptions, "table_format", "--format", type=click.Choice(TABLE_FORMATS))
 @setting_option(AnalyzeOptions, "columns", "--columns", type=click.Choice(TABLE_LAYOUTS))
+@setting_option(AnalyzeOptions, "smooth", "--smooth", metavar="SECONDS", type=_SECONDS)
 @setting_option(AnalyzeOptions, "jobs", "--jobs", "-j", type=click.IntRange(min=1))
 @setting_option(AnalyzeOptions, "overwrite", "--overwrite", is_flag=True)
+@setting_option(AnalyzeOptions, "shard", "--shard", metavar="K/N")
 @setting_option(AnalyzeOptions, "save_tracks", "--save-tracks", is_flag=True)
 @setting_option(AnalyzeOptions, "tracks", "--tracks", metavar="FILE_OR_DIR",
                 type=click.Path(exists=True))
@@ -62,6 +64,9 @@ _BESIDE = "auto"  # the bare --overlay flag: NAME.overlay.mp4 beside the table
 @setting_option(FaceSettings, "min_face_size", "--min-face", type=click.FloatRange(min=1))
 @setting_option(FaceSettings, "min_confidence", "--min-confidence", type=float)
 @setting_option(FaceSettings, "align_method", "--align", type=click.Choice(ALIGN_METHODS))
+@setting_option(FaceSettings, "same_person_distance", "--same-person-distance",
+                type=click.FloatRange(min=0, min_open=True))
+@setting_option(FaceSettings, "people", "--people", metavar="NAME=PHOTO", multiple=True)
 def analyze(inputs, output, out_dir, overlay_to, **params) -> None:
     """Detect AUs in every frame of INPUTS (videos, folders, globs or a manifest CSV)."""
     from fgnet_video.batch import analyze_inputs

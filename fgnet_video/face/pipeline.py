@@ -3,12 +3,13 @@
     pipeline = FacePipeline(FaceSettings(detect_every=10))
     for frame in VideoReader("clip.mp4"):
         for face in pipeline.process(frame):
-            face.face_id, face.box, face.landmarks, face.aligned  # (256, 256, 3) uint8
+            face.face_id, face.person_id, face.box, face.landmarks, face.aligned  # (256, 256, 3)
 
 A FacePipeline holds the tracking state of one clip: feed it that clip's frames in order
-(call `reset()` before another clip) and use one instance per thread. The per-face alignment
-is also available separately (`align_tracked`), e.g. to run it in other workers. The
-settings (`FaceSettings`, with their defaults) live in `fgnet_video.options`.
+(call `reset()` before another clip) and use one instance per thread. Person ids, which
+survive gaps between tracks, come from `fgnet_video.face.person.PersonIdentifier`. The
+per-face alignment is also available separately (`align_tracked`), e.g. to run it in other
+workers. The settings (`FaceSettings`, with their defaults) live in `fgnet_video.options`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 from fgnet_video.face.align import ffhq_align
 from fgnet_video.face.detect import FaceDetector
 from fgnet_video.face.landmarks import Box, LandmarkPredictor
+from fgnet_video.face.person import FaceEmbedder, PersonIdentifier, named_references
 from fgnet_video.face.track import FaceTracker, TrackedFace
 from fgnet_video.options import AlignMethod, FaceSettings
 from fgnet_video.video import Frame
@@ -32,6 +34,8 @@ class Face:
     `confidence` is the detector score of the latest detection of this face (HOG: SVM margin,
     > 0; CNN: MMOD confidence); `detected` is False on frames where the box was tracked.
     `matrix` (3x3) maps frame pixels to aligned pixels; `aligned_landmarks` = landmarks mapped.
+    `person_id` groups the tracks of one person and `person` is that person's name when it is
+    a named one (`fgnet_video.face.person`); None when the face stage does not say.
     """
 
     frame_index: int
@@ -44,15 +48,18 @@ class Face:
     aligned: np.ndarray  # (size, size, 3) uint8 RGB
     matrix: np.ndarray  # (3, 3) float64
     aligned_landmarks: np.ndarray  # (68, 2) float64, aligned pixels
+    person_id: int | None = None
+    person: str | None = None
 
 
 def align_tracked(frame: Frame, tracked: TrackedFace, size: int = 256,
-                  method: AlignMethod = "fast") -> Face:
+                  method: AlignMethod = "fast", person_id: int | None = None,
+                  person: str | None = None) -> Face:
     """Align one tracked face of `frame` into a Face record (stateless, thread-safe)."""
     aligned = ffhq_align(frame.image, tracked.landmarks, size=size, method=method)
     return Face(frame.index, frame.time, tracked.face_id, tracked.box, tracked.confidence,
                 tracked.detected, tracked.landmarks, aligned.image, aligned.matrix,
-                aligned.landmarks)
+                aligned.landmarks, person_id, person)
 
 
 class FacePipeline:
@@ -67,17 +74,23 @@ class FacePipeline:
                                 threshold=s.min_confidence)
         self.tracker = FaceTracker(detector, predictor or LandmarkPredictor(),
                                    detect_every=s.detect_every, max_faces=s.max_faces)
+        embedder = FaceEmbedder()
+        self.persons = PersonIdentifier(embedder, s.same_person_distance,
+                                        named_references(s.people, embedder))
 
     def reset(self) -> None:
-        """Start a new clip (face ids restart at 0)."""
+        """Start a new clip (face and person ids restart at 0)."""
         self.tracker.reset()
+        self.persons.reset()
 
     def track(self, frame: Frame) -> list[TrackedFace]:
         """Boxes, ids and landmarks of the faces in the next frame (no alignment)."""
         return self.tracker.update(frame.image)
 
     def process(self, frame: Frame) -> list[Face]:
-        """The faces of the next frame of the clip, sorted by face id."""
+        """The faces of the next frame of the clip, sorted by face id, with person ids."""
         s = self.settings
-        return [align_tracked(frame, t, s.aligned_size, s.align_method)
-                for t in self.track(frame)]
+        tracked = self.track(frame)
+        persons = self.persons.update(frame.image, tracked)
+        return [align_tracked(frame, t, s.aligned_size, s.align_method, person_id, name)
+                for t, (person_id, name) in zip(tracked, persons, strict=True)]

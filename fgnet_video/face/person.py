@@ -1,0 +1,146 @@
+"""Person ids that survive gaps: the face tracks of one recording grouped by identity.
+
+A face track (`face_id`) ends when its face is lost for longer than the tracker remembers it
+(it left the picture, a cut, an occlusion); when the person comes back, a new track starts.
+`PersonIdentifier` gives each track a `person_id` with dlib's face-recognition embedding
+(ResNet, 128-d descriptor; faces of one person lie within Euclidean distance ~0.6):
+
+- a track is identified on its first frame, from that frame's descriptor d alone: it takes
+  the person p whose mean descriptor m_p is nearest, when ||d - m_p|| < `same_person_distance`
+  and p is not already in this frame (two faces of one frame are never one person); else a
+  new person id (0, 1, 2, ... in order of appearance). The decision is final: rows already
+  written are never changed;
+- the descriptors of the track's first `EMBED_FRAMES` frames (its first frame included) join
+  the person's reference: m_p is the mean of every descriptor a track of p contributed, so
+  later tracks are compared with a steadier reference than one frame.
+
+Named people (`FaceSettings.people`, `--people NAME=PHOTO`) are the first persons of every
+recording, ids 0, 1, ... in the order given, each with the descriptor of the largest face of
+its photo (dlib HOG with upsample 1 and 68 landmarks: the still-photo recipe of
+`fgnet_video.face.still`) as its reference; a track matching one gets its id and name.
+
+Cost: one descriptor per track frame embedded (at most EMBED_FRAMES per track, never on the
+other frames); about 75 ms each on one core of the development machine (docs/analyze.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import dlib
+import numpy as np
+
+from fgnet_video.errors import UserError
+from fgnet_video.face.landmarks import Box, model_file, to_dlib_rect
+from fgnet_video.face.still import ReleaseAligner
+from fgnet_video.face.track import TrackedFace
+from fgnet_video.images import read_rgb
+from fgnet_video.options import parse_person
+
+FACE_DESCRIPTOR_MODEL = "dlib_face_recognition_resnet_model_v1.dat"
+EMBED_FRAMES = 3  # descriptors per track added to its person's reference
+
+
+class FaceEmbedder:
+    """dlib's 128-d face descriptor of a face given by its box and 68 landmarks (one instance
+    per thread)."""
+
+    def __init__(self) -> None:
+        self._model = dlib.face_recognition_model_v1(str(model_file(FACE_DESCRIPTOR_MODEL)))
+
+    def __call__(self, image: np.ndarray, box: Box, landmarks: np.ndarray) -> np.ndarray:
+        """(128,) float64 descriptor of the face in a uint8 RGB image."""
+        shape = dlib.full_object_detection(
+            to_dlib_rect(box), [dlib.point(int(round(x)), int(round(y))) for x, y in landmarks])
+        descriptor = self._model.compute_face_descriptor(np.ascontiguousarray(image), shape)
+        return np.array(descriptor, dtype=np.float64)
+
+
+def named_references(people: Sequence[str],
+                     embedder: FaceEmbedder) -> list[tuple[str, np.ndarray]]:
+    """(name, descriptor of the largest face of the photo) of each 'NAME=PHOTO'."""
+    if not people:
+        return []
+    aligner = ReleaseAligner()
+    references = []
+    for name, photo in map(parse_person, people):
+        image = read_rgb(photo)
+        face = aligner.largest_face(image)
+        if face is None:
+            raise UserError(f"{photo}: no face found in the photo of {name}")
+        references.append((name, embedder(image, *face)))
+    return references
+
+
+@dataclass
+class _Person:
+    total: np.ndarray  # sum of the descriptors contributed so far
+    count: int
+    name: str | None = None
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self.total / self.count
+
+
+@dataclass
+class _TrackState:
+    person_id: int
+    embedded: int  # descriptors of this track added to its person's reference
+
+
+@dataclass
+class PersonIdentifier:
+    """The person id (and name) of each tracked face of one recording, frame by frame (see
+    module doc); `named` are the (name, descriptor) of the named people."""
+
+    embedder: FaceEmbedder
+    same_person_distance: float = 0.6
+    named: list[tuple[str, np.ndarray]] = field(default_factory=list)
+    people: list[_Person] = field(default_factory=list)
+    tracks: dict[int, _TrackState] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a new recording (person ids restart after the named people)."""
+        self.people = [_Person(descriptor, 1, name) for name, descriptor in self.named]
+        self.tracks.clear()
+
+    def _identify(self, descriptor: np.ndarray, taken: set[int]) -> int:
+        """The person of a new track's first descriptor (a new person when none is near)."""
+        best, best_distance = None, self.same_person_distance
+        for person_id, person in enumerate(self.people):
+            distance = float(np.linalg.norm(descriptor - person.mean))
+            if person_id not in taken and distance < best_distance:
+                best, best_distance = person_id, distance
+        if best is None:
+            self.people.append(_Person(np.zeros_like(descriptor), 0))
+            best = len(self.people) - 1
+        return best
+
+    def update(self, image: np.ndarray,
+               faces: list[TrackedFace]) -> list[tuple[int, str | None]]:
+        """(person id, name or None) of each face of the next frame (uint8 RGB), in the order
+        of `faces`.
+
+        Descriptors are computed only for tracks within their first EMBED_FRAMES frames.
+        """
+        taken = {self.tracks[f.face_id].person_id for f in faces if f.face_id in self.tracks}
+        for face in faces:
+            state = self.tracks.get(face.face_id)
+            if state is not None and state.embedded >= EMBED_FRAMES:
+                continue
+            descriptor = self.embedder(image, face.box, face.landmarks)
+            if state is None:
+                state = _TrackState(self._identify(descriptor, taken), 0)
+                self.tracks[face.face_id] = state
+                taken.add(state.person_id)
+            person = self.people[state.person_id]
+            person.total = person.total + descriptor  # a new array: `named` stays as it was
+            person.count += 1
+            state.embedded += 1
+        return [(state.person_id, self.people[state.person_id].name)
+                for state in (self.tracks[f.face_id] for f in faces)]
