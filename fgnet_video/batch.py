@@ -23,7 +23,6 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fgnet_video.errors import (
@@ -92,37 +91,36 @@ class FatalError(UserError):
 def process_job(job: Job, engine: InferenceEngine, plan: Plan,
                 on_progress: Callable[[int, int], None] = lambda frames, faces: None,
                 ) -> JobOutcome:
-    """Analyse one job unless its complete outputs exist (and not `overwrite`). Never
+    """Analyse one job (whether it is needed at all is `analyze_inputs`' decision). Never
     raises for the input's own failure (bad file, failed write): that is a 'failed'
     outcome; interrupts propagate."""
     from fgnet_video.analyze import analyze_to_files
 
     outputs = plan.outputs(job)
-    if not plan.options.overwrite and outputs.complete():
-        return JobOutcome("skipped")
     try:
         stats = analyze_to_files(job.source, engine, outputs, plan.options, on_progress,
                                  tracks_in=plan.tracks_in(job))
     except Exception as exc:  # noqa: BLE001 - one input's failure is reported, not fatal
         log.debug("analysis of %s failed", job.source, exc_info=True)
-        reason = error_line(exc)
-        if job.paths is None:  # a study: `status` reads why
-            _record_failure(outputs.failure_record, job, reason)
-        return JobOutcome("failed", reason=reason)
+        return failed(job, plan, error_line(exc))
     outputs.failure_record.unlink(missing_ok=True)
     return JobOutcome("done", truncated=stats.truncated, frames=stats.frames,
                       stats=stats.as_dict(), written=tuple(str(p) for p in outputs.finals()))
 
 
-def _record_failure(path: Path, job: Job, reason: str) -> None:
-    """Keep why `job` failed beside its outputs (`fgnet-video status` reports it)."""
+def failed(job: Job, plan: Plan, reason: str) -> JobOutcome:
+    """The 'failed' outcome of `job`; in a study (--out-dir) the reason is also kept beside
+    its outputs, where `fgnet-video status` reads it."""
     from fgnet_video.atomic import write_json
 
-    try:
-        write_json(path, {"tool": "fgnet-video", "input": str(job.source), "reason": reason,
-                          "failed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-    except OSError:
-        log.debug("could not record the failure of %s", job.source, exc_info=True)
+    if job.paths is None:
+        try:
+            write_json(plan.outputs(job).failure_record,
+                       {"tool": "fgnet-video", "input": str(job.source), "reason": reason,
+                        "failed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        except OSError:
+            log.debug("could not record the failure of %s", job.source, exc_info=True)
+    return JobOutcome("failed", reason=reason)
 
 
 OnStart = Callable[[Job], Callable[[int, int], None]]
@@ -287,7 +285,7 @@ def analyze_inputs(
     todo = []
     for job in plan.jobs:  # what needs no model is settled first
         if not job.source.exists():
-            outcome = JobOutcome("failed", reason=f"{job.source}: no such file")
+            outcome = failed(job, plan, f"{job.source}: no such file")
         elif not plan.options.overwrite and plan.outputs(job).complete():
             outcome = JobOutcome("skipped")
         else:
@@ -297,7 +295,7 @@ def analyze_inputs(
         on_end(job, outcome)
     if not todo:
         return summary
-    plan = replace(plan, jobs=todo, options=replace(plan.options, overwrite=True))
+    plan = replace(plan, jobs=todo)
     if plan.options.jobs > 1 and len(plan.jobs) > 1:
         ran = run_parallel(plan, plan.options.jobs, on_end)
     else:

@@ -86,3 +86,14 @@ def test_status_reports_done_failed_and_missing(tmp_path, tiny_weights):
     again = CliRunner().invoke(main, ["status", str(out), *inputs, str(broken)])
     assert again.exit_code == 0 and again.output.strip() == "3 done, 0 failed, 0 missing"
     assert not list(out.glob("*.failed.json"))
+
+
+def test_a_missing_input_is_a_failure_status_can_tell(tmp_path, tiny_weights):
+    out = tmp_path / "out"
+    gone = tmp_path / "gone.mp4"
+    result = CliRunner().invoke(main, ["analyze", str(gone), "--out-dir", str(out), "-w",
+                                       str(tiny_weights)])
+    assert result.exit_code == 1 and "no such file" in result.output
+    status = CliRunner().invoke(main, ["status", str(out), str(gone)])
+    assert status.output.splitlines()[:2] == ["0 done, 1 failed, 0 missing",
+                                              f"  failed   gone: {gone}: no such file"]
