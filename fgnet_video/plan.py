@@ -89,8 +89,9 @@ def check_outputs(units: Sequence[tuple[Path, Sequence[Path]]],
                 raise OutputClash(f"{output}: lies outside --out-dir {out_dir} (check the "
                                   "manifest's names)")
             _check_target(Path(output))
-            source = inputs_by_path.get(real) or inputs_by_id.get(_identity(Path(output)) or
-                                                                   (-1, -1))
+            identity = _identity(Path(output))
+            source = inputs_by_path.get(real) or (inputs_by_id.get(identity) if identity
+                                                  else None)
             if source is not None:
                 raise OutputClash(f"{output}: would replace the input {source}; choose "
                                   "another output name")
