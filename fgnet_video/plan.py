@@ -329,12 +329,13 @@ def plan_jobs(inputs: Iterable[str], options: AnalyzeOptions,
     plan = Plan(jobs, Path(out_dir or "."), replace(options, table_format=fmt))
     if options.tracks is not None:
         folder = out_dir is not None
+        if not Path(options.tracks).exists():
+            raise UserError(f"--tracks {options.tracks}: no such "
+                            + ("folder" if folder else "file"))
         if folder != Path(options.tracks).is_dir():
             raise UserError(f"--tracks {options.tracks}: give "
                             + ("the folder of a --save-tracks run with --out-dir" if folder
                                else "the .tracks.npz file of the input with -o"))
-        if not folder and not Path(options.tracks).is_file():
-            raise UserError(f"--tracks {options.tracks}: no such file")
     tracks_in = [t for t in map(plan.tracks_in, jobs) if t is not None]
     check_outputs([(job.source, plan.outputs(job).finals()) for job in jobs], out_dir,
                   extra_inputs=options.model.files() + tracks_in)

@@ -68,3 +68,16 @@ def test_tracks_of_another_selection_or_recording_are_refused(tiny_weights, tmp_
     assert clash.exit_code == 2 and "would replace the input" in clash.output
     for out in ("o.csv", "d.csv"):
         assert not (tmp_path / out).exists()
+
+
+def test_missing_or_misplaced_tracks_are_one_line(tiny_weights, tmp_path):
+    vox = str(shared_path("media", "vox_talking.mp4"))
+    cases = [(["-o", str(tmp_path / "a.csv"), "--tracks", str(tmp_path / "no.npz")],
+              "no such file"),
+             (["--out-dir", str(tmp_path / "o"), "--tracks", str(tmp_path / "none")],
+              "no such folder"),
+             (["-o", str(tmp_path / "a.csv"), "--tracks", str(tmp_path)],
+              "give the .tracks.npz file of the input with -o")]
+    for args, message in cases:
+        result = run(vox, "-w", str(tiny_weights), *args)
+        assert result.exit_code == 1 and message in result.output, result.output

@@ -57,8 +57,7 @@ _BESIDE = "auto"  # the bare --overlay flag: NAME.overlay.mp4 beside the table
 @setting_option(AnalyzeOptions, "overwrite", "--overwrite", is_flag=True)
 @setting_option(AnalyzeOptions, "shard", "--shard", metavar="K/N")
 @setting_option(AnalyzeOptions, "save_tracks", "--save-tracks", is_flag=True)
-@setting_option(AnalyzeOptions, "tracks", "--tracks", metavar="FILE_OR_DIR",
-                type=click.Path(exists=True))
+@setting_option(AnalyzeOptions, "tracks", "--tracks", metavar="FILE_OR_DIR")
 @setting_option(FaceSettings, "detector", "--detector", type=click.Choice(DETECTOR_KINDS))
 @setting_option(FaceSettings, "detect_every", "--detect-every", type=click.IntRange(min=1))
 @setting_option(FaceSettings, "min_face_size", "--min-face", type=click.FloatRange(min=1))
