@@ -15,8 +15,14 @@ parity of the full model in fp32 on the device with the release's reference outp
 (benchmarks/model_speed.py: the release-equivalent mode against each switch, batches 16 and
 64); analyze end to end on a 720p single-face clip and a two-face clip with the full model,
 replaying face tracks saved on the CPU machine (`analyze --tracks`: the GPU machine needs no
-dlib); a full-size training step with and without the auxiliary tasks. --dry-run runs every
+dlib); a full-size training step with and without the auxiliary tasks; last, torch.compile's
+inference speed (its compilation is the slowest and least certain step). --dry-run runs every
 step on the CPU with the tiny preset and tiny sizes, so the script cannot rot unseen.
+
+Each step runs in its own process with a timeout; `--budget SECONDS` bounds the whole check
+(a step gets at most what is left, and one that would start with under MIN_STEP_S left is
+recorded as skipped), and the report is rewritten after every step, so a check cut short by
+its machine still leaves every finished step's result.
 """
 
 from __future__ import annotations
@@ -33,12 +39,31 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 CLIPS = ("single_720p", "two_faces_720p")
-STEP_TIMEOUT_S = {"kernel build": 420, "cuda tests": 300, "model speed": 300}
-DEFAULT_TIMEOUT_S = 240
+STEP_TIMEOUT_S = {"kernel build": 300, "cuda tests": 240, "model speed": 240,
+                  "torch.compile speed": 300}
+DEFAULT_TIMEOUT_S = 180
+MIN_STEP_S = 15
+
+
+class Budget:
+    """The seconds left to the whole check (unbounded when `seconds` is None)."""
+
+    def __init__(self, seconds: float | None) -> None:
+        self.deadline = None if seconds is None else time.monotonic() + seconds
+
+    def timeout(self, wanted: float) -> float:
+        if self.deadline is None:
+            return wanted
+        return min(wanted, self.deadline - time.monotonic())
 
 
 def run_step(name: str, command: list[str], timeout: float) -> dict:
-    """Run `command`; its status ('ok', 'failed', 'timeout'), seconds and output tail."""
+    """Run `command`; its status ('ok', 'failed', 'timeout', 'skipped'), seconds and output
+    tail. A step with under MIN_STEP_S seconds to run is skipped."""
+    if timeout < MIN_STEP_S:
+        print(f"[{0:7.1f} s] {name}: skipped (out of budget)", flush=True)
+        return {"name": name, "command": " ".join(command), "status": "skipped (out of budget)",
+                "seconds": 0.0, "output": ""}
     started = time.perf_counter()
     try:
         done = subprocess.run(command, cwd=REPO, capture_output=True, text=True,
@@ -148,49 +173,55 @@ def parity_and_precision(device: str, dry_run: bool, work: Path) -> dict:
     return result
 
 
-def in_process(name: str, function, *args) -> dict:
-    started = time.perf_counter()
-    try:
-        output, status = json.dumps(function(*args), indent=2), "ok"
-    except Exception as exc:  # noqa: BLE001 - the report keeps every failure
-        output, status = f"{type(exc).__name__}: {exc}", "failed"
-    seconds = round(time.perf_counter() - started, 1)
-    print(f"[{seconds:7.1f} s] {name}: {status}", flush=True)
-    return {"name": name, "command": f"{function.__name__} (in process)", "status": status,
-            "seconds": seconds, "output": output}
-
-
 # -- the check -------------------------------------------------------------------------------------
 
-def steps(args: argparse.Namespace, work: Path) -> list[dict]:
+def steps(args: argparse.Namespace, work: Path, report) -> list[dict]:
+    """Every step, most important first; `report(results)` after each one."""
     dry = args.dry_run
     device = "cpu" if dry else args.device
     preset = "tiny" if dry else "full"
-    results = [run_step("doctor", python("-m", "fgnet_video", "doctor"), 60)]
+    budget = Budget(args.budget)
+    results: list[dict] = []
+
+    def step(name: str, command: list[str], timeout: float = DEFAULT_TIMEOUT_S) -> dict:
+        result = run_step(name, command, budget.timeout(timeout))
+        results.append(result)
+        report(results)
+        return result
+
+    step("doctor", python("-m", "fgnet_video", "doctor"), 60)
     if not dry:
-        results.append(run_step("kernel build", python("-m", "fgnet_video", "doctor",
-                                                       "--build"),
-                                STEP_TIMEOUT_S["kernel build"]))
-    results.append(run_step("cuda tests", python("-m", "pytest", "-q", "-m", "cuda", "-p",
-                                                 "no:cacheprovider", "tests"),
-                            STEP_TIMEOUT_S["cuda tests"]))
-    results.append(in_process("parity and precision", parity_and_precision, device, dry,
-                              work))
+        step("kernel build", python("-m", "fgnet_video", "doctor", "--build"),
+             STEP_TIMEOUT_S["kernel build"])
+    parity = python(str(Path(__file__).resolve()), "--parity", device, "--work", str(work),
+                    *(["--dry-run"] if dry else []))
+    step("parity and precision", parity)
+    step("cuda tests", python("-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider",
+                              "tests"), STEP_TIMEOUT_S["cuda tests"])
     speed = ["--device", device, "--preset", preset]
     speed += ["--batches", "2", "--repeats", "1"] if dry else ["--batches", "16,64"]
-    results.append(run_step("model speed", python("benchmarks/model_speed.py", *speed),
-                            STEP_TIMEOUT_S["model speed"]))
-    results += end_to_end(args, device, work)
+    from model_speed import MODES  # benchmarks/ is this script's folder
+
+    numbers = {str(i): bool(m.switches.get("compile")) for i, m in enumerate(MODES, 1)}
+    step("model speed", python("benchmarks/model_speed.py", *speed, "--modes",
+                               ",".join(n for n, compiled in numbers.items() if not compiled)),
+         STEP_TIMEOUT_S["model speed"])
+    end_to_end(args, device, work, step)
     for name, script in (("training step", "train_step.py"),
                          ("training step with auxiliary tasks", "aux_step.py")):
         sizes = ["--batch-size", "2", "--steps", "1", "--warmup", "0"] if dry else \
             ["--batch-size", "8", "--steps", "3"]
-        results.append(run_step(name, python(f"benchmarks/{script}", "--preset", preset,
-                                             "--device", device, *sizes), DEFAULT_TIMEOUT_S))
+        step(name, python(f"benchmarks/{script}", "--preset", preset, "--device", device,
+                          *sizes))
+    step("torch.compile speed", python("benchmarks/model_speed.py", *speed, "--modes",
+                                       ",".join(n for n, compiled in numbers.items() if compiled),
+                                       "--accuracy-faces", "0",
+                                       *(["--compile"] if dry else [])),
+         STEP_TIMEOUT_S["torch.compile speed"])
     return results
 
 
-def end_to_end(args: argparse.Namespace, device: str, work: Path) -> list[dict]:
+def end_to_end(args: argparse.Namespace, device: str, work: Path, step) -> None:
     """analyze of each prepared clip on the device, replaying its saved tracks."""
     inputs = Path(args.inputs) if args.inputs else work / "inputs"
     if args.dry_run and not args.inputs:
@@ -199,22 +230,19 @@ def end_to_end(args: argparse.Namespace, device: str, work: Path) -> list[dict]:
         work / "reference_checkpoints" / "model.pth"
     model = ["-w", str(weights)] if args.dry_run else \
         ["-w", str(weights), "--psp", str(work / "reference_checkpoints" / "encoder.pt")]
-    results = []
     for clip in CLIPS:
         out = work / "analyze" / clip
-        step = run_step(f"analyze {clip}", python(
+        result = step(f"analyze {clip}", python(
             "-m", "fgnet_video", "analyze", str(inputs / f"{clip}.mp4"), "-o",
             str(out / f"{clip}.csv"), "--tracks", str(inputs / "tracks" / f"{clip}.tracks.npz"),
-            "--device", device, *model), DEFAULT_TIMEOUT_S)
+            "--device", device, "--overwrite", *model))
         sidecar = out / f"{clip}.json"
         if sidecar.is_file():
             stats = json.loads(sidecar.read_text())["stats"]
             seconds = stats["wall_seconds"] or 1e-9
-            step["figures"] = {"frames_per_s": round(stats["frames"] / seconds, 1),
-                               "faces_per_s": round(stats["faces"] / seconds, 1),
-                               "stages_s": stats["stages"]}
-        results.append(step)
-    return results
+            result["figures"] = {"frames_per_s": round(stats["frames"] / seconds, 1),
+                                 "faces_per_s": round(stats["faces"] / seconds, 1),
+                                 "stages_s": stats["stages"]}
 
 
 def write_report(out: Path, results: list[dict], args: argparse.Namespace) -> None:
@@ -223,6 +251,7 @@ def write_report(out: Path, results: list[dict], args: argparse.Namespace) -> No
     device = "cpu (dry run)" if args.dry_run or not torch.cuda.is_available() else \
         torch.cuda.get_device_name(0)
     header = {"device": device, "torch": torch.__version__, "cuda": torch.version.cuda,
+              "budget_s": args.budget,
               "python": platform.python_version(), "cores": os.cpu_count(),
               "dry_run": args.dry_run, "date": time.strftime("%Y-%m-%d %H:%M:%S")}
     out.mkdir(parents=True, exist_ok=True)
@@ -248,16 +277,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--dry-run", action="store_true",
                         help="every step on the CPU with the tiny preset (seconds)")
+    parser.add_argument("--budget", type=float, default=None, metavar="SECONDS",
+                        help="bound on the whole check (default: none)")
+    parser.add_argument("--parity", metavar="DEVICE", help=argparse.SUPPRESS)
+    parser.add_argument("--work", help="folder for the check's own files (reference "
+                        "checkpoints, 2.5 GB at full size; default: OUT/work)")
     args = parser.parse_args(argv)
     if args.prepare:
         prepare(Path(args.prepare), args.frames)
         return 0
+    if args.parity:  # the parity step's own process
+        print(json.dumps(parity_and_precision(args.parity, args.dry_run, Path(args.work)),
+                         indent=2))
+        return 0
     if not args.out:
         parser.error("--out is required (or --prepare DIR)")
     out = Path(args.out)
-    work = out / "work"
-    results = steps(args, work)
-    write_report(out, results, args)
+    work = Path(args.work) if args.work else out / "work"
+    results = steps(args, work, lambda done: write_report(out, done, args))
     print(f"report: {out / 'gpu_check.md'}")
     return 0 if all(r["status"] == "ok" for r in results) else 1
 

@@ -19,11 +19,26 @@ def test_gpu_check_dry_run_writes_the_whole_report(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     names = [step["name"] for step in report["steps"]]
-    assert names == ["doctor", "cuda tests", "parity and precision", "model speed",
+    assert names == ["doctor", "parity and precision", "cuda tests", "model speed",
                      "analyze single_720p", "analyze two_faces_720p", "training step",
-                     "training step with auxiliary tasks"]
+                     "training step with auxiliary tasks", "torch.compile speed"]
     assert all(step["status"] == "ok" for step in report["steps"])
     two = next(s for s in report["steps"] if s["name"] == "analyze two_faces_720p")
     assert two["figures"]["faces_per_s"] > two["figures"]["frames_per_s"]  # two faces a frame
     markdown = (tmp_path / "gpu_check.md").read_text()
     assert "| parity and precision | ok |" in markdown and "dry_run: True" in markdown
+
+
+def test_a_step_past_the_budget_is_recorded_as_skipped_not_run(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_check", REPO / "benchmarks" /
+                                                  "gpu_check.py")
+    gpu_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_check)
+    marker = tmp_path / "ran"
+    command = ["python3", "-c", f"open({str(marker)!r}, 'w')"]
+    skipped = gpu_check.run_step("late step", command, gpu_check.Budget(0).timeout(100))
+    assert skipped["status"] == "skipped (out of budget)" and not marker.exists()
+    done = gpu_check.run_step("step", command, gpu_check.Budget(None).timeout(100))
+    assert done["status"] == "ok" and marker.exists()

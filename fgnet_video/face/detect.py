@@ -10,13 +10,22 @@ minimum sizes, above 1, i.e. upsampling, for small ones). Boxes come back in fra
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
-import dlib
 import numpy as np
 
-from fgnet_video.face.landmarks import CNN_DETECTOR_MODEL, Box, from_dlib_rect, model_file
+from fgnet_video.face.landmarks import (
+    CNN_DETECTOR_MODEL,
+    Box,
+    dlib_module,
+    from_dlib_rect,
+    model_file,
+)
 from fgnet_video.options import DETECTOR_KINDS, DetectorKind
+
+if TYPE_CHECKING:
+    import dlib
 
 DLIB_MIN_FACE = 80  # box side (px) of the smallest face dlib's detectors find
 
@@ -72,9 +81,10 @@ class FaceDetector:
         self.scale = detection_scale(min_face_size, downscale)
         self.upsample, self.threshold = upsample, threshold
         if kind == "hog":
-            self._hog = dlib.get_frontal_face_detector()
+            self._hog = dlib_module().get_frontal_face_detector()
         else:
-            self._cnn = dlib.cnn_face_detection_model_v1(str(model_file(CNN_DETECTOR_MODEL)))
+            model = str(model_file(CNN_DETECTOR_MODEL))
+            self._cnn = dlib_module().cnn_face_detection_model_v1(model)
 
     def _run(self, image: np.ndarray) -> list[tuple[dlib.rectangle, float]]:
         if self.kind == "hog":

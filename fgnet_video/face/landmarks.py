@@ -1,23 +1,38 @@
 """dlib's 68-point landmark predictor, with its model file found in face_recognition_models.
 
 The package `face_recognition_models` only ships the model files; it is located with
-importlib (never imported: its __init__ needs pkg_resources).
+importlib (never imported: its __init__ needs pkg_resources). dlib itself is imported on first
+use (`dlib_module`), so what never touches a face detector (analyze replaying saved tracks,
+train and evaluate on preprocessed faces) runs where dlib is not installed.
 """
 
 from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import dlib
 import numpy as np
 
 from fgnet_video.errors import UserError
+
+if TYPE_CHECKING:
+    import dlib
 
 LANDMARKS_MODEL = "shape_predictor_68_face_landmarks.dat"
 CNN_DETECTOR_MODEL = "mmod_human_face_detector.dat"
 
 Box = tuple[float, float, float, float]  # x, y, width, height in pixels
+
+
+def dlib_module():
+    """The dlib module, imported now; a missing dlib is one line saying how to install it."""
+    try:
+        import dlib
+    except ImportError as exc:
+        raise UserError("dlib is not installed, and face detection needs it "
+                        "(pip install dlib-bin)") from exc
+    return dlib
 
 
 def model_file(name: str) -> Path:
@@ -36,7 +51,7 @@ def to_dlib_rect(box: Box) -> dlib.rectangle:
     """dlib's inclusive integer rectangle for a (x, y, w, h) box."""
     x, y, w, h = box
     left, top = int(round(x)), int(round(y))
-    return dlib.rectangle(left, top, left + max(int(round(w)), 1) - 1,
+    return dlib_module().rectangle(left, top, left + max(int(round(w)), 1) - 1,
                           top + max(int(round(h)), 1) - 1)
 
 
@@ -53,7 +68,7 @@ class LandmarkPredictor:
 
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = Path(path) if path is not None else model_file(LANDMARKS_MODEL)
-        self._predictor = dlib.shape_predictor(str(self.path))
+        self._predictor = dlib_module().shape_predictor(str(self.path))
 
     def __call__(self, image: np.ndarray, box: Box) -> np.ndarray:
         """(68, 2) float64 landmarks of the face in `box` of a uint8 RGB (or gray) image.

@@ -28,11 +28,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import dlib
 import numpy as np
 
 from fgnet_video.errors import UserError
-from fgnet_video.face.landmarks import Box, model_file, to_dlib_rect
+from fgnet_video.face.landmarks import Box, dlib_module, model_file, to_dlib_rect
 from fgnet_video.face.still import ReleaseAligner
 from fgnet_video.face.track import TrackedFace
 from fgnet_video.images import read_rgb
@@ -47,12 +46,14 @@ class FaceEmbedder:
     per thread)."""
 
     def __init__(self) -> None:
-        self._model = dlib.face_recognition_model_v1(str(model_file(FACE_DESCRIPTOR_MODEL)))
+        self._dlib = dlib_module()
+        self._model = self._dlib.face_recognition_model_v1(
+            str(model_file(FACE_DESCRIPTOR_MODEL)))
 
     def __call__(self, image: np.ndarray, box: Box, landmarks: np.ndarray) -> np.ndarray:
         """(128,) float64 descriptor of the face in a uint8 RGB image."""
-        shape = dlib.full_object_detection(
-            to_dlib_rect(box), [dlib.point(int(round(x)), int(round(y))) for x, y in landmarks])
+        points = [self._dlib.point(int(round(x)), int(round(y))) for x, y in landmarks]
+        shape = self._dlib.full_object_detection(to_dlib_rect(box), points)
         descriptor = self._model.compute_face_descriptor(np.ascontiguousarray(image), shape)
         return np.array(descriptor, dtype=np.float64)
 
