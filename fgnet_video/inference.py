@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fgnet_video.devices import resolve_device
+from fgnet_video.devices import exact_fp32, resolve_device
 from fgnet_video.errors import UserError
 from fgnet_video.fast import (
     FastSettings,
@@ -174,7 +174,8 @@ class InferenceEngine:
         @torch.inference_mode()
         def run(n: int) -> None:
             faces = torch.zeros((n, size, size, 3), dtype=torch.uint8, device=self.device)
-            self._plain(normalise_faces(faces, size))
+            with exact_fp32(self.device):
+                self._plain(normalise_faces(faces, size))
 
         try:
             fixed, per_face = measure_face_memory(run, self.device)
@@ -192,7 +193,8 @@ class InferenceEngine:
     def _run(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(clamped heatmaps, scores) on the device for a uint8 (N, H, W, 3) CPU batch."""
         x = normalise_faces(to_device(batch, self.device), self.image_size)
-        return self._runner(x)
+        with exact_fp32(self.device):
+            return self._runner(x)
 
     def _fetch(self, heatmaps: torch.Tensor, scores: torch.Tensor, keep_heatmaps: bool) -> _Fetch:
         """Start copying results to the host (asynchronously into pinned memory on CUDA)."""

@@ -350,3 +350,17 @@ def test_cpu_batch_size_follows_the_available_memory():
     assert cpu_batch_size(FULL, available=8 * 2**30) == 10
     assert cpu_batch_size(FULL, available=2**29) == 1  # never below one face
     assert cpu_batch_size(TINY, available=8 * 2**30) == AUTO_BATCH_CPU
+
+
+def test_exact_fp32_turns_tf32_off_on_cuda_and_restores_the_switches():
+    from fgnet_video.devices import _tf32_switches, exact_fp32
+
+    switches = _tf32_switches()
+    before = [getattr(owner, name) for owner, name, _ in switches]
+    with pytest.raises(RuntimeError), exact_fp32(torch.device("cuda")):
+        assert [getattr(owner, name) for owner, name, _ in switches] == \
+            [value for _, _, value in switches]
+        raise RuntimeError("the forward failed")
+    assert [getattr(owner, name) for owner, name, _ in switches] == before
+    with exact_fp32(torch.device("cpu")):  # nothing changes for the CPU
+        assert [getattr(owner, name) for owner, name, _ in switches] == before
