@@ -192,10 +192,14 @@ def steps(args: argparse.Namespace, work: Path, report) -> list[dict]:
     budget = Budget(args.budget)
     results: list[dict] = []
 
-    def step(name: str, command: list[str], timeout: float = DEFAULT_TIMEOUT_S) -> dict:
+    def step(name: str, command: list[str], timeout: float = DEFAULT_TIMEOUT_S,
+             figures=None) -> dict:
+        """Run one step; `figures()` (a dict or None) is read after it, before the report."""
         if args.only and not any(name.startswith(wanted) for wanted in args.only):
             return {}
         result = run_step(name, command, budget.timeout(timeout))
+        if figures is not None and (found := figures()):
+            result["figures"] = found
         results.append(result)
         report(results)
         return result
@@ -243,17 +247,21 @@ def end_to_end(args: argparse.Namespace, device: str, work: Path, step) -> None:
         ["-w", str(weights), "--psp", str(work / "reference_checkpoints" / "encoder.pt")]
     for clip in CLIPS:
         out = work / "analyze" / clip
-        result = step(f"analyze {clip}", python(
+        step(f"analyze {clip}", python(
             "-m", "fgnet_video", "analyze", str(inputs / f"{clip}.mp4"), "-o",
             str(out / f"{clip}.csv"), "--tracks", str(inputs / "tracks" / f"{clip}.tracks.npz"),
-            "--device", device, "--overwrite", *model))
-        sidecar = out / f"{clip}.json"
-        if result and sidecar.is_file():
-            stats = json.loads(sidecar.read_text())["stats"]
-            seconds = stats["wall_seconds"] or 1e-9
-            result["figures"] = {"frames_per_s": round(stats["frames"] / seconds, 1),
-                                 "faces_per_s": round(stats["faces"] / seconds, 1),
-                                 "stages_s": stats["stages"]}
+            "--device", device, "--overwrite", *model),
+            figures=lambda sidecar=out / f"{clip}.json": sidecar_figures(sidecar))
+
+
+def sidecar_figures(sidecar: Path) -> dict | None:
+    """frames/s, faces/s and stage seconds of an analyze run, from its sidecar."""
+    if not sidecar.is_file():
+        return None
+    stats = json.loads(sidecar.read_text())["stats"]
+    seconds = stats["wall_seconds"] or 1e-9
+    return {"frames_per_s": round(stats["frames"] / seconds, 1),
+            "faces_per_s": round(stats["faces"] / seconds, 1), "stages_s": stats["stages"]}
 
 
 def write_report(out: Path, results: list[dict], args: argparse.Namespace) -> None:
