@@ -22,6 +22,7 @@ import pandas as pd
 from fgnet_video import __version__
 from fgnet_video.atomic import write_json
 from fgnet_video.commit import OutputUnit, remove_stale_partials
+from fgnet_video.errors import error_line
 from fgnet_video.face.pipeline import FacePipeline
 from fgnet_video.inference import InferenceEngine
 from fgnet_video.options import AnalyzeOptions
@@ -34,7 +35,7 @@ from fgnet_video.pipeline import (
     rows_for,
     table_columns,
 )
-from fgnet_video.plan import OutputPaths, output_record
+from fgnet_video.plan import OutputPaths, failed_record, output_record
 from fgnet_video.smoothing import DecisionSmoother
 from fgnet_video.tracks import TrackReplay, TrackWriter
 from fgnet_video.video import VideoReader
@@ -157,6 +158,41 @@ def face_stage(path: str | os.PathLike, options: AnalyzeOptions,
     return TrackReplay(tracks_in, path, options.sampling, options.face)
 
 
+class OverlayFailedWarning(UserWarning):
+    """The overlay of a recording could not be made; its table and sidecar were written."""
+
+
+class _IsolatedOverlay:
+    """An overlay whose failure never costs the table: the first error while opening,
+    drawing, encoding or finishing it (an Exception, not an interrupt) aborts the overlay and
+    is kept in `failure` (one line); every later call then does nothing."""
+
+    def __init__(self, open_writer: Callable[[], Any]):
+        self.failure: str | None = None
+        self._writer = None
+        self._writer = self._attempt(open_writer)
+
+    def _attempt(self, action: Callable[[], Any]) -> Any:
+        if self.failure is not None:
+            return None
+        try:
+            return action()
+        except Exception as exc:  # noqa: BLE001 - the overlay's failure is reported, not raised
+            self.failure = error_line(exc)
+            self.abort()
+            return None
+
+    def write(self, scored: ScoredFrame) -> None:
+        self._attempt(lambda: self._writer.write(scored))
+
+    def finish(self) -> None:
+        self._attempt(self._writer.finish)
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.abort()
+
+
 def analyze_to_files(
     path: str | os.PathLike,
     engine: InferenceEngine,
@@ -193,7 +229,8 @@ def analyze_to_files(
         overlay = None
         try:
             if outputs.overlay is not None:
-                overlay = OverlayWriter(path, unit.partial(outputs.overlay), aus)
+                overlay = _IsolatedOverlay(
+                    lambda: OverlayWriter(path, unit.partial(outputs.overlay), aus))
 
             tracks = (TrackWriter(path, sampling, options.face) if outputs.tracks is not None
                       else None)
@@ -216,7 +253,14 @@ def analyze_to_files(
                         "tracks": None}
             if overlay is not None:
                 overlay.finish()
-                recorded["overlay"] = output_record(unit.partial(outputs.overlay), outputs.overlay)
+                if overlay.failure is None:
+                    recorded["overlay"] = output_record(unit.partial(outputs.overlay),
+                                                        outputs.overlay)
+                else:
+                    recorded["overlay"] = failed_record(outputs.overlay, overlay.failure)
+                    unit.drop(outputs.overlay)
+                    warnings.warn(f"{path}: the overlay failed ({overlay.failure}); the table "
+                                  "and sidecar are written", OverlayFailedWarning, stacklevel=2)
             if tracks is not None:
                 tracks.save(unit.partial(outputs.tracks))
                 recorded["tracks"] = output_record(unit.partial(outputs.tracks), outputs.tracks)

@@ -52,6 +52,13 @@ class OutputUnit:
 
     def __init__(self, finals: Sequence[Path]):
         self.finals = [Path(p) for p in finals]
+        self._dropped: set[Path] = set()
+
+    def drop(self, final: Path) -> None:
+        """This unit has no new `final` (an output that failed on its own, such as an overlay):
+        commit moves a previous `final` aside and deletes it with the other backups, so no
+        output of an older run stays beside the new ones."""
+        self._dropped.add(Path(final))
 
     def partial(self, final: Path) -> Path:
         """The partial name the output `final` is written to."""
@@ -68,7 +75,8 @@ class OutputUnit:
                     backup = backup_name(final)
                     os.replace(final, backup)
                 done.append((final, backup))
-                os.replace(self.partial(final), final)
+                if final not in self._dropped:
+                    os.replace(self.partial(final), final)
         except BaseException:
             self._undo(done)
             raise

@@ -169,12 +169,24 @@ class OutputPaths:
         recorded = meta.get("outputs") or {}
         wanted = {"table": self.table, "overlay": self.overlay, "tracks": self.tracks}
         return all(path is None or _matches(path, recorded.get(role))
+                   or (role == "overlay" and _failed(path, recorded.get(role)))
                    for role, path in wanted.items())
 
 
 def output_record(path: Path, final: Path) -> dict:
     """What the sidecar records of an output written at `path` that will be at `final`."""
     return {"name": final.name, "bytes": path.stat().st_size, "sha256": file_sha256(path)}
+
+
+def failed_record(final: Path, reason: str) -> dict:
+    """What the sidecar records of an output that failed on its own (the overlay): the run is
+    complete without it, and is not retried (`--overwrite` tries again)."""
+    return {"name": final.name, "failed": reason}
+
+
+def _failed(path: Path, record: object) -> bool:
+    return (isinstance(record, dict) and record.get("name") == path.name
+            and isinstance(record.get("failed"), str))
 
 
 def _matches(path: Path, record: object) -> bool:

@@ -1,0 +1,87 @@
+"""Real recordings (issue 17): the table never depends on the overlay, and media facts are
+reported as they are."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from fgnet_video.cli import main
+
+from .conftest import shared_path
+
+SHORT = ["--end", "0.4"]  # 10 frames of the vox clip
+
+
+def analyze(*args: str):
+    return CliRunner().invoke(main, ["analyze", *args])
+
+
+@pytest.fixture
+def broken_overlay_encoder(monkeypatch):
+    """Every overlay frame fails to encode, as the encoder does on timestamps it refuses."""
+    from fgnet_video import overlay
+    from fgnet_video.errors import UserError
+
+    def refuse(self, scored):
+        raise UserError(f"{self.target}: the overlay could not be encoded (Invalid argument)")
+
+    monkeypatch.setattr(overlay.OverlayWriter, "write", refuse)
+
+
+def test_a_failing_overlay_leaves_the_table_and_a_sidecar_that_says_so(
+        tiny_weights, tmp_path, broken_overlay_encoder):
+    clip = shared_path("media", "vox_talking.mp4")
+    table = tmp_path / "vox.csv"
+    result = analyze(str(clip), "-o", str(table), "--overlay", "-w", str(tiny_weights), *SHORT)
+    assert result.exit_code == 0, result.output
+    assert "the overlay failed" in result.output and "Invalid argument" in result.output
+    assert len(pd.read_csv(table)) == 10
+    sidecar = json.loads((tmp_path / "vox.json").read_text())
+    assert sidecar["finished"] is True
+    overlay = sidecar["outputs"]["overlay"]
+    assert set(overlay) == {"name", "failed"} and overlay["name"] == "vox.overlay.mp4"
+    assert "could not be encoded (Invalid argument)" in overlay["failed"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["vox.csv", "vox.json"]  # no partial
+    again = analyze(str(clip), "-o", str(table), "--overlay", "-w", str(tiny_weights), *SHORT)
+    assert again.exit_code == 0 and "skipped" in again.output  # complete: not retried
+
+
+def test_a_failing_overlay_on_overwrite_removes_the_previous_runs_overlay(
+        tiny_weights, tmp_path, monkeypatch):
+    clip = shared_path("media", "vox_talking.mp4")
+    table = tmp_path / "vox.csv"
+    first = analyze(str(clip), "-o", str(table), "--overlay", "-w", str(tiny_weights), *SHORT)
+    assert first.exit_code == 0 and (tmp_path / "vox.overlay.mp4").is_file()
+    from fgnet_video import overlay
+
+    def refuse(self, scored):
+        raise RuntimeError("encoder gone")
+
+    monkeypatch.setattr(overlay.OverlayWriter, "write", refuse)
+    again = analyze(str(clip), "-o", str(table), "--overlay", "-w", str(tiny_weights),
+                    "--overwrite", "--end", "0.2")
+    assert again.exit_code == 0, again.output
+    assert not (tmp_path / "vox.overlay.mp4").exists()  # no overlay of another run beside it
+    assert len(pd.read_csv(table)) == 5
+    sidecar = json.loads((tmp_path / "vox.json").read_text())
+    assert "encoder gone" in sidecar["outputs"]["overlay"]["failed"]
+
+
+@pytest.mark.parametrize("name", ["webcam_lamp.wmv", "phone_cut_vfr.mov"])
+def test_both_shared_problem_clips_give_table_sidecar_and_overlay(name, tiny_weights,
+                                                                   tmp_path):
+    clip = shared_path("media", name)
+    result = analyze(str(clip), "--out-dir", str(tmp_path), "--overlay", "-w",
+                     str(tiny_weights), "--end", "3")
+    assert result.exit_code == 0, result.output
+    stem = Path(name).stem
+    sidecar = json.loads((tmp_path / f"{stem}.json").read_text())
+    assert sidecar["outputs"]["overlay"]["name"] == f"{stem}.overlay.mp4"
+    assert "failed" not in sidecar["outputs"]["overlay"]
+    assert (tmp_path / f"{stem}.overlay.mp4").stat().st_size > 0
+    assert len(pd.read_csv(tmp_path / f"{stem}.csv")) > 0
