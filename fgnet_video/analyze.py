@@ -102,7 +102,7 @@ def _sidecar(path: Path, engine: InferenceEngine, reader: VideoReader, options: 
         "input": {"path": str(path), "bytes": path.stat().st_size},
         "video": {"codec": info.codec, "width": info.width, "height": info.height,
                   "fps": info.fps, "duration": info.duration, "frames": info.frame_count,
-                  "rotation": info.rotation},
+                  "rotation": info.rotation, **reader.frame_timing()},
         "checkpoint": {"path": loaded.metadata.get("path"),
                        "sha256": loaded.checkpoint_sha256(),
                        "sources": loaded.metadata.get("sources", {}),

@@ -215,6 +215,41 @@ def _ends_inside_transport_packet(path: Path) -> bool:
     return False
 
 
+class FrameSpacing:
+    """Running facts of the decoded frames' presentation times (in presentation order)."""
+
+    VARIABLE_RATIO = 1.1  # longest / shortest frame interval above which the rate varies
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.first = self.last = 0.0
+        self.shortest = self.longest = None
+
+    def add(self, time: float) -> None:
+        if self.count:
+            interval = time - self.last
+            if interval > 0:
+                self.shortest = interval if self.shortest is None else min(self.shortest,
+                                                                            interval)
+                self.longest = interval if self.longest is None else max(self.longest, interval)
+        else:
+            self.first = time
+        self.last = time
+        self.count += 1
+
+    def summary(self) -> dict:
+        """fps_measured = (frames - 1) / (last time - first time), the real average rate; the
+        shortest and longest interval between consecutive frames (s); variable_frame_rate
+        when the longest exceeds the shortest by over 10% (millisecond-rounded timestamps of
+        a constant rate stay under it). None where fewer than two frames were decoded."""
+        span = self.last - self.first
+        measured = (self.count - 1) / span if self.count > 1 and span > 0 else None
+        variable = (None if self.shortest is None
+                    else self.longest > self.shortest * self.VARIABLE_RATIO)
+        return {"fps_measured": measured, "frame_interval_min": self.shortest,
+                "frame_interval_max": self.longest, "variable_frame_rate": variable}
+
+
 def to_rgb(frame: av.VideoFrame) -> np.ndarray:
     """8-bit RGB array of a decoded frame with its display rotation applied."""
     image = frame.to_ndarray(format="rgb24")
@@ -292,6 +327,7 @@ class VideoReader:
         self._frames: Iterator[Frame] | None = None
         self._decoded = 0
         self._stream_end = 0.0  # end of the latest decoded frame (its time + its length)
+        self._spacing = FrameSpacing()
 
     def _decoded_frames(self) -> Iterator[av.VideoFrame]:
         """Decoded frames in presentation order; records why the stream broke, if it did."""
@@ -330,6 +366,7 @@ class VideoReader:
                 else:  # no timestamp: continue from the previous one at the nominal rate
                     time = previous_time + step if previous_time is not None else 0.0
                 previous_time = time
+                self._spacing.add(time)
                 length = float(av_frame.duration * frame_base) if av_frame.duration else step
                 self._stream_end = max(self._stream_end, time + length)
                 index = self._decoded
@@ -359,6 +396,11 @@ class VideoReader:
                 and _ends_inside_transport_packet(self.path)):
             return "the file ends inside an MPEG-TS packet (cut off)"
         return None
+
+    def frame_timing(self) -> dict:
+        """The frame rate as the timestamps of the frames decoded so far show it
+        (`FrameSpacing.summary`); `info.fps` is the rate the header declares."""
+        return self._spacing.summary()
 
     def __iter__(self) -> Iterator[Frame]:
         if self._frames is not None:

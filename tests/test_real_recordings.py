@@ -85,3 +85,18 @@ def test_both_shared_problem_clips_give_table_sidecar_and_overlay(name, tiny_wei
     assert "failed" not in sidecar["outputs"]["overlay"]
     assert (tmp_path / f"{stem}.overlay.mp4").stat().st_size > 0
     assert len(pd.read_csv(tmp_path / f"{stem}.csv")) > 0
+
+
+@pytest.mark.parametrize("name, measured, variable", [
+    ("phone_cut_vfr.mov", 26.41, True),   # 30 fps, then 24 fps
+    ("vox_talking.mp4", 25.0, False),
+])
+def test_the_sidecar_records_the_frame_rate_the_timestamps_show(name, measured, variable,
+                                                                 tiny_weights, tmp_path):
+    result = analyze(str(shared_path("media", name)), "--out-dir", str(tmp_path), "-w",
+                     str(tiny_weights), "--fps", "5")  # sampling does not change what is read
+    assert result.exit_code == 0, result.output
+    video = json.loads((tmp_path / f"{Path(name).stem}.json").read_text())["video"]
+    assert video["fps_measured"] == pytest.approx(measured, abs=0.01)
+    assert video["variable_frame_rate"] is variable
+    assert video["frame_interval_min"] <= 1 / measured <= video["frame_interval_max"]
