@@ -12,14 +12,14 @@ from click.testing import CliRunner
 from fgnet_video.aus import BP4D_AUS
 from fgnet_video.cli import main
 from fgnet_video.face.pipeline import Face
-from fgnet_video.overlay import BOX_COLOURS, draw_faces
+from fgnet_video.overlay import BOX_COLOURS, draw_faces, place_panels
 from fgnet_video.pipeline import ScoredFrame
 from fgnet_video.video import Frame
 
 from .conftest import shared_path
 from .test_video import write_video
 
-SIZES = [(256, 256), (1280, 720), (1024, 768)]
+SIZES = [(256, 256), (1280, 720), (1024, 768), (320, 240)]
 GREY = 160  # shaded: 64; the box colours have a channel above 112 (as the text mostly does)
 
 
@@ -76,6 +76,123 @@ def test_score_text_never_meets_its_bar(width, height):
 def test_sizes_scale_with_the_frame():
     heights = [_tag(_draw(w, h, _face(0, (w / 2, h / 2, 40, 40)), -1.0))[2] for w, h in SIZES]
     assert heights[0] < heights[2] and heights[0] < heights[1]
+
+
+# -- placement: panels, tags and the legend cover no face -------------------------------------
+
+# The panel sizes draw_faces asks place_panels for, per size level (largest first), and the
+# size of a face's legend entry (sizes are (w, h), boxes (x, y, w, h), in pixels).
+PANELS_640x480 = {4: [(156, 80), (118, 72), (78, 55), (67, 46)],
+                  12: [(156, 232), (118, 208), (78, 159), (67, 134)]}
+PANELS_1280x720 = {4: [(247, 127), (173, 97), (131, 80), (93, 63)],
+                   12: [(247, 367), (173, 281), (131, 232), (93, 183)]}
+PANELS_256x256 = {4: [(93, 55), (80, 46), (74, 46), (67, 46)],
+                  12: [(93, 159), (80, 134), (74, 134), (67, 134)]}
+LEGEND = {4: (26, 57), 12: (26, 145)}
+CROP = (30, 20, 200, 220)  # a tight face crop: the face fills most of a 256x256 frame
+THREE = [(130, 190, 100, 100), (270, 190, 100, 100), (410, 190, 100, 100)]  # 40 px apart
+
+
+def _layout(frame, boxes, panels, active, gap=4):
+    return place_panels(frame, boxes, [[panels[active][level]] * len(boxes)
+                                       for level in range(len(panels[active]))],
+                        [LEGEND[active]] * len(boxes), gap)
+
+
+def _overlap(a, b) -> int:
+    w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    return max(w, 0) * max(h, 0)
+
+
+def _draw_all(width: int, height: int, boxes, active: int) -> np.ndarray:
+    """A grey frame with faces (ids 0, 1, ...) at `boxes`, each with its first `active` AUs
+    present (score 1: full bars)."""
+    image = np.full((height, width, 3), GREY, np.uint8)
+    present = np.where(np.arange(len(BP4D_AUS)) < active, 1.0, -1.0)
+    scores = np.tile(present, (len(boxes), 1))
+    faces = [_face(i, box) for i, box in enumerate(boxes)]
+    return draw_faces(image, ScoredFrame(Frame(0, 0.0, image), faces, scores), BP4D_AUS)
+
+
+def _shaded(canvas: np.ndarray) -> np.ndarray:
+    """Pixels of a grey frame under a tag, panel or legend (the shade and its bars)."""
+    return (canvas < 112).all(axis=2)
+
+
+def _covered(canvas: np.ndarray, box) -> float:
+    """The shaded fraction of a face box's inside (its strokes left out)."""
+    x, y, w, h = box
+    return _shaded(canvas)[y + 3:y + h - 2, x + 3:x + w - 2].mean()
+
+
+@pytest.mark.parametrize("active", [1, 4, 12])
+def test_a_face_filling_a_small_frame_stays_uncovered(active):
+    """Beside a tight 256x256 crop only a one-row panel fits (below the box, shrunk); more
+    AUs go to the compact legend in a corner. Either covers at most 1 % of the face box (none,
+    in fact), and every AU is shown."""
+    canvas = _draw_all(256, 256, [CROP], active)
+    assert _covered(canvas, CROP) <= 0.01
+    x, y, w, h = CROP
+    outside = _shaded(canvas)
+    outside[y - 1:y + h + 2, x - 1:x + w + 2] = False
+    assert outside.sum() >= 250 * active  # a legend line is 26 x 11 px, a panel row larger
+    if active in LEGEND:
+        layout = _layout((256, 256), [CROP], PANELS_256x256, active, gap=3)
+        assert layout.panels == (None,) and layout.in_legend == (0,)
+        assert _overlap(layout.legend, CROP) <= 0.01 * CROP[2] * CROP[3]
+
+
+@pytest.mark.parametrize("active", [4, 12])
+def test_three_faces_side_by_side_get_panels_covering_no_face_and_no_panel(active):
+    layout = _layout((640, 480), THREE, PANELS_640x480, active)
+    assert layout.legend is None and None not in layout.panels
+    for index, panel in enumerate(layout.panels):
+        assert not any(_overlap(panel, box) for box in THREE), panel
+        assert not any(_overlap(panel, other) for other in layout.panels[index + 1:]), panel
+    canvas = _draw_all(640, 480, THREE, active)
+    assert [_covered(canvas, box) for box in THREE] == [0, 0, 0]
+    assert _shaded(canvas).sum() > 3 * active * 100  # the panels are there
+
+
+@pytest.mark.parametrize("active", [4, 12])
+def test_a_face_at_the_right_edge_gets_its_panel_on_the_left(active):
+    box = (1100, 200, 170, 220)
+    (panel,) = _layout((1280, 720), [box], PANELS_1280x720, active).panels
+    assert panel[0] + panel[2] <= box[0] and _overlap(panel, box) == 0
+    canvas = _draw_all(1280, 720, [box], active)
+    columns = np.nonzero(_shaded(canvas)[box[1] + 3:box[1] + box[3]])[1]
+    assert len(columns) and columns.max() < box[0] - 1
+
+
+def test_an_id_label_avoids_the_face_above_it():
+    """Above its box the tag would cover the chin of the face above: it goes below."""
+    upper, lower = (200, 100, 120, 120), (200, 230, 120, 120)
+    canvas = _draw_all(640, 480, [upper, lower], 0)
+    assert _covered(canvas, upper) == 0 and _covered(canvas, lower) == 0
+    assert _shaded(canvas)[lower[1] + lower[3] + 2:].any()  # the tag of face 1, below it
+
+
+@pytest.mark.parametrize(("width", "height"), [(320, 240), (256, 256), (33, 17), (2, 2),
+                                               (1, 1)])
+def test_panels_and_legend_lie_inside_the_frame(width, height):
+    rng = np.random.default_rng(width * height)
+    for _ in range(200):
+        n = int(rng.integers(1, 5))
+        xy = rng.integers(-40, max(width, height), (n, 2))
+        wh = rng.integers(1, 160, (n, 2))
+        boxes = [tuple(map(int, (*p, *s))) for p, s in zip(xy, wh, strict=True)]
+        sizes = [[tuple(map(int, rng.integers(1, 200, 2))) for _ in boxes] for _ in range(3)]
+        layout = place_panels((width, height), boxes, sizes, sizes[-1], gap=3)
+        for rect in [*layout.panels, layout.legend]:
+            if rect is not None:
+                x, y, w, h = rect
+                assert 0 <= x and x + w <= width and 0 <= y and y + h <= height, rect
+        for panel, size in zip(layout.panels, sizes[layout.level], strict=True):
+            if panel is not None:  # a panel is whole and free, or in the legend
+                assert panel[2:] == size and not any(_overlap(panel, b) for b in boxes)
+    canvas = _draw_all(width, height, [(-5, -5, width + 10, height + 10)], len(BP4D_AUS))
+    assert canvas.shape == (height, width, 3)
 
 
 # -- timing ------------------------------------------------------------------------------------
