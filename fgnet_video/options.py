@@ -68,7 +68,9 @@ def parse_person(text: str) -> tuple[str, str]:
 class FaceSettings:
     """How faces are found, followed and aligned.
 
-    downscale: factor of the frame copy the detector scans; None = 80 / min_face_size.
+    downscale: factor of the frame copy the detector scans; None = the passes of
+    `fgnet_video.face.detect.detection_passes` (a full-size pass for faces of 80 px and more,
+    an upscaled one for smaller faces down to min_face_size).
     aligned_size: side of the aligned crop (FG-Net reads 256).
     """
 
@@ -76,9 +78,11 @@ class FaceSettings:
                                             "(MMOD, slow on the CPU).")
     detect_every: int = setting(10, "Run the detector every N frames (and whenever tracking "
                                     "is unsure); track in between.")
-    downscale: float | None = setting(None, "Factor of the frame copy the detector scans "
-                                            "(default 80 / min_face_size).")
-    min_face_size: float = setting(80.0, "Smallest face side in pixels.")
+    downscale: float | None = setting(None, "Factor of the one frame copy the detector scans "
+                                            "(default: full size, plus an upscaled pass for "
+                                            "faces under 80 px).")
+    min_face_size: float = setting(40.0, "Smallest face side in pixels (faces under 80 px "
+                                   "take a second, upscaled detection pass).")
     max_faces: int | None = setting(None, "At most this many faces per frame (largest first).")
     min_confidence: float = setting(
         0.0, "Detector score a face needs (HOG margin or CNN confidence; 0 is dlib's default; "

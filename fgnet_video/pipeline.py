@@ -30,7 +30,11 @@ from fgnet_video.threads import background
 from fgnet_video.video import Frame, VideoReader
 
 ROW_COLUMNS = ["frame", "timestamp", "face_id", "person_id", "person", "success", "confidence",
-               "x", "y", "w", "h"]
+               "x", "y", "w", "h", "small_face"]
+# A face box side under which FG-Net's 256 px crop is upsampled (the FFHQ crop spans about 2.3
+# box sides: 1.4x at 80 px, 2.8x at 40 px), so its scores rest on less detail: flagged in the
+# small_face column, still scored.
+SMALL_FACE_SIDE = 80.0
 QUEUE_FRAMES = 32
 
 
@@ -101,8 +105,9 @@ def _faces_of(frames: Iterable[Frame], faces: FacePipeline,
 
 def rows_for(scored: list[ScoredFrame], aus: tuple[int, ...]) -> pd.DataFrame:
     """The output rows of scored frames: one per face (sorted by id) or one success=0 row
-    with NaN scores and empty decisions (`fgnet_video.outputs.au_table`). face_id, person_id
-    and person are empty on success=0 rows, person_id and person also when the face stage
+    with NaN scores and empty decisions (`fgnet_video.outputs.au_table`). small_face is 1 for
+    a face box under SMALL_FACE_SIDE px on its shorter side. face_id, person_id, person and
+    small_face are empty on success=0 rows, person_id and person also when the face stage
     gives none (person: the name of a named person, `fgnet_video.face.person`)."""
     records, score_rows = [], []
     n_aus = len(aus)
@@ -115,10 +120,11 @@ def rows_for(scored: list[ScoredFrame], aus: tuple[int, ...]) -> pd.DataFrame:
             x, y, w, h = face.box
             records.append({**base, "face_id": face.face_id, "person_id": face.person_id,
                             "person": face.person, "success": 1, "confidence": face.confidence,
-                            "x": x, "y": y, "w": w, "h": h})
+                            "x": x, "y": y, "w": w, "h": h,
+                            "small_face": int(min(w, h) < SMALL_FACE_SIDE)})
             score_rows.append(scores)
     table = pd.DataFrame.from_records(records, columns=ROW_COLUMNS)
-    for name in ("face_id", "person_id", "success"):
+    for name in ("face_id", "person_id", "success", "small_face"):
         table[name] = table[name].astype("Int64")
     table["person"] = table["person"].astype("string")
     for name in ("confidence", "x", "y", "w", "h"):  # one format whatever the values

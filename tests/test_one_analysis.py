@@ -39,7 +39,7 @@ def test_cli_and_python_api_give_identical_tables(tiny_weights, tmp_path):
     assert len(from_cli) == len(library) == 118
     pd.testing.assert_frame_equal(from_cli, library, check_dtype=False, atol=1e-6)
     sidecar = (tmp_path / "api.json").read_text()
-    assert '"min_face_size": 80.0' in sidecar and '"batch_size": 16' in sidecar
+    assert '"min_face_size": 40.0' in sidecar and '"batch_size": 16' in sidecar
 
 
 def test_every_analyze_option_defaults_to_the_options_dataclass():
@@ -51,9 +51,9 @@ def test_every_analyze_option_defaults_to_the_options_dataclass():
         # every option is a field of the options (unknown names raise a UserError)
         AnalyzeOptions.from_kwargs(**{param.name: getattr(defaults.model, param.name, None)
                                       or _field_default(defaults, param.name)})
-    assert FaceSettings().min_face_size == 80.0 and ModelOptions().batch_size == "auto"
+    assert FaceSettings().min_face_size == 40.0 and ModelOptions().batch_size == "auto"
     helps = {p.name: p.help for p in analyze.params if isinstance(p, click.Option)}
-    assert "[default: 80.0]" in helps["min_face_size"]
+    assert "[default: 40.0]" in helps["min_face_size"]
     assert "[default: auto]" in helps["batch_size"]
 
 

@@ -100,3 +100,55 @@ def test_the_sidecar_records_the_frame_rate_the_timestamps_show(name, measured, 
     assert video["fps_measured"] == pytest.approx(measured, abs=0.01)
     assert video["variable_frame_rate"] is variable
     assert video["frame_interval_min"] <= 1 / measured <= video["frame_interval_max"]
+
+
+# -- faces a person sees: small and secondary faces ---------------------------------------------
+
+def test_detection_passes_find_small_faces_in_an_upscaled_second_pass():
+    from fgnet_video.face.detect import DetectionPass, detection_passes
+
+    assert detection_passes(40) == [DetectionPass(1.0, 80.0),
+                                    DetectionPass(2.0, 40.0, 80.0, 0.5)]
+    assert detection_passes(80) == [DetectionPass(1.0, 80.0)]
+    assert detection_passes(160) == [DetectionPass(0.5, 160.0)]
+    assert detection_passes(40, downscale=0.5) == [DetectionPass(0.5, 40.0)]
+
+
+@pytest.fixture(scope="module")
+def three_people(tmp_path_factory) -> Path:
+    """12 frames of 640x480: the vox face three times, at about 95, 65 and 50 px."""
+    import av
+    import cv2
+    import numpy as np
+
+    from fgnet_video.video import read_frames
+
+    frames = [f.image for f in read_frames(shared_path("media", "vox_talking.mp4"), end=0.48)]
+    path = tmp_path_factory.mktemp("three") / "three_people.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 640, 480, "yuv420p"
+        for image in frames:
+            canvas = np.full((480, 640, 3), 100, np.uint8)
+            for side, x in ((130, 20), (90, 260), (68, 480)):  # crops; faces ~0.73 of them
+                canvas[150:150 + side, x:x + side] = cv2.resize(image, (side, side),
+                                                                interpolation=cv2.INTER_AREA)
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(canvas, format="rgb24")))
+        out.mux(stream.encode())
+    return path
+
+
+def test_secondary_small_faces_are_found_tracked_once_and_flagged(three_people, tiny_weights,
+                                                                  tmp_path):
+    table_path = tmp_path / "three.csv"
+    result = analyze(str(three_people), "-o", str(table_path), "-w", str(tiny_weights))
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(table_path)
+    assert (table.groupby("frame").size() == 3).all()  # every face in every frame
+    assert table.face_id.nunique() == 3  # one track each
+    by_face = table.groupby("face_id").agg(w=("w", "mean"), small=("small_face", "max"))
+    assert by_face.small.tolist() == [int(w < 80) for w in by_face.w]
+    assert sorted(by_face.small.tolist()) == [0, 1, 1]
+    before = analyze(str(three_people), "-o", str(tmp_path / "big.csv"), "-w",
+                     str(tiny_weights), "--min-face", "80")
+    assert before.exit_code == 0 and pd.read_csv(tmp_path / "big.csv").face_id.nunique() == 1

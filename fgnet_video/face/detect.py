@@ -1,10 +1,21 @@
 """Face detection with dlib: the frontal HOG detector, or the CNN (MMOD) detector.
 
-Both dlib detectors find faces from about 80 px (box side) upwards. Detection runs on a
-rescaled copy of the frame: `downscale` 0.5 halves each side (4x fewer pixels to scan, faces
-below 160 px are then missed); by default the factor is 80 / min_face_size, the smallest
-copy on which every face of at least `min_face_size` px is still findable (below 1 for large
-minimum sizes, above 1, i.e. upsampling, for small ones). Boxes come back in frame pixels.
+Both dlib detectors find faces from about 80 px (box side) upwards. Detection runs on
+rescaled copies of the frame, in passes (`detection_passes`):
+
+- `min_face_size` >= 80: one pass on the copy scaled by 80 / min_face_size (the smallest copy
+  on which every face of at least that size is still findable).
+- `min_face_size` < 80 (the default is 40): a pass on the frame itself for faces of 80 px and
+  more, and a small-face pass on the copy upscaled by 80 / min_face_size that keeps only
+  faces under 80 px not already found, with a detector score of at least 0.5
+  (SMALL_FACE_MIN_SCORE: upscaled texture such as a name badge scores -0.5 to 0.1 there,
+  real 44-75 px faces 1 to 3 with HOG). Large faces thus get the same boxes whatever the
+  minimum size; the small-face pass, 4x the pixels at 40 px, can be skipped on a call
+  (`small_faces=False`: the tracker runs it only every `detect_every` frames).
+- `downscale` given: one pass on the copy scaled by it (0.5 halves each side: 4x fewer pixels
+  to scan, faces below 160 px are then missed).
+
+Boxes come back in frame pixels.
 """
 
 from __future__ import annotations
@@ -15,6 +26,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
+from fgnet_video.face.boxes import same_face
 from fgnet_video.face.landmarks import (
     CNN_DETECTOR_MODEL,
     Box,
@@ -28,6 +40,7 @@ if TYPE_CHECKING:
     import dlib
 
 DLIB_MIN_FACE = 80  # box side (px) of the smallest face dlib's detectors find
+SMALL_FACE_MIN_SCORE = 0.5  # the least detector score of a face from the small-face pass
 
 
 @dataclass(frozen=True)
@@ -41,15 +54,32 @@ class Detection:
     score: float
 
 
-def detection_scale(min_face_size: float, downscale: float | None = None) -> float:
-    """Factor applied to a frame before detection (see module docstring)."""
+@dataclass(frozen=True)
+class DetectionPass:
+    """One scan: the frame scaled by `scale`, keeping faces of `smallest` <= side < `largest`
+    whose detector score is at least `min_score`."""
+
+    scale: float
+    smallest: float
+    largest: float = float("inf")
+    min_score: float = float("-inf")
+
+
+def detection_passes(min_face_size: float, downscale: float | None = None
+                     ) -> list[DetectionPass]:
+    """The scans that find every face of at least `min_face_size` px (module docstring); the
+    first finds the large faces, any second one the small faces."""
     if downscale is not None:
         if not downscale > 0:
             raise ValueError(f"downscale must be positive, got {downscale}")
-        return float(downscale)
+        return [DetectionPass(float(downscale), float(min_face_size))]
     if not min_face_size > 0:
         raise ValueError(f"min_face_size must be positive, got {min_face_size}")
-    return DLIB_MIN_FACE / float(min_face_size)
+    if min_face_size >= DLIB_MIN_FACE:
+        return [DetectionPass(DLIB_MIN_FACE / float(min_face_size), float(min_face_size))]
+    return [DetectionPass(1.0, DLIB_MIN_FACE),
+            DetectionPass(DLIB_MIN_FACE / float(min_face_size), float(min_face_size),
+                          DLIB_MIN_FACE, SMALL_FACE_MIN_SCORE)]
 
 
 def rescale(image: np.ndarray, scale: float) -> np.ndarray:
@@ -78,7 +108,7 @@ class FaceDetector:
             raise ValueError(f"unknown detector {kind!r} (use 'hog' or 'cnn')")
         self.kind = kind
         self.min_face_size = float(min_face_size)
-        self.scale = detection_scale(min_face_size, downscale)
+        self.passes = detection_passes(min_face_size, downscale)
         self.upsample, self.threshold = upsample, threshold
         if kind == "hog":
             self._hog = dlib_module().get_frontal_face_detector()
@@ -93,12 +123,16 @@ class FaceDetector:
         return [(d.rect, d.confidence) for d in self._cnn(image, self.upsample)
                 if d.confidence >= self.threshold]
 
-    def __call__(self, image: np.ndarray) -> list[Detection]:
-        """Detections in `image` (uint8 RGB), sorted by box area, largest first."""
-        small = np.ascontiguousarray(rescale(image, self.scale))
-        found = []
-        for rect, score in self._run(small):
-            x, y, w, h = (v / self.scale for v in from_dlib_rect(rect))
-            if min(w, h) >= self.min_face_size:
-                found.append(Detection((x, y, w, h), float(score)))
+    def __call__(self, image: np.ndarray, small_faces: bool = True) -> list[Detection]:
+        """Detections in `image` (uint8 RGB), sorted by box area, largest first; without
+        `small_faces`, the first pass only."""
+        found: list[Detection] = []
+        for scan in self.passes if small_faces else self.passes[:1]:
+            copy = np.ascontiguousarray(rescale(image, scan.scale))
+            for rect, score in self._run(copy):
+                x, y, w, h = (v / scan.scale for v in from_dlib_rect(rect))
+                box = (x, y, w, h)
+                if (scan.smallest <= min(w, h) < scan.largest and score >= scan.min_score
+                        and not any(same_face(box, d.box) for d in found)):
+                    found.append(Detection(box, float(score)))
         return sorted(found, key=lambda d: d.box[2] * d.box[3], reverse=True)

@@ -1,7 +1,8 @@
 """Face tracking between detections by landmark propagation, with stable face ids.
 
 The detector runs every `detect_every` frames (and on the first frame, whenever no face is
-tracked, and whenever a tracked face fails its consistency checks). In between, each face's
+tracked, and whenever a tracked face fails its consistency checks; its small-face pass, see
+`fgnet_video.face.detect`, at most every `detect_every` frames). In between, each face's
 box in the new frame is the box implied by its landmarks of the previous frame, and the
 68-point predictor refits the landmarks inside it.
 
@@ -14,11 +15,24 @@ with the box they were fitted in (IoU), and a 32x32 grey patch of the aligned fa
 correlate with the previous frame's (normalised cross-correlation). A failed check triggers
 a detection on the same frame.
 
-Ids: detections are matched to tracked faces (and to recently lost ones) by IoU, greedily from
-the best overlap; unmatched detections start new ids (0, 1, 2, ... in order of appearance). A
-face the detector misses keeps being tracked while its checks pass, for at most `max_missed`
-detection rounds; a lost face keeps its id for `forget_after` frames, so a face that comes
-back after a short miss gets its old id.
+A third check keeps a tracked box from collapsing or drifting: its aspect (h / w) must stay
+within [1/1.4, 1.4] x the aspect at the face's last detection and its area within [0.5, 2] x
+that detection's area.
+
+Motion: a face moving fast (over 0.1 box side a frame) is predicted at its last position plus
+its last per-frame motion of the box centre (constant velocity), so the landmarks are
+refitted where it is now; slower faces are refitted where they were.
+
+Ids: detections are matched to tracked faces (and to recently lost ones) greedily from the
+best match, where a pair matches by IoU >= 0.3 with the face's predicted box, or, failing
+that, when the detection's centre lies within 0.75 box side of the predicted centre and
+the areas differ by at most 2x (a fast move, a score below any IoU match); unmatched
+detections start new ids (0, 1, 2, ... in order of appearance). Two tracks never sit on one
+face: when two active boxes overlap by half the smaller one's area, the younger track (higher
+id) is dropped, unless only it was just detected. A face the detector misses keeps being
+tracked while its checks pass, for at most `max_missed` detection rounds; a lost face keeps
+its id for `forget_after` frames, so a face that comes back after a short miss gets its old
+id.
 """
 
 from __future__ import annotations
@@ -29,12 +43,17 @@ import cv2
 import numpy as np
 
 from fgnet_video.face.align import aligned_to_source, ffhq_quad
+from fgnet_video.face.boxes import box_iou, centre, same_face, visible_fraction
 from fgnet_video.face.detect import Detection, FaceDetector
 from fgnet_video.face.landmarks import Box, LandmarkPredictor
 
 _PATCH = 32  # side of the grey patch compared between consecutive frames
 _MATCH_IOU = 0.3  # a detection belongs to a face whose box it overlaps at least this much
 _MIN_VISIBLE = 0.3  # a tracked box with less of its area inside the frame is lost
+_MAX_ASPECT_CHANGE = 1.4  # a tracked box's h/w may differ from its detection's by this factor
+_MAX_AREA_CHANGE = 2.0  # ... and its area by this factor
+_FAST_MOVE = 0.1  # box sides per frame above which a face's box is predicted moving
+_MAX_CENTRE_JUMP = 0.75  # a match by distance: centres within this share of the box side
 
 
 @dataclass(frozen=True)
@@ -52,24 +71,32 @@ class TrackedFace:
     detected: bool
 
 
-def _overlap(a: Box, b: Box) -> float:
-    """Area of the intersection of two (x, y, w, h) boxes."""
-    iw = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
-    ih = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
-    return max(iw, 0.0) * max(ih, 0.0)
+def match_score(detection: Box, predicted: Box) -> float:
+    """How well a detection matches a face predicted at `predicted`: their IoU when it is at
+    least 0.3; else, for a centre within 0.75 box side and areas within 2x of each other,
+    a score in (0, 0.3) falling with the distance; else 0 (no match)."""
+    iou = box_iou(detection, predicted)
+    if iou >= _MATCH_IOU:
+        return iou
+    (dx, dy), (px, py) = centre(detection), centre(predicted)
+    side = float(np.sqrt(predicted[2] * predicted[3]))
+    distance = float(np.hypot(dx - px, dy - py))
+    area_ratio = (detection[2] * detection[3]) / max(predicted[2] * predicted[3], 1e-9)
+    if side <= 0 or distance > _MAX_CENTRE_JUMP * side or not (
+            1 / _MAX_AREA_CHANGE <= area_ratio <= _MAX_AREA_CHANGE):
+        return 0.0
+    return _MATCH_IOU * (1.0 - distance / (_MAX_CENTRE_JUMP * side)) * 0.999
 
 
-def box_iou(a: Box, b: Box) -> float:
-    """Intersection over union of two (x, y, w, h) boxes."""
-    inter = _overlap(a, b)
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return inter / union if union > 0 else 0.0
-
-
-def visible_fraction(box: Box, width: int, height: int) -> float:
-    """Share of the box's area inside a width x height frame."""
-    area = box[2] * box[3]
-    return _overlap(box, (0.0, 0.0, float(width), float(height))) / area if area > 0 else 0.0
+def plausible_change(box: Box, detected: Box) -> bool:
+    """Whether a tracked box keeps the shape and size of its last detection's box (see the
+    module docstring): no collapse, no runaway growth."""
+    if min(box[2], box[3], detected[2], detected[3]) <= 0:
+        return False
+    aspect = (box[3] / box[2]) / (detected[3] / detected[2])
+    area = (box[2] * box[3]) / (detected[2] * detected[3])
+    return (1 / _MAX_ASPECT_CHANGE <= aspect <= _MAX_ASPECT_CHANGE
+            and 1 / _MAX_AREA_CHANGE <= area <= _MAX_AREA_CHANGE)
 
 
 def _landmark_extent(landmarks: np.ndarray) -> Box:
@@ -98,13 +125,36 @@ class _Track:
     box_in_extent: tuple[float, float, float, float]  # box relative to the landmark extent
     patch: np.ndarray
     last_frame: int
+    detected_box: Box  # the box of the last detection matched to this face
     missed: int = 0
+    velocity: tuple[float, float] = (0.0, 0.0)  # landmark centroid motion per frame (px)
 
     def box_for(self, landmarks: np.ndarray) -> Box:
         """The detector-style box for these landmarks (same relation as at the last detection)."""
         ex, ey, ew, eh = _landmark_extent(landmarks)
         rx, ry, rw, rh = self.box_in_extent
         return (ex + rx * ew, ey + ry * eh, rw * ew, rh * eh)
+
+    def predicted(self, frame: int) -> Box:
+        """The box moved on at its last velocity to `frame`, when that velocity is a fast
+        move (over `_FAST_MOVE` box sides a frame; slower faces stay where they were, which
+        the landmark fit absorbs)."""
+        steps = frame - self.last_frame
+        x, y, w, h = self.box
+        vx, vy = self.velocity
+        if np.hypot(vx, vy) < _FAST_MOVE * np.sqrt(w * h):
+            return self.box
+        return (x + vx * steps, y + vy * steps, w, h)
+
+    def moved_to(self, box: Box, landmarks: np.ndarray, frame: int) -> None:
+        """Take `box` and `landmarks` as the face's in `frame`, updating the velocity from the
+        landmarks' centroids (comparable across detections, unlike detector and tracked
+        boxes)."""
+        steps = frame - self.last_frame
+        if steps > 0:
+            (nx, ny), (ox, oy) = landmarks.mean(axis=0), self.landmarks.mean(axis=0)
+            self.velocity = (float(nx - ox) / steps, float(ny - oy) / steps)
+        self.box, self.landmarks, self.last_frame = box, landmarks, frame
 
 
 def _relation(box: Box, landmarks: np.ndarray) -> tuple[float, float, float, float]:
@@ -150,32 +200,34 @@ class FaceTracker:
         self._next_id = 0
         self._frame = -1
         self._since_detection = 0
+        self._small_pass_frame: int | None = None  # the last frame scanned for small faces
 
     def _fit(self, image: np.ndarray, track: _Track) -> _Fit:
-        prior = track.box_for(track.landmarks)  # where the face was in the previous frame
+        prior = track.predicted(self._frame)  # where the face should be in this frame
         landmarks = self.predictor(image, prior)
         box = track.box_for(landmarks)
         patch = face_patch(image, landmarks)
         h, w = image.shape[:2]
         consistent = (box_iou(prior, box) >= self.min_iou
                       and float((patch * track.patch).sum()) >= self.min_correlation
-                      and visible_fraction(box, w, h) >= _MIN_VISIBLE)
+                      and visible_fraction(box, w, h) >= _MIN_VISIBLE
+                      and plausible_change(box, track.detected_box))
         return _Fit(box, landmarks, patch, consistent)
 
     def _new_track(self, image: np.ndarray, detection: Detection) -> _Track:
         landmarks = self.predictor(image, detection.box)
         track = _Track(self._next_id, detection.box, landmarks, detection.score,
                        _relation(detection.box, landmarks), face_patch(image, landmarks),
-                       self._frame)
+                       self._frame, detection.box)
         self._next_id += 1
         return track
 
     def _refresh(self, image: np.ndarray, track: _Track, detection: Detection) -> None:
-        track.box, track.confidence = detection.box, detection.score
-        track.landmarks = self.predictor(image, detection.box)
+        track.moved_to(detection.box, self.predictor(image, detection.box), self._frame)
+        track.confidence, track.detected_box = detection.score, detection.box
         track.box_in_extent = _relation(detection.box, track.landmarks)
         track.patch = face_patch(image, track.landmarks)
-        track.missed, track.last_frame = 0, self._frame
+        track.missed = 0
 
     def update(self, image: np.ndarray) -> list[TrackedFace]:
         """Faces in the next frame of the clip (uint8 RGB), sorted by face id."""
@@ -191,25 +243,41 @@ class FaceTracker:
             self._since_detection += 1
             for track in self._active:
                 self._follow(track, fits[id(track)])
+        self._drop_duplicates(detected)
         self._limit_faces()
         self._lost = [t for t in self._lost if self._frame - t.last_frame <= self.forget_after]
         return [TrackedFace(t.face_id, t.box, t.landmarks, t.confidence, t.face_id in detected)
                 for t in sorted(self._active, key=lambda t: t.face_id)]
 
     def _follow(self, track: _Track, fit: _Fit) -> None:
-        track.box, track.landmarks, track.patch = fit.box, fit.landmarks, fit.patch
-        track.last_frame = self._frame
+        track.moved_to(fit.box, fit.landmarks, self._frame)
+        track.patch = fit.patch
+
+    def _drop_duplicates(self, detected: set[int]) -> None:
+        """Of two active tracks on one face (`same_face`), keep the older one, or the only one
+        detected in this frame; the other is forgotten."""
+        kept: list[_Track] = []
+        for track in sorted(self._active, key=lambda t: (t.face_id not in detected, t.face_id)):
+            if not any(same_face(track.box, other.box) for other in kept):
+                kept.append(track)
+        self._active = kept
 
     def _detect(self, image: np.ndarray, fits: dict[int, _Fit]) -> set[int]:
-        """Run the detector and match its boxes to faces; returns the ids it saw."""
-        detections = self.detector(image)
+        """Run the detector and match its boxes to faces; returns the ids it saw. Its
+        small-face pass runs at most every `detect_every` frames."""
+        small_faces = (self._small_pass_frame is None
+                       or self._frame - self._small_pass_frame >= self.detect_every)
+        if small_faces:
+            self._small_pass_frame = self._frame
+        detections = self.detector(image, small_faces=small_faces)
         candidates = self._active + self._lost
-        pairs = sorted(((box_iou(d.box, t.box), i, j) for i, d in enumerate(detections)
-                        for j, t in enumerate(candidates)), reverse=True)
+        pairs = sorted(((match_score(d.box, t.predicted(self._frame)), i, j)
+                        for i, d in enumerate(detections) for j, t in enumerate(candidates)),
+                       reverse=True)
         matched_d: set[int] = set()
         matched: list[_Track] = []
-        for overlap, i, j in pairs:
-            if overlap < _MATCH_IOU:
+        for score, i, j in pairs:
+            if score <= 0:
                 break
             if i in matched_d or candidates[j] in matched:
                 continue
@@ -228,7 +296,7 @@ class FaceTracker:
             else:
                 lost.append(track)
         new = [self._new_track(image, d) for i, d in enumerate(detections)
-               if i not in matched_d and all(box_iou(d.box, t.box) < _MATCH_IOU for t in active)]
+               if i not in matched_d and not any(same_face(d.box, t.box) for t in active)]
         self._active, self._lost = active + new, lost
         return {t.face_id for t in matched + new}
 

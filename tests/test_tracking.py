@@ -1,0 +1,123 @@
+"""One track per face: fast moves keep their id, a tracked box cannot collapse, and two
+tracks never sit on one face (a real face moved over a canvas; the detector is scripted)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from fgnet_video.face.boxes import same_face
+from fgnet_video.face.detect import Detection
+from fgnet_video.face.landmarks import LandmarkPredictor
+from fgnet_video.face.track import FaceTracker, match_score, plausible_change
+from fgnet_video.video import read_frames
+
+from .conftest import shared_path
+
+SIDE = 100  # px: the face's box side on the canvas
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    return LandmarkPredictor()
+
+
+@pytest.fixture(scope="module")
+def face():
+    """The first vox frame, scaled so its face box (~187 px) is SIDE px, and that box."""
+    frame = next(iter(read_frames(shared_path("media", "vox_talking.mp4"), end=0.01))).image
+    scale = SIDE / 187.0
+    image = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    return image, (33 * scale, 45 * scale, SIDE, SIDE)
+
+
+def canvas_with_face(face, x: float, y: float, size=(720, 1280)):
+    """The face image pasted at (x, y) on a grey canvas; its true box there."""
+    image, (bx, by, bw, bh) = face
+    canvas = np.full((*size, 3), 110, np.uint8)
+    h, w = image.shape[:2]
+    canvas[int(y):int(y) + h, int(x):int(x) + w] = image
+    return canvas, (int(x) + bx, int(y) + by, bw, bh)
+
+
+class ScriptedDetector:
+    """Returns, for each call, the boxes the test planned (score 1)."""
+
+    def __init__(self, plan):
+        self.plan, self.calls = plan, 0
+
+    def __call__(self, image, small_faces=True):
+        boxes = self.plan(self.calls)
+        self.calls += 1
+        return [Detection(tuple(map(float, b)), 1.0) for b in boxes]
+
+
+def test_a_face_moving_more_than_half_its_width_a_frame_keeps_its_id(face, predictor):
+    # 60 px a frame with a 100 px box: consecutive boxes overlap by IoU 0.25, below the 0.3
+    # an IoU match needs; the face is detected in every frame
+    frames = [canvas_with_face(face, 50 + 60 * t, 250) for t in range(15)]
+    detector = ScriptedDetector(lambda call: [frames[call][1]])
+    tracker = FaceTracker(detector, predictor, detect_every=1)
+    ids = {f.face_id for image, _ in frames for f in tracker.update(image)}
+    assert ids == {0}
+
+
+def test_a_second_box_inside_a_tracked_face_starts_no_second_track(face, predictor):
+    frames = [canvas_with_face(face, 400, 250) for _ in range(12)]
+    true_box = frames[0][1]
+    x, y, w, h = true_box
+    inner = (x + w / 4, y + h / 4, w / 2, h / 2)  # IoU 0.25 with the face's box
+
+    def plan(call):
+        return [true_box] if call == 0 else [true_box, inner]
+
+    tracker = FaceTracker(ScriptedDetector(plan), predictor, detect_every=1)
+    for image, _ in frames:
+        faces = tracker.update(image)
+        assert [f.face_id for f in faces] == [0]
+
+
+class CollapsingPredictor:
+    """The real predictor, whose fits squash vertically once `after` calls have passed (as
+    a predictor does when it slides off a face)."""
+
+    def __init__(self, predictor, after: int):
+        self.predictor, self.after, self.calls = predictor, after, 0
+
+    def __call__(self, image, box):
+        landmarks = self.predictor(image, box)
+        self.calls += 1
+        if self.calls > self.after:
+            centre = landmarks.mean(axis=0)
+            landmarks = centre + (landmarks - centre) * np.array([1.0, 0.5])
+        return landmarks
+
+
+def test_a_collapsing_fit_is_caught_and_the_box_keeps_its_shape(face, predictor):
+    frames = [canvas_with_face(face, 400 + 2 * t, 250) for t in range(20)]
+    detector = ScriptedDetector(lambda call: [frames[0][1]] if call == 0 else
+                                [frames[min(call, 19)][1]])
+    collapsing = CollapsingPredictor(predictor, after=3)
+    tracker = FaceTracker(detector, collapsing, detect_every=10)
+    detections_before = 0
+    for t, (image, true_box) in enumerate(frames):
+        faces = tracker.update(image)
+        for f in faces:
+            assert plausible_change(f.box, true_box), (t, f.box)
+        detections_before = detector.calls
+    assert detections_before > 2  # the failed shape check asked the detector again
+
+
+def test_match_score_prefers_overlap_and_accepts_a_near_jump():
+    box = (100.0, 100.0, 100.0, 100.0)
+    assert match_score((110.0, 100.0, 100.0, 100.0), box) > 0.3  # IoU match
+    near = match_score((150.0, 100.0, 100.0, 100.0), box)  # centre 50 px away, IoU 0.33
+    jump = match_score((145.0, 130.0, 100.0, 100.0), box)  # IoU < 0.3, centre 54 px away
+    assert near > jump > 0
+    assert match_score((140.0, 100.0, 100.0, 100.0), box) > match_score(
+        (145.0, 100.0, 100.0, 100.0), box)
+    assert match_score((400.0, 100.0, 100.0, 100.0), box) == 0.0  # too far
+    assert match_score((130.0, 110.0, 20.0, 20.0), box) == 0.0  # far too small
+    assert same_face((125.0, 125.0, 50.0, 50.0), box)
+    assert not same_face((180.0, 100.0, 100.0, 100.0), box)
