@@ -230,7 +230,8 @@ def analyze_to_files(
         try:
             if outputs.overlay is not None:
                 overlay = _IsolatedOverlay(
-                    lambda: OverlayWriter(path, unit.partial(outputs.overlay), aus))
+                    lambda: OverlayWriter(path, unit.partial(outputs.overlay), aus,
+                                          audio_from=sampling.start))
 
             tracks = (TrackWriter(path, sampling, options.face) if outputs.tracks is not None
                       else None)

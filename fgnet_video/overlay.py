@@ -20,7 +20,6 @@ import av
 import cv2
 import numpy as np
 
-from fgnet_video.atomic import temporary_name
 from fgnet_video.aus import au_name
 from fgnet_video.errors import UserError
 from fgnet_video.pipeline import ScoredFrame
@@ -393,13 +392,18 @@ def _even(image: np.ndarray) -> np.ndarray:
 
 
 class OverlayWriter:
-    """Encodes overlay frames to a temporary file; `finish()` renames it into place."""
+    """Encodes overlay frames into `target`, which the caller names and puts in place (analyze
+    writes it under its partial name, `fgnet_video.commit.OutputUnit`); `abort()` deletes it.
+
+    The source's audio comes along from `audio_from` seconds (None: from its beginning, so
+    sound before the first video frame is kept as in the source) to one frame past the last
+    frame written."""
 
     def __init__(self, source: str | os.PathLike, target: str | os.PathLike,
-                 aus: Sequence[int], codec: str = "libx264"):
+                 aus: Sequence[int], codec: str = "libx264", audio_from: float | None = None):
         self.target = Path(target)
         self.target.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = temporary_name(self.target)
+        self._audio_from = float("-inf") if audio_from is None else audio_from
         self.aus = tuple(aus)
         self._out = None
         self._source = av.open(str(source))
@@ -407,7 +411,7 @@ class OverlayWriter:
         rate = stream.average_rate or stream.guessed_rate or 25
         self._frame_seconds = float(1 / rate)
         self._time_base = stream.time_base or FALLBACK_TIME_BASE
-        self._out = av.open(str(self.tmp), "w")
+        self._out = av.open(str(self.target), "w")
         try:
             self._video = self._video_stream(codec, rate)
             self._audio = _Audio(self._source, self._out) if self._source.streams.audio else None
@@ -415,7 +419,6 @@ class OverlayWriter:
             self.abort()
             raise
         self._size: tuple[int, int] | None = None
-        self._first_time: float | None = None
         self._last_time = 0.0
         self._last_pts = -1
 
@@ -438,14 +441,13 @@ class OverlayWriter:
             height, width = image.shape[:2]
             self._size = (width, height)
             self._video.width, self._video.height = self._size
-            self._first_time = scored.frame.time
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
         frame.pts = max(int(round(scored.frame.time / self._time_base)), self._last_pts + 1)
         frame.time_base = self._time_base
         self._last_pts = frame.pts
         self._last_time = scored.frame.time
         if self._audio is not None:
-            self._audio.copy_until(self._first_time, scored.frame.time)
+            self._audio.copy_until(self._audio_from, scored.frame.time)
         self._encode(frame)
 
     def _encode(self, frame: av.VideoFrame | None) -> None:
@@ -458,26 +460,25 @@ class OverlayWriter:
                             f"({getattr(exc, 'strerror', None) or exc})") from None
 
     def finish(self) -> Path:
-        """Flush the encoder, copy the audio of the last frame, close, rename into place."""
+        """Flush the encoder, copy the audio of the last frame, close."""
         try:
             if self._size is not None:
                 self._encode(None)
                 if self._audio is not None:
-                    self._audio.copy_until(self._first_time,
+                    self._audio.copy_until(self._audio_from,
                                            self._last_time + self._frame_seconds)
                     self._audio.finish()
         finally:
             self._out.close()
             self._source.close()
-        os.replace(self.tmp, self.target)
         return self.target
 
     def abort(self) -> None:
-        """Close and delete the partial file."""
+        """Close and delete the file written so far."""
         for container in (self._out, self._source):
             if container is not None:
                 try:
                     container.close()
                 except av.error.FFmpegError:
                     pass
-        self.tmp.unlink(missing_ok=True)
+        self.target.unlink(missing_ok=True)

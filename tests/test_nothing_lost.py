@@ -102,7 +102,9 @@ def finished_run(clip: Path, tmp_path: Path, tiny_weights: Path) -> tuple[Path, 
     return out, snapshot(tmp_path)
 
 
-def test_a_failed_overlay_keeps_the_previous_outputs(clip, tmp_path, tiny_weights, monkeypatch):
+def test_a_failed_overlay_costs_neither_the_table_nor_leaves_a_partial(clip, tmp_path,
+                                                                       tiny_weights,
+                                                                       monkeypatch):
     out, before = finished_run(clip, tmp_path, tiny_weights)
 
     def broken_finish(self):
@@ -111,8 +113,12 @@ def test_a_failed_overlay_keeps_the_previous_outputs(clip, tmp_path, tiny_weight
     monkeypatch.setattr("fgnet_video.overlay.OverlayWriter.finish", broken_finish)
     result = run(str(clip), "-w", str(tiny_weights), "-o", str(out), "--overwrite",
                  "--overlay", "--fps", "5", *SHORT)
-    assert result.exit_code == 1 and "No space left" in result.output
-    assert snapshot(tmp_path) == before  # old table + sidecar, no partial, no new table
+    # the table never depends on the overlay (issue 17): the new table and sidecar replace
+    # the old ones, the sidecar says the overlay failed, and no overlay or partial is left
+    assert result.exit_code == 0 and "No space left" in result.output
+    after = snapshot(tmp_path)
+    assert sorted(after) == sorted(before) and after["out.csv"] != before["out.csv"]
+    assert "No space left" in json.loads(after["out.json"])["outputs"]["overlay"]["failed"]
 
 
 def test_a_failed_sidecar_write_leaves_no_final_table(clip, tmp_path, tiny_weights,

@@ -4,6 +4,7 @@ reported as they are."""
 from __future__ import annotations
 
 import json
+from fractions import Fraction
 from pathlib import Path
 
 import pandas as pd
@@ -152,3 +153,43 @@ def test_secondary_small_faces_are_found_tracked_once_and_flagged(three_people, 
     before = analyze(str(three_people), "-o", str(tmp_path / "big.csv"), "-w",
                      str(tiny_weights), "--min-face", "80")
     assert before.exit_code == 0 and pd.read_csv(tmp_path / "big.csv").face_id.nunique() == 1
+
+
+def test_the_overlay_keeps_the_sound_before_the_first_frame(tiny_weights, tmp_path):
+    """Audio from 0 s, video from 0.5 s (as a camera that starts recording sound first): the
+    overlay keeps both where the source has them."""
+    import av
+    import numpy as np
+
+    from fgnet_video.video import read_frames
+
+    faces = [f.image for f in read_frames(shared_path("media", "vox_talking.mp4"), end=0.4)]
+    source = tmp_path / "late_video.mp4"
+    with av.open(str(source), "w") as out:
+        video = out.add_stream("libx264", rate=25)
+        video.width, video.height, video.pix_fmt = 256, 256, "yuv420p"
+        video.time_base = video.codec_context.time_base = Fraction(1, 1000)
+        audio = out.add_stream("aac", rate=16000)
+        audio.layout = "mono"
+        tone = (0.2 * np.sin(np.arange(16000 * 1.0) * 2 * np.pi * 440 / 16000)).astype(np.float32)
+        for start in range(0, len(tone), 1024):
+            frame = av.AudioFrame.from_ndarray(tone[None, start:start + 1024], format="flt",
+                                               layout="mono")
+            frame.sample_rate, frame.pts = 16000, start
+            out.mux(audio.encode(frame))
+        out.mux(audio.encode(None))
+        for i, image in enumerate(faces):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = 500 + 40 * i  # ms
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+    result = analyze(str(source), "-o", str(tmp_path / "late.csv"), "--overlay", "-w",
+                     str(tiny_weights))
+    assert result.exit_code == 0, result.output
+    overlay = tmp_path / "late.overlay.mp4"
+    with av.open(str(overlay)) as container:
+        first_audio = next(iter(container.decode(audio=0))).time
+    with av.open(str(overlay)) as container:
+        first_video = next(iter(container.decode(video=0))).time
+    assert first_audio < 0.1 and first_video == pytest.approx(0.5, abs=1e-3)
+    assert pd.read_csv(tmp_path / "late.csv").timestamp.iloc[0] == pytest.approx(0.5, abs=1e-3)
