@@ -25,7 +25,7 @@ from fgnet_video.commit import OutputUnit, remove_stale_partials
 from fgnet_video.errors import error_line
 from fgnet_video.face.pipeline import FacePipeline
 from fgnet_video.inference import InferenceEngine
-from fgnet_video.options import AnalyzeOptions
+from fgnet_video.options import AnalyzeOptions, face_worker_count
 from fgnet_video.outputs import in_layout, table_format, write_table
 from fgnet_video.pipeline import (
     FaceStage,
@@ -152,8 +152,14 @@ def layout_columns(aus: tuple[int, ...], layout: str) -> list[str]:
 
 def face_stage(path: str | os.PathLike, options: AnalyzeOptions,
                tracks_in: str | os.PathLike | None) -> FaceStage:
-    """The face stage of an analysis: saved tracks replayed, or the face pipeline."""
+    """The face stage of an analysis: saved tracks replayed, or the face pipeline (over
+    several processes when `face_workers` asks for more than one)."""
     if tracks_in is None:
+        workers = face_worker_count(options.face.face_workers)
+        if workers > 1:
+            from fgnet_video.face.parallel import ParallelFacePipeline
+
+            return ParallelFacePipeline(options.face, workers)
         return FacePipeline(options.face)
     return TrackReplay(tracks_in, path, options.sampling, options.face)
 

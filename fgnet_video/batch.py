@@ -18,7 +18,6 @@ import logging
 import multiprocessing
 import os
 import signal
-import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -34,14 +33,13 @@ from fgnet_video.errors import (
 )
 from fgnet_video.options import AnalyzeOptions
 from fgnet_video.plan import Job, Plan, plan_jobs
+from fgnet_video.workers import follow_parent, stop_pool
 
 if TYPE_CHECKING:
     from fgnet_video.inference import InferenceEngine
 
 log = logging.getLogger(__name__)
 
-WORKER_STOP_SECONDS = 5.0  # how long stopped workers get to remove their partials
-PARENT_POLL_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -177,7 +175,7 @@ def run_parallel(plan: Plan, n_jobs: int, on_end: OnEnd) -> BatchSummary:
                 summary.record(job, outcome)
                 on_end(job, outcome)
     except BaseException:
-        _stop_workers(pool)
+        stop_pool(pool)
         raise
     pool.shutdown(wait=True)
     return summary
@@ -188,21 +186,6 @@ def _outcome_of(future: Future) -> JobOutcome:
         return future.result()
     except Exception as exc:  # noqa: BLE001 - a worker process that died
         return JobOutcome("failed", reason=f"the worker process stopped ({error_line(exc)})")
-
-
-def _stop_workers(pool: ProcessPoolExecutor) -> None:
-    """Ask every worker to stop (SIGTERM: each removes its partials), kill those still
-    running after WORKER_STOP_SECONDS, and drop the queue."""
-    processes = list((getattr(pool, "_processes", None) or {}).values())
-    for process in processes:
-        if process.is_alive():
-            process.terminate()
-    deadline = time.monotonic() + WORKER_STOP_SECONDS
-    for process in processes:
-        process.join(max(0.0, deadline - time.monotonic()))
-        if process.is_alive():
-            process.kill()
-    pool.shutdown(wait=False, cancel_futures=True)
 
 
 _worker_engine: InferenceEngine | None = None
@@ -227,8 +210,7 @@ def _init_worker(engine_args: dict, threads: int, warning_lines: bool, parent: i
     signal.signal(signal.SIGTERM, _worker_sigterm)
     if warning_lines:
         warnings_as_lines()
-    threading.Thread(target=_watch_parent, args=(parent,), daemon=True,
-                     name="watch-parent").start()
+    follow_parent(parent)
     try:
         import torch
 
@@ -239,16 +221,6 @@ def _init_worker(engine_args: dict, threads: int, warning_lines: bool, parent: i
     except Exception as exc:  # noqa: BLE001 - reported once by the parent
         log.debug("worker could not load the model", exc_info=True)
         _worker_error = error_line(exc)
-
-
-def _watch_parent(parent: int) -> None:
-    """Once this worker's parent is gone (it was killed), stop as on SIGTERM; exit for good
-    if that has not happened within WORKER_STOP_SECONDS."""
-    while os.getppid() == parent:
-        time.sleep(PARENT_POLL_SECONDS)
-    os.kill(os.getpid(), signal.SIGTERM)
-    time.sleep(WORKER_STOP_SECONDS)
-    os._exit(143)
 
 
 def _worker_job(job: Job, plan: Plan) -> JobOutcome:

@@ -18,6 +18,7 @@ torch is loaded).
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -90,6 +91,10 @@ class FaceSettings:
     align_method: AlignMethod = setting("fast", "Alignment: one warp (fast) or the release's "
                                                 "PIL recipe (exact, slow).")
     aligned_size: int = setting(256, "Side of the aligned crop (FG-Net reads 256).")
+    face_workers: int | str = setting(
+        "auto", "Face detection processes per recording: N >= 2 runs the detector ahead in N "
+                "processes beside the tracking thread, 1 in that thread (same results for "
+                "any number; auto: one per 4 cores, 1-4).")
     same_person_distance: float = setting(
         0.6, "Face tracks are one person (person_id) when their dlib face descriptors are "
              "closer than this (Euclidean; dlib's usual 0.6; lower: fewer merges).")
@@ -110,6 +115,8 @@ class FaceSettings:
             raise UserError(f"min_face_size must be positive, got {self.min_face_size}")
         if self.max_faces is not None and self.max_faces < 1:
             raise UserError(f"max_faces must be at least 1, got {self.max_faces}")
+        object.__setattr__(self, "face_workers", parse_count(self.face_workers,
+                                                             "--face-workers"))
         if self.aligned_size < 8:
             raise UserError(f"aligned_size must be at least 8, got {self.aligned_size}")
         if not (math.isfinite(self.same_person_distance) and self.same_person_distance > 0):
@@ -121,18 +128,33 @@ class FaceSettings:
             raise UserError(f"--people names must differ, got {names}")
 
 
-def parse_batch_size(value: int | str) -> int | str:
-    """A positive int, or 'auto'; UserError otherwise."""
+def parse_count(value: int | str, option: str) -> int | str:
+    """A positive int, or 'auto'; UserError (naming `option`) otherwise."""
     if isinstance(value, str):
         text = value.strip().lower()
         if text == "auto":
             return "auto"
         if not text.isdigit():
-            raise UserError(f"--batch-size must be a positive integer or 'auto', not {value!r}")
+            raise UserError(f"{option} must be a positive integer or 'auto', not {value!r}")
         value = int(text)
     if value < 1:
-        raise UserError(f"--batch-size must be at least 1, not {value}")
+        raise UserError(f"{option} must be at least 1, not {value}")
     return int(value)
+
+
+def parse_batch_size(value: int | str) -> int | str:
+    """A positive int, or 'auto'; UserError otherwise."""
+    return parse_count(value, "--batch-size")
+
+
+def face_worker_count(value: int | str, cores: int | None = None) -> int:
+    """The face detection processes of a recording (1: detection in the tracking thread):
+    `value`, or for 'auto' one per 4 CPU cores, 1 to 4 (1 on a 2-core machine, where the
+    model and decoding want the cores too)."""
+    if value != "auto":
+        return int(value)
+    cores = cores or os.cpu_count() or 1
+    return max(1, min(4, cores // 4))
 
 
 @dataclass(frozen=True)

@@ -87,9 +87,8 @@ class ScoredFrame:
     scores: np.ndarray
 
 
-def _faces_of(frames: Iterable[Frame], faces: FacePipeline,
-              times: StageTimes) -> Iterator[tuple[Frame, list[Face]]]:
-    """(frame, its faces) for each frame in order: detection/tracking, landmarks, alignment."""
+def _timed(frames: Iterable[Frame], times: StageTimes) -> Iterator[Frame]:
+    """The frames, the wait for each counted as decode_wait."""
     frames = iter(frames)
     while True:
         started = time.perf_counter()
@@ -97,10 +96,29 @@ def _faces_of(frames: Iterable[Frame], faces: FacePipeline,
         times.add("decode_wait", started)
         if frame is None:
             return
-        started = time.perf_counter()
-        found = faces.process(frame)
-        times.add("faces", started)
-        yield frame, found
+        yield frame
+
+
+def _faces_of(frames: Iterable[Frame], faces: FaceStage,
+              times: StageTimes) -> Iterator[tuple[Frame, list[Face]]]:
+    """(frame, its faces) for each frame in order: detection/tracking, landmarks, alignment,
+    by the stage's `stream` when it has one (it reads ahead), else frame by frame. The
+    faces stage's seconds exclude the decode wait."""
+    if hasattr(faces, "stream"):
+        found_faces = faces.stream(_timed(frames, times))
+    else:
+        found_faces = ((frame, faces.process(frame)) for frame in _timed(frames, times))
+    try:
+        while True:
+            started, waited = time.perf_counter(), times.seconds["decode_wait"]
+            item = next(found_faces, None)
+            if item is None:
+                return
+            times.add("faces", started)
+            times.seconds["faces"] -= times.seconds["decode_wait"] - waited
+            yield item
+    finally:
+        found_faces.close()  # a stage's workers stop with the analysis
 
 
 def rows_for(scored: list[ScoredFrame], aus: tuple[int, ...]) -> pd.DataFrame:
@@ -168,7 +186,9 @@ class FrameBatcher:
 
 class FaceStage(Protocol):
     """What finds the faces of each frame, in order: a `FacePipeline` (detection, tracking,
-    landmarks, alignment) or a `fgnet_video.tracks.TrackReplay` (saved tracks)."""
+    landmarks, alignment), a `fgnet_video.face.parallel.ParallelFacePipeline` (the same over
+    several processes; it also has `stream(frames)`, which reads ahead) or a
+    `fgnet_video.tracks.TrackReplay` (saved tracks)."""
 
     def process(self, frame: Frame) -> list[Face]: ...
 

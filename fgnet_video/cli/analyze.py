@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from fgnet_video.cli.options import model_options, setting_option
+from fgnet_video.cli.options import CountType, model_options, setting_option
 from fgnet_video.errors import UserError
 from fgnet_video.options import (
     ALIGN_METHODS,
@@ -63,6 +63,7 @@ _BESIDE = "auto"  # the bare --overlay flag: NAME.overlay.mp4 beside the table
 @setting_option(FaceSettings, "min_face_size", "--min-face", type=click.FloatRange(min=1))
 @setting_option(FaceSettings, "min_confidence", "--min-confidence", type=float)
 @setting_option(FaceSettings, "align_method", "--align", type=click.Choice(ALIGN_METHODS))
+@setting_option(FaceSettings, "face_workers", "--face-workers", type=CountType("--face-workers"))
 @setting_option(FaceSettings, "same_person_distance", "--same-person-distance",
                 type=click.FloatRange(min=0, min_open=True))
 @setting_option(FaceSettings, "people", "--people", metavar="NAME=PHOTO", multiple=True)

@@ -12,7 +12,7 @@ from dataclasses import MISSING
 
 import click
 
-from fgnet_video.options import PRECISION_NAMES, ModelOptions, parse_batch_size
+from fgnet_video.options import PRECISION_NAMES, ModelOptions, parse_count
 from fgnet_video.settings import setting_default, setting_help
 
 
@@ -36,16 +36,19 @@ def setting_option(cls: type, name: str, *decls: str, show_default: bool = True,
     click_kwargs.setdefault("default", None)
     return click.option(*decls, name, help=help_text, **click_kwargs)
 
-class BatchSizeType(click.ParamType):
-    """A positive integer or 'auto'."""
+class CountType(click.ParamType):
+    """A positive integer or 'auto' (`fgnet_video.options.parse_count`)."""
 
     name = "N|auto"
+
+    def __init__(self, option: str):
+        self.option = option
 
     def convert(self, value, param, ctx):
         from fgnet_video.errors import UserError
 
         try:
-            return parse_batch_size(value)
+            return parse_count(value, self.option)
         except UserError as exc:
             self.fail(str(exc), param, ctx)
 
@@ -68,7 +71,8 @@ def model_options(command):
         setting_option(ModelOptions, "device", "--device"),
         setting_option(ModelOptions, "precision", "--precision",
                        type=choice(PRECISION_NAMES, case_sensitive=False)),
-        setting_option(ModelOptions, "batch_size", "--batch-size", type=BatchSizeType()),
+        setting_option(ModelOptions, "batch_size", "--batch-size",
+                       type=CountType("--batch-size")),
         setting_option(ModelOptions, "channels_last", "--channels-last", is_flag=True),
         setting_option(ModelOptions, "cuda_graphs", "--cuda-graphs", is_flag=True),
         setting_option(ModelOptions, "compile", "--compile", is_flag=True),

@@ -34,7 +34,7 @@ from fgnet_video.face.landmarks import (
     from_dlib_rect,
     model_file,
 )
-from fgnet_video.options import DETECTOR_KINDS, DetectorKind
+from fgnet_video.options import DETECTOR_KINDS, DetectorKind, FaceSettings
 
 if TYPE_CHECKING:
     import dlib
@@ -115,6 +115,12 @@ class FaceDetector:
         else:
             model = str(model_file(CNN_DETECTOR_MODEL))
             self._cnn = dlib_module().cnn_face_detection_model_v1(model)
+
+    @classmethod
+    def for_settings(cls, settings: FaceSettings) -> FaceDetector:
+        """The detector `settings` ask for (kind, minimum size, scale, score)."""
+        return cls(settings.detector, min_face_size=settings.min_face_size,
+                   downscale=settings.downscale, threshold=settings.min_confidence)
 
     def _run(self, image: np.ndarray) -> list[tuple[dlib.rectangle, float]]:
         if self.kind == "hog":

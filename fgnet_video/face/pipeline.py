@@ -70,9 +70,7 @@ class FacePipeline:
         """`predictor` lets pipelines of one thread share the 100 MB landmark model."""
         self.settings = settings or FaceSettings()
         s = self.settings
-        detector = FaceDetector(s.detector, min_face_size=s.min_face_size, downscale=s.downscale,
-                                threshold=s.min_confidence)
-        self.tracker = FaceTracker(detector, predictor or LandmarkPredictor(),
+        self.tracker = FaceTracker(FaceDetector.for_settings(s), predictor or LandmarkPredictor(),
                                    detect_every=s.detect_every, max_faces=s.max_faces)
         embedder = FaceEmbedder()
         self.persons = PersonIdentifier(embedder, s.same_person_distance,

@@ -229,6 +229,33 @@ class FaceTracker:
         track.patch = face_patch(image, track.landmarks)
         track.missed = 0
 
+    @property
+    def frames_seen(self) -> int:
+        """Frames given to `update` since the last reset (the next frame's number)."""
+        return self._frame + 1
+
+    def upcoming(self, count: int) -> list[tuple[int, bool]]:
+        """(frame number, small_faces) of the detections the next `count` frames bring unless
+        tracking changes course first (a check fails, a face is found or lost): with faces
+        tracked, the scheduled detections; with none, one per frame. What a detector can
+        prepare ahead."""
+        start = self.frames_seen
+        frames = (range(self._frame + self.detect_every - self._since_detection,
+                        start + count, self.detect_every) if self._active
+                  else range(start, start + count))
+        upcoming, small_pass = [], self._small_pass_frame
+        for frame in frames:
+            if frame >= start + count:
+                break
+            due = small_pass is None or frame - small_pass >= self.detect_every
+            small_pass = frame if due else small_pass
+            upcoming.append((frame, due))
+        return upcoming
+
+    def _small_pass_due(self, frame: int) -> bool:
+        return (self._small_pass_frame is None
+                or frame - self._small_pass_frame >= self.detect_every)
+
     def update(self, image: np.ndarray) -> list[TrackedFace]:
         """Faces in the next frame of the clip (uint8 RGB), sorted by face id."""
         self._frame += 1
@@ -265,8 +292,7 @@ class FaceTracker:
     def _detect(self, image: np.ndarray, fits: dict[int, _Fit]) -> set[int]:
         """Run the detector and match its boxes to faces; returns the ids it saw. Its
         small-face pass runs at most every `detect_every` frames."""
-        small_faces = (self._small_pass_frame is None
-                       or self._frame - self._small_pass_frame >= self.detect_every)
+        small_faces = self._small_pass_due(self._frame)
         if small_faces:
             self._small_pass_frame = self._frame
         detections = self.detector(image, small_faces=small_faces)

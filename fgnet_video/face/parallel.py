@@ -1,0 +1,130 @@
+"""The face stage of one recording over several processes (`--face-workers N`, N >= 2), with
+exactly the faces of `FacePipeline`.
+
+Tracking is sequential by nature (each frame is tracked from the previous one), so the
+`FacePipeline` keeps running in the calling thread; what it mostly waits for, the detector
+(three quarters of the face stage's CPU time on a 720p clip with small faces searched for),
+runs ahead in N worker processes. Frames are read N x `detect_every` + 1 ahead (about 60 MB
+of 720p frames for N = 2), so each worker has a scheduled detection to work on; before each
+frame is tracked, the detections the tracker will ask for (`FaceTracker.upcoming`: its
+scheduled detections, or one per frame while no face is tracked), among the frames already
+read, are sent to the workers with the detector passes they will need. When the tracker
+asks, the answer is ready or being computed (one not yet started is taken back and run in
+the calling thread); a detection it asks for unexpectedly (a failed tracking check) runs in
+the calling thread. dlib's detectors are
+deterministic and a detection depends on its frame alone, so where it runs changes no box:
+the faces, ids and tables are identical for any number of workers (tested).
+
+Workers are spawned (never forked from a process with running threads), stop when the
+analysis ends, is interrupted or fails, and stop by themselves if their parent dies.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+
+import numpy as np
+
+from fgnet_video.face.detect import Detection, FaceDetector
+from fgnet_video.face.pipeline import Face, FacePipeline
+from fgnet_video.options import FaceSettings
+from fgnet_video.video import Frame
+from fgnet_video.workers import follow_parent, stop_pool
+
+
+class _PrefetchedDetector:
+    """The tracker's detector: answers from the workers' detections of the frame being
+    tracked (`current`), else runs `local`."""
+
+    def __init__(self, local: FaceDetector):
+        self.local = local
+        self.current = 0
+        self.pending: dict[tuple[int, bool], Future] = {}
+
+    def __call__(self, image: np.ndarray, small_faces: bool = True) -> list[Detection]:
+        future = self.pending.pop((self.current, small_faces), None)
+        if future is not None and not future.cancel():  # started: its answer comes soonest
+            return future.result()
+        return self.local(image, small_faces=small_faces)
+
+    def forget_before(self, frame: int) -> None:
+        """Drop the detections of frames already tracked (asked for, then not needed)."""
+        for key in [key for key in self.pending if key[0] < frame]:
+            self.pending.pop(key).cancel()
+
+
+class ParallelFacePipeline:
+    """A `FacePipeline` whose detections run ahead in `workers` processes (module
+    docstring). `stream(frames)` yields (frame, faces) in order; `process(frame)` is the
+    one-frame form (no look-ahead, nothing in parallel)."""
+
+    def __init__(self, settings: FaceSettings, workers: int):
+        """`workers` detection processes beside the calling thread (which tracks)."""
+        if workers < 2:
+            raise ValueError(f"a parallel face stage needs 2 or more workers, got {workers}")
+        self.pipeline = FacePipeline(settings)
+        self.workers = workers
+        self.look_ahead = workers * settings.detect_every + 1  # a scheduled detection each
+        tracker = self.pipeline.tracker
+        self._detector = _PrefetchedDetector(tracker.detector)
+        tracker.detector = self._detector
+
+    def reset(self) -> None:
+        self.pipeline.reset()
+
+    def process(self, frame: Frame) -> list[Face]:
+        self._detector.current = self.pipeline.tracker.frames_seen
+        return self.pipeline.process(frame)
+
+    def stream(self, frames: Iterable[Frame]) -> Iterator[tuple[Frame, list[Face]]]:
+        context = multiprocessing.get_context("spawn")
+        pool = ProcessPoolExecutor(self.workers, mp_context=context,
+                                   initializer=_start_worker,
+                                   initargs=(self.pipeline.settings, os.getpid()))
+        source = iter(frames)
+        ahead: deque[Frame] = deque()
+        tracker = self.pipeline.tracker
+        try:
+            while True:
+                while len(ahead) < self.look_ahead:
+                    frame = next(source, None)
+                    if frame is None:
+                        break
+                    ahead.append(frame)
+                if not ahead:
+                    return
+                first = tracker.frames_seen  # the tracker's number for ahead[0]
+                for number, small_faces in tracker.upcoming(len(ahead)):
+                    key = (number, small_faces)
+                    if key not in self._detector.pending:
+                        image = ahead[number - first].image
+                        self._detector.pending[key] = pool.submit(_detect, image, small_faces)
+                frame = ahead.popleft()
+                faces = self.process(frame)
+                self._detector.forget_before(tracker.frames_seen)
+                yield frame, faces
+        finally:
+            self._detector.forget_before(1 << 62)
+            stop_pool(pool)
+
+
+_worker_detector: FaceDetector | None = None
+
+
+def _start_worker(settings: FaceSettings, parent: int) -> None:
+    """In a worker: exit on SIGTERM (it holds no files), ignore SIGINT (the parent decides),
+    stop with the parent, and load the detector once."""
+    global _worker_detector
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(143))
+    follow_parent(parent)
+    _worker_detector = FaceDetector.for_settings(settings)
+
+
+def _detect(image: np.ndarray, small_faces: bool) -> list[Detection]:
+    return _worker_detector(image, small_faces=small_faces)
