@@ -15,8 +15,10 @@ the calling thread. dlib's detectors are
 deterministic and a detection depends on its frame alone, so where it runs changes no box:
 the faces, ids and tables are identical for any number of workers (tested).
 
-Workers are spawned (never forked from a process with running threads), stop when the
-analysis ends, is interrupted or fails, and stop by themselves if their parent dies.
+Workers are spawned (never forked from a process with running threads); when the analysis
+ends, is interrupted or fails, what they have not started is dropped and they exit after the
+detection at hand (killing them instead could leave a frame half-sent, and the process
+hanging at its exit), and they stop by themselves if their parent dies.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from fgnet_video.face.detect import Detection, FaceDetector
 from fgnet_video.face.pipeline import Face, FacePipeline
 from fgnet_video.options import FaceSettings
 from fgnet_video.video import Frame
-from fgnet_video.workers import follow_parent, stop_pool
+from fgnet_video.workers import follow_parent
 
 
 class _PrefetchedDetector:
@@ -108,9 +110,9 @@ class ParallelFacePipeline:
                 faces = self.process(frame)
                 self._detector.forget_before(tracker.frames_seen)
                 yield frame, faces
-        finally:
+        finally:  # workers finish the detection at hand (under a second) and exit
             self._detector.forget_before(1 << 62)
-            stop_pool(pool)
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 _worker_detector: FaceDetector | None = None

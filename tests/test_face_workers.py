@@ -1,0 +1,117 @@
+"""`--face-workers N`: the detector runs ahead in worker processes; the faces, ids and tables
+are those of one worker, and no worker outlives its analysis."""
+
+from __future__ import annotations
+
+import multiprocessing
+
+import pytest
+from click.testing import CliRunner
+
+from fgnet_video.cli import main
+from fgnet_video.face.parallel import ParallelFacePipeline
+from fgnet_video.face.track import FaceTracker
+from fgnet_video.options import FaceSettings, face_worker_count
+from fgnet_video.video import read_frames
+
+from .conftest import shared_path
+from .test_real_recordings import three_people  # noqa: F401 - the fixture
+
+
+@pytest.mark.parametrize("clip, end", [
+    ("phone_cut_vfr.mov", "4"),    # a face, a cut, then frames without one (detection each)
+    ("sample_disfa.avi", None),    # a face and half a face at the edge
+])
+def test_tables_are_identical_for_one_and_two_face_workers(clip, end, tiny_weights, tmp_path):
+    tables = []
+    for workers in ("1", "2"):
+        out = tmp_path / workers / "t.csv"
+        args = [str(shared_path("media", clip)), "-o", str(out), "-w", str(tiny_weights),
+                "--face-workers", workers, *(["--end", end] if end else [])]
+        result = CliRunner().invoke(main, ["analyze", *args])
+        assert result.exit_code == 0, result.output
+        tables.append(out.read_bytes())
+    assert tables[0] == tables[1]
+
+
+def test_three_people_are_found_alike_by_one_and_three_workers(three_people,  # noqa: F811
+                                                               tiny_weights, tmp_path):
+    tables = []
+    for workers in ("1", "3"):
+        out = tmp_path / workers / "t.csv"
+        result = CliRunner().invoke(main, ["analyze", str(three_people), "-o", str(out), "-w",
+                                           str(tiny_weights), "--face-workers", workers,
+                                           "--detect-every", "3"])
+        assert result.exit_code == 0, result.output
+        tables.append(out.read_bytes())
+    assert tables[0] == tables[1]
+
+
+def test_workers_stop_when_the_stream_is_closed_early():
+    frames = read_frames(shared_path("media", "vox_talking.mp4"))
+    stream = ParallelFacePipeline(FaceSettings(), 2).stream(frames)
+    assert [len(faces) for _, faces in (next(stream) for _ in range(3))] == [1, 1, 1]
+    assert multiprocessing.active_children()
+    stream.close()
+    assert not multiprocessing.active_children()
+
+
+class _NoDetector:
+    def __call__(self, image, small_faces=True):
+        return []
+
+
+def test_upcoming_detections_follow_the_trackers_schedule():
+    tracker = FaceTracker(_NoDetector(), predictor=None, detect_every=4)
+    # no face tracked: a detection every frame, the small-face pass every 4th
+    assert tracker.upcoming(6) == [(0, True), (1, False), (2, False), (3, False), (4, True),
+                                   (5, False)]
+
+
+def test_auto_face_workers_follow_the_cores():
+    assert [face_worker_count("auto", cores) for cores in (1, 2, 8, 16, 64)] == \
+        [1, 1, 2, 4, 4]
+    assert face_worker_count(3) == 3
+
+
+@pytest.mark.slow
+def test_an_interrupted_study_with_face_workers_resumes_to_the_same_tables(tiny_weights,
+                                                                          tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from .conftest import REPO
+    from .test_nothing_lost import alive, children, study
+
+    inputs = study(tmp_path, shared_path("media", "vox_talking.mp4"), 4)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "fgnet_video", "analyze", *inputs, "--out-dir", str(out),
+               "-w", str(tiny_weights), "--face-workers", "2"]
+    log = open(tmp_path / "stderr.txt", "w")
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=log)
+    log.close()
+    deadline = time.monotonic() + 120
+    while not list(out.glob("*.json")):  # the first recording is done
+        assert process.poll() is None, (tmp_path / "stderr.txt").read_text()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    while not children(process.pid):  # the next recording's face workers are running
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    workers = children(process.pid)
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=30)
+    assert process.returncode == 130, (tmp_path / "stderr.txt").read_text()
+    time.sleep(1.0)
+    assert not any(alive(w) for w in workers)
+    assert not list(out.glob(".*partial-*"))
+    done_before = {p.name: p.read_bytes() for p in out.glob("*.csv")}
+    assert 1 <= len(done_before) < 4
+    resumed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stderr.count("skipped") >= len(done_before)
+    tables = {p.name: p.read_bytes() for p in out.glob("*.csv")}
+    assert len(tables) == 4 and all(tables[name] == data for name, data in done_before.items())
+    assert len(set(tables.values())) == 1  # four copies of one clip: four equal tables
