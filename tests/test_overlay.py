@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from fgnet_video.aus import BP4D_AUS
 from fgnet_video.cli import main
 from fgnet_video.face.pipeline import Face
-from fgnet_video.overlay import BOX_COLOURS, draw_faces, place_panels
+from fgnet_video.overlay_draw import BOX_COLOURS, draw_faces, place_panels
 from fgnet_video.pipeline import ScoredFrame
 from fgnet_video.video import Frame
 
