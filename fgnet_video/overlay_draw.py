@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from fgnet_video.aus import au_name
+from fgnet_video.face.boxes import overlap
 from fgnet_video.pipeline import ScoredFrame
 
 BOX_COLOURS = [(46, 204, 113), (52, 152, 219), (231, 76, 60), (241, 196, 15), (155, 89, 182)]
@@ -75,13 +76,6 @@ def _inside(start: int, size: int, limit: int) -> int:
     return max(0, min(start, limit - size))
 
 
-def _overlap(a: Rect, b: Rect) -> int:
-    """The area two rectangles share."""
-    w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
-    h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
-    return max(w, 0) * max(h, 0)
-
-
 def _union(a: Rect, b: Rect) -> Rect:
     """The smallest rectangle holding both."""
     x, y = min(a[0], b[0]), min(a[1], b[1])
@@ -97,7 +91,7 @@ def _in_frame(x: int, y: int, size: Size, frame: Size) -> Rect:
 
 def _free(rect: Rect, size: Size, taken: Sequence[Rect]) -> bool:
     """Whether `rect` holds all of `size` and overlaps nothing taken."""
-    return rect[2:] == tuple(size) and not any(_overlap(rect, other) for other in taken)
+    return rect[2:] == tuple(size) and not any(overlap(rect, other) for other in taken)
 
 
 @dataclass(frozen=True)
@@ -149,8 +143,8 @@ def place_panels(frame: Size, boxes: Sequence[Rect],
     corners = [_in_frame(x, y, size, frame) for y in (0, height - size[1])
                for x in (0, width - size[0])]
     placed = [panel for panel in panels if panel is not None]
-    legend = min(corners, key=lambda rect: (sum(_overlap(rect, box) for box in boxes),
-                                            sum(_overlap(rect, panel) for panel in placed)))
+    legend = min(corners, key=lambda rect: (sum(overlap(rect, box) for box in boxes),
+                                            sum(overlap(rect, panel) for panel in placed)))
     return PanelLayout(tuple(panels), level, legend, left_out)
 
 

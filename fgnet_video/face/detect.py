@@ -107,7 +107,6 @@ class FaceDetector:
         if kind not in DETECTOR_KINDS:
             raise ValueError(f"unknown detector {kind!r} (use 'hog' or 'cnn')")
         self.kind = kind
-        self.min_face_size = float(min_face_size)
         self.passes = detection_passes(min_face_size, downscale)
         self.upsample, self.threshold = upsample, threshold
         if kind == "hog":

@@ -52,7 +52,7 @@ def to_dlib_rect(box: Box) -> dlib.rectangle:
     x, y, w, h = box
     left, top = int(round(x)), int(round(y))
     return dlib_module().rectangle(left, top, left + max(int(round(w)), 1) - 1,
-                          top + max(int(round(h)), 1) - 1)
+                                   top + max(int(round(h)), 1) - 1)
 
 
 def from_dlib_rect(rect: dlib.rectangle) -> Box:

@@ -11,9 +11,9 @@ scheduled detections, or one per frame while no face is tracked), among the fram
 read, are sent to the workers with the detector passes they will need. When the tracker
 asks, the answer is ready or being computed (one not yet started is taken back and run in
 the calling thread); a detection it asks for unexpectedly (a failed tracking check) runs in
-the calling thread. dlib's detectors are
-deterministic and a detection depends on its frame alone, so where it runs changes no box:
-the faces, ids and tables are identical for any number of workers (tested).
+the calling thread. dlib's detectors are deterministic and a detection depends on its frame
+alone, so where it runs changes no box: the faces, ids and tables are identical for any
+number of workers (tested).
 
 Workers are spawned (never forked from a process with running threads); when the analysis
 ends, is interrupted or fails, what they have not started is dropped and they exit after the

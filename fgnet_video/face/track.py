@@ -247,14 +247,15 @@ class FaceTracker:
         for frame in frames:
             if frame >= start + count:
                 break
-            due = small_pass is None or frame - small_pass >= self.detect_every
+            due = self._small_pass_due(frame, small_pass)
             small_pass = frame if due else small_pass
             upcoming.append((frame, due))
         return upcoming
 
-    def _small_pass_due(self, frame: int) -> bool:
-        return (self._small_pass_frame is None
-                or frame - self._small_pass_frame >= self.detect_every)
+    def _small_pass_due(self, frame: int, last: int | None) -> bool:
+        """Whether a detection at `frame` runs the small-face pass, the last one having run
+        at `last` (None: never)."""
+        return last is None or frame - last >= self.detect_every
 
     def update(self, image: np.ndarray) -> list[TrackedFace]:
         """Faces in the next frame of the clip (uint8 RGB), sorted by face id."""
@@ -292,7 +293,7 @@ class FaceTracker:
     def _detect(self, image: np.ndarray, fits: dict[int, _Fit]) -> set[int]:
         """Run the detector and match its boxes to faces; returns the ids it saw. Its
         small-face pass runs at most every `detect_every` frames."""
-        small_faces = self._small_pass_due(self._frame)
+        small_faces = self._small_pass_due(self._frame, self._small_pass_frame)
         if small_faces:
             self._small_pass_frame = self._frame
         detections = self.detector(image, small_faces=small_faces)
