@@ -28,10 +28,10 @@ import platform
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from multi_face import parse_setting  # benchmarks/ is this script's folder
 
 from fgnet_video.aus import BP4D_AUS
 from fgnet_video.face.pipeline import FacePipeline, align_tracked
@@ -131,13 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("videos", nargs="*", help="default: a 720p clip + ../shared/media")
     parser.add_argument("--frames", type=int, default=200, help="frames of the 720p clip")
     parser.add_argument("--workers", default="1,2", help="face worker counts to compare")
-    parser.add_argument("--setting", default="", help="FaceSettings changes, name=value,...")
+    parser.add_argument("--setting", default="", help="FaceSettings changes, name=value,... "
+                        "(as in multi_face.py)")
     args = parser.parse_args(argv)
     counts = [int(n) for n in args.workers.split(",")]
-    settings = FaceSettings()
-    for item in filter(None, args.setting.split(",")):
-        name, _, value = item.partition("=")
-        settings = replace(settings, **{name: type(getattr(settings, name))(value)})
+    settings = parse_setting(args.setting)
     folder = Path(tempfile.mkdtemp(prefix="face_scaling_"))
     videos = [Path(v) for v in args.videos] or [
         make_720p_clip(folder / "astronaut_720p.mp4", args.frames),

@@ -208,11 +208,11 @@ def score(truth: list[list], found: list[list]) -> dict:
 
 def parse_setting(text: str) -> FaceSettings:
     """`name=value,name=value` over FaceSettings' fields ('' is the defaults)."""
-    types = {f.name: f.type for f in fields(FaceSettings)}
+    names = {f.name for f in fields(FaceSettings)}
     changes = {}
     for item in filter(None, text.split(",")):
         name, _, value = item.partition("=")
-        if name not in types:
+        if name not in names:
             raise SystemExit(f"unknown FaceSettings field {name!r}")
         default = getattr(FaceSettings(), name)
         changes[name] = (type(default)(value) if default is not None
@@ -226,8 +226,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="FaceSettings changes, e.g. min_face_size=40 (repeatable; "
                         "default: today's defaults only)")
     parser.add_argument("--clips", default=",".join(CLIPS))
-    parser.add_argument("--save", metavar="DIR", help="also write the composed clips (PNG "
-                        "frames are not kept; MP4) and the scores as JSON")
+    parser.add_argument("--save", metavar="DIR", help="also write the composed clips (MP4) and "
+                        "the scores (JSON) there")
     args = parser.parse_args(argv)
     settings = args.setting or [""]
     print(f"machine: {platform.processor() or 'cpu'}, {os.cpu_count()} cores, load "
