@@ -27,10 +27,12 @@ import os
 from collections import defaultdict
 from dataclasses import asdict
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from fgnet_video.errors import UserError
+from fgnet_video.face.landmarks import Box
 from fgnet_video.face.pipeline import Face, align_tracked
 from fgnet_video.face.track import TrackedFace
 from fgnet_video.options import FaceSettings, SamplingSettings
@@ -44,8 +46,22 @@ def _source_facts(source: Path) -> dict:
     return {"name": source.name, "bytes": source.stat().st_size}
 
 
+class _SavedFace(NamedTuple):
+    """What the tracks file keeps of a face (not its aligned crop, which replay redoes)."""
+
+    frame_index: int
+    face_id: int
+    person_id: int | None
+    person: str | None
+    box: Box
+    landmarks: np.ndarray
+    confidence: float
+    detected: bool
+
+
 class TrackWriter:
-    """Collects the faces of each analysed frame, in order; `save(path)` writes the file."""
+    """Collects the faces of each analysed frame, in order; `save(path)` writes the file.
+    Only what the file keeps is held (about 1 KB a face), not the faces' aligned crops."""
 
     def __init__(self, source: str | os.PathLike, sampling: SamplingSettings,
                  face: FaceSettings):
@@ -53,12 +69,13 @@ class TrackWriter:
                      "sampling": asdict(sampling), "face": asdict(face)}
         self.frames: list[int] = []
         self.times: list[float] = []
-        self.faces: list[Face] = []
+        self.faces: list[_SavedFace] = []
 
     def add(self, frame: Frame, faces: list[Face]) -> None:
         self.frames.append(frame.index)
         self.times.append(frame.time)
-        self.faces.extend(faces)
+        self.faces.extend(_SavedFace(f.frame_index, f.face_id, f.person_id, f.person, f.box,
+                                     f.landmarks, f.confidence, f.detected) for f in faces)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the tracks to `path` (the caller owns its atomic placement)."""
