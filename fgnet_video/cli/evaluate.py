@@ -12,6 +12,7 @@ from functools import partial
 import click
 
 from fgnet_video.cli.options import setting_option
+from fgnet_video.options import PRECISION_NAMES
 from fgnet_video.settings import given
 from fgnet_video.train.options import EvaluateOptions
 
@@ -40,7 +41,7 @@ _option = partial(setting_option, EvaluateOptions)
 @_option("num_workers", "--num-workers", type=int)
 @_option("device", "--device")
 @_option("precision", "--precision",
-         type=click.Choice(["auto", "fp32", "bf16", "fp16"], case_sensitive=False))
+         type=click.Choice(PRECISION_NAMES, case_sensitive=False))
 @_option("on_bad_data", "--on-bad-data", type=click.Choice(["skip", "fail"]))
 @_option("positive_threshold", "--positive-threshold", type=float)
 @_option("offline", "--offline", is_flag=True)

@@ -12,6 +12,7 @@ from functools import partial
 import click
 
 from fgnet_video.cli.options import setting_option
+from fgnet_video.options import PRECISION_NAMES
 from fgnet_video.settings import given
 from fgnet_video.train.options import TrainOptions
 
@@ -49,7 +50,7 @@ _option = partial(setting_option, TrainOptions)
 @_option("val_subset", "--val-subset", type=int)
 @_option("positive_threshold", "--positive-threshold", type=float)
 @_option("precision", "--precision",
-         type=click.Choice(["auto", "fp32", "bf16", "fp16"], case_sensitive=False))
+         type=click.Choice(PRECISION_NAMES, case_sensitive=False))
 @_option("deterministic", "--deterministic", is_flag=True)
 @_option("on_bad_data", "--on-bad-data", type=click.Choice(["skip", "fail"]))
 @_option("unlabeled", "--unlabeled", multiple=True, type=click.Path(path_type=str))
