@@ -34,6 +34,7 @@ from fgnet_video.outputs import table_format
 from fgnet_video.video import VIDEO_SUFFIXES, probe
 
 TRACKS_SUFFIX = ".tracks.npz"
+FAILED_SUFFIX = ".failed.json"  # why the last run of an input failed (batch runs)
 
 
 class OutputClash(UserError):
@@ -128,7 +129,7 @@ class OutputPaths:
     @property
     def failure_record(self) -> Path:
         """`<stem>.failed.json`: why the last run of this input failed (batch runs)."""
-        return self.sidecar.with_suffix(".failed.json")
+        return self.sidecar.with_suffix(FAILED_SUFFIX)
 
     @classmethod
     def from_sidecar(cls, sidecar: Path) -> OutputPaths | None:

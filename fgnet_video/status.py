@@ -19,9 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fgnet_video.errors import UserError
-from fgnet_video.plan import OutputPaths, expand_inputs
-
-FAILED_SUFFIX = ".failed.json"
+from fgnet_video.plan import FAILED_SUFFIX, OutputPaths, expand_inputs
 
 
 @dataclass
