@@ -48,9 +48,7 @@ class NoOpScorer:
     """Stands in for the InferenceEngine: zero scores, no work."""
 
     batch_size = 16
-
-    class loaded:  # noqa: N801 - the engine's attribute name
-        aus = BP4D_AUS
+    aus = BP4D_AUS
 
     def predict(self, images, keep_heatmaps: bool = False) -> Prediction:
         return Prediction(np.zeros((len(images), len(BP4D_AUS)), np.float32))

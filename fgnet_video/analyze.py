@@ -31,6 +31,7 @@ from fgnet_video.pipeline import (
     FaceStage,
     RunStats,
     ScoredFrame,
+    Scorer,
     analyze_stream,
     rows_for,
     table_columns,
@@ -89,10 +90,10 @@ class _CollectedRows:
         self.parts.clear()
 
 
-def _sidecar(path: Path, engine: InferenceEngine, reader: VideoReader, options: AnalyzeOptions,
+def _sidecar(path: Path, engine: Scorer, reader: VideoReader, options: AnalyzeOptions,
              stats: RunStats, fmt: str, started: float, outputs: dict) -> dict:
     info = reader.info
-    loaded = engine.loaded
+    model = engine.record()
     return {
         "tool": "fgnet-video",
         "version": __version__,
@@ -103,16 +104,10 @@ def _sidecar(path: Path, engine: InferenceEngine, reader: VideoReader, options: 
         "video": {"codec": info.codec, "width": info.width, "height": info.height,
                   "fps": info.fps, "duration": info.duration, "frames": info.frame_count,
                   "rotation": info.rotation, **reader.frame_timing()},
-        "checkpoint": {"path": loaded.metadata.get("path"),
-                       "sha256": loaded.checkpoint_sha256(),
-                       "sources": loaded.metadata.get("sources", {}),
-                       "dataset": loaded.dataset, "aus": list(loaded.aus),
-                       "features": list(engine.model.config.features)},
+        "checkpoint": model["checkpoint"],
         "settings": {"sampling": asdict(options.sampling), "face": asdict(options.face),
                      "format": fmt, "columns": options.columns, "smooth": options.smooth,
-                     "device": str(engine.device),
-                     "precision": str(engine.dtype).replace("torch.", ""),
-                     "batch_size": engine.batch_size},
+                     **model["run"]},
         "outputs": outputs,
         "stats": stats.as_dict(),
     }
@@ -201,7 +196,7 @@ class _IsolatedOverlay:
 
 def analyze_to_files(
     path: str | os.PathLike,
-    engine: InferenceEngine,
+    engine: Scorer,
     outputs: OutputPaths,
     options: AnalyzeOptions | None = None,
     on_progress: Callable[[int, int], None] = lambda frames, faces: None,
@@ -226,7 +221,7 @@ def analyze_to_files(
     fmt = table_format(outputs.table, options.table_format)
     unit = OutputUnit(outputs.finals())
     remove_stale_partials(outputs.finals())
-    aus = engine.loaded.aus
+    aus = engine.aus
     with VideoReader(path, fps=sampling.fps, start=sampling.start, end=sampling.end) as reader:
         table_part = unit.partial(outputs.table)
         columns = layout_columns(aus, options.columns)
@@ -309,7 +304,7 @@ def analyze_video(
     settings = AnalyzeOptions.from_kwargs(**options)
     if engine is None:
         engine = InferenceEngine.from_weights(**settings.model.engine_kwargs())
-    aus = engine.loaded.aus
+    aus = engine.aus
     rows = _CollectedRows(layout_columns(aus, settings.columns))
     if output is not None:
         outputs = OutputPaths.for_table(output, overlay, settings.save_tracks)

@@ -2,10 +2,11 @@
 
 `analyze_inputs` is what `fgnet-video analyze` runs: it plans the outputs
 (`fgnet_video.plan.plan_jobs`: every check of inputs and output paths, before anything is
-loaded) and runs the jobs, one after another on one engine or in worker processes. An input
-whose complete outputs exist is skipped unless `overwrite`; one failing input never stops
-the others. A model that cannot be loaded, or a device that cannot be used, stops the run
-once, with one line.
+loaded) and runs the jobs on one engine, loaded once in this process: one after another, or
+(`jobs` > 1) `jobs` recordings at once in worker processes that send their faces to it
+(`fgnet_video.model_server`). An input whose complete outputs exist is skipped unless
+`overwrite`; one failing input never stops the others. A model that cannot be loaded, or a
+device that cannot be used, stops the run once, with one line.
 
 Signals: SIGINT and SIGTERM stop the run within seconds, worker processes included; queued
 inputs are not started; the running inputs' partial outputs are removed (the previous
@@ -37,6 +38,8 @@ from fgnet_video.workers import follow_parent, stop_pool
 
 if TYPE_CHECKING:
     from fgnet_video.inference import InferenceEngine
+    from fgnet_video.model_server import ModelClient
+    from fgnet_video.pipeline import Scorer
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +89,7 @@ class FatalError(UserError):
     """The run cannot go on for any input (the model or the device is unusable)."""
 
 
-def process_job(job: Job, engine: InferenceEngine, plan: Plan,
+def process_job(job: Job, engine: Scorer, plan: Plan,
                 on_progress: Callable[[int, int], None] = lambda frames, faces: None,
                 ) -> JobOutcome:
     """Analyse one job (whether it is needed at all is `analyze_inputs`' decision). Never
@@ -148,19 +151,26 @@ def run_sequential(plan: Plan, engine: InferenceEngine, on_start: OnStart,
     return summary
 
 
-def run_parallel(plan: Plan, n_jobs: int, on_end: OnEnd) -> BatchSummary:
-    """The jobs in `n_jobs` worker processes, each loading the model once. A worker that
-    cannot load the model ends the run (FatalError, once); an interrupt stops the workers
-    (SIGTERM, then SIGKILL after WORKER_STOP_SECONDS) and leaves queued jobs unstarted."""
-    check_model_options(plan.options)
+def run_parallel(plan: Plan, engine: InferenceEngine, n_jobs: int, on_end: OnEnd
+                 ) -> BatchSummary:
+    """The jobs in `n_jobs` worker processes, each analysing one recording at a time (decode,
+    face stage, outputs) and all fed by `engine`, loaded once in this process
+    (`fgnet_video.model_server`). An interrupt stops the workers (SIGTERM, then SIGKILL after
+    WORKER_STOP_SECONDS) and leaves queued jobs unstarted."""
+    from fgnet_video.model_server import ModelServer
+
     summary = BatchSummary()
-    threads = max(1, (os.cpu_count() or 1) // n_jobs)
     context = multiprocessing.get_context("spawn")
+    server = ModelServer(engine, n_jobs, context)
+    slots = context.Queue()
+    for slot in range(n_jobs):
+        slots.put(slot)
     pool = ProcessPoolExecutor(n_jobs, mp_context=context, initializer=_init_worker,
-                               initargs=(plan.options.model.engine_kwargs(), threads,
+                               initargs=(slots, server.client_args(),
                                          warnings_shown_as_lines(), os.getpid()))
     pending: dict[Future, Job] = {}
     queued = list(reversed(plan.jobs))
+    server.start()
     try:
         while queued or pending:
             while queued and len(pending) < n_jobs:  # queued jobs start only when a slot frees
@@ -170,13 +180,13 @@ def run_parallel(plan: Plan, n_jobs: int, on_end: OnEnd) -> BatchSummary:
             for future in finished:
                 job = pending.pop(future)
                 outcome = _outcome_of(future)
-                if outcome.status == "fatal":
-                    raise FatalError(outcome.reason or "the model could not be loaded")
                 summary.record(job, outcome)
                 on_end(job, outcome)
     except BaseException:
         stop_pool(pool)
         raise
+    finally:
+        server.stop()
     pool.shutdown(wait=True)
     return summary
 
@@ -188,8 +198,7 @@ def _outcome_of(future: Future) -> JobOutcome:
         return JobOutcome("failed", reason=f"the worker process stopped ({error_line(exc)})")
 
 
-_worker_engine: InferenceEngine | None = None
-_worker_error: str | None = None
+_worker_model: ModelClient | None = None
 _worker_busy = False  # a job is running (SIGTERM then unwinds it, removing its partials)
 
 
@@ -201,38 +210,34 @@ def _worker_sigterm(signum, frame) -> None:
     os._exit(143)
 
 
-def _init_worker(engine_args: dict, threads: int, warning_lines: bool, parent: int) -> None:
+def _init_worker(slots, client_args: tuple, warning_lines: bool, parent: int) -> None:
     """In a worker process: stop on SIGTERM (not on SIGINT: the parent decides), follow the
-    parent's warning style, stop when the parent dies, and load the model once (a failure
-    is kept and reported by the first job, so the parent stops the run with one line)."""
-    global _worker_engine, _worker_error
+    parent's warning style, stop when the parent dies, and take a slot of the parent's
+    model server (one torch thread: the worker's own work is the face stage)."""
+    global _worker_model
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _worker_sigterm)
     if warning_lines:
         warnings_as_lines()
     follow_parent(parent)
-    try:
-        import torch
+    import torch
 
-        from fgnet_video.inference import InferenceEngine
+    from fgnet_video.model_server import ModelClient
 
-        torch.set_num_threads(threads)
-        _worker_engine = InferenceEngine.from_weights(**engine_args)
-    except Exception as exc:  # noqa: BLE001 - reported once by the parent
-        log.debug("worker could not load the model", exc_info=True)
-        _worker_error = error_line(exc)
+    torch.set_num_threads(1)
+    _worker_model = ModelClient(slots.get(), *client_args)
 
 
 def _worker_job(job: Job, plan: Plan) -> JobOutcome:
     global _worker_busy
-    if _worker_error is not None or _worker_engine is None:
-        return JobOutcome("fatal", reason=_worker_error)
     _worker_busy = True
+    _worker_model.begin()
     try:
-        return process_job(job, _worker_engine, plan)
+        return process_job(job, _worker_model, plan)
     except Terminated:
         os._exit(143)  # the job's partials were removed as it unwound
     finally:
+        _worker_model.end()
         _worker_busy = False
 
 
@@ -248,8 +253,9 @@ def analyze_inputs(
 ) -> BatchSummary:
     """Analyse `inputs` (files, folders, globs, manifests) into `output` (one input) or
     `out_dir`, as `fgnet-video analyze` does: plan the jobs (all checks first), then run
-    them on one engine, or in `options.jobs` worker processes when there are several
-    inputs. `on_engine(engine)` is called once the model is loaded (one engine);
+    them on one engine (loaded once; with `options.jobs` > 1 and several inputs, that many
+    recordings at once in worker processes feed it). `on_engine(engine)` is called once the
+    model is loaded;
     `on_start(job)` returns the job's progress callback (frames, faces);
     `on_end(job, outcome)` follows each job."""
     plan = plan_jobs(inputs, options or AnalyzeOptions(), output, out_dir, overlay_to)
@@ -268,12 +274,13 @@ def analyze_inputs(
     if not todo:
         return summary
     plan = replace(plan, jobs=todo)
-    if plan.options.jobs > 1 and len(plan.jobs) > 1:
-        ran = run_parallel(plan, plan.options.jobs, on_end)
-    else:
-        from fgnet_video.inference import InferenceEngine
+    from fgnet_video.inference import InferenceEngine
 
-        engine = InferenceEngine.from_weights(**plan.options.model.engine_kwargs())
-        on_engine(engine)
+    engine = InferenceEngine.from_weights(**plan.options.model.engine_kwargs())
+    on_engine(engine)
+    n_jobs = min(plan.options.jobs, len(plan.jobs))
+    if n_jobs > 1:
+        ran = run_parallel(plan, engine, n_jobs, on_end)
+    else:
         ran = run_sequential(plan, engine, on_start, on_end)
     return summary.merged(ran)

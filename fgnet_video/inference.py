@@ -163,6 +163,24 @@ class InferenceEngine:
     def image_size(self) -> int:
         return self.model.config.image_size
 
+    @property
+    def aus(self) -> tuple[int, ...]:
+        """The AUs the loaded checkpoint scores, in score column order."""
+        return self.loaded.aus
+
+    def record(self) -> dict:
+        """What an analysis's sidecar records about the model that scored it: "checkpoint"
+        (path, sha256, sources, dataset, AUs, features) and "run" (device, precision, batch
+        size)."""
+        loaded = self.loaded
+        return {"checkpoint": {"path": loaded.metadata.get("path"),
+                               "sha256": loaded.checkpoint_sha256(),
+                               "sources": loaded.metadata.get("sources", {}),
+                               "dataset": loaded.dataset, "aus": list(loaded.aus),
+                               "features": list(self.model.config.features)},
+                "run": {"device": str(self.device), "precision": str(self.dtype).replace(
+                    "torch.", ""), "batch_size": self.batch_size}}
+
     def _auto_batch_size(self) -> int:
         if self.device.type != "cuda":
             chosen = cpu_batch_size(self.model.config)

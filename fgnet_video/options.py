@@ -227,8 +227,9 @@ class AnalyzeOptions:
         None, "Replay face tracks saved by --save-tracks (a file for one input, a folder of "
               "NAME.tracks.npz for --out-dir): no detection, tracking or landmarks, the same "
               "faces as the run that saved them.")
-    jobs: int = setting(1, "Inputs analysed at once, in worker processes (each loads the "
-                           "model).")
+    jobs: int = setting(1, "Recordings analysed at once, each in a worker process (decode, "
+                           "faces, outputs), all feeding one model loaded once on the "
+                           "device.")
     smooth: float | None = setting(
         None, "Smooth each face's 0/1 AU decisions with a centred majority window of this many "
               "seconds (scores unchanged; ties keep the frame's own decision); default off.")

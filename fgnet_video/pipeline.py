@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from fgnet_video.face.pipeline import Face, FacePipeline
-from fgnet_video.inference import InferenceEngine
+from fgnet_video.inference import Prediction
 from fgnet_video.options import FaceSettings
 from fgnet_video.outputs import au_columns, au_table
 from fgnet_video.threads import background
@@ -151,10 +151,25 @@ def rows_for(scored: list[ScoredFrame], aus: tuple[int, ...]) -> pd.DataFrame:
     return pd.concat([table, au_table(scores, aus)], axis=1)
 
 
+class Scorer(Protocol):
+    """What scores aligned faces: a `fgnet_video.inference.InferenceEngine`, or a
+    `fgnet_video.model_server.ModelClient` (a model shared by several recordings' analyses,
+    in another process). `batch_size` is how many faces it wants at a time."""
+
+    batch_size: int
+
+    @property
+    def aus(self) -> tuple[int, ...]: ...
+
+    def predict(self, images: list[np.ndarray]) -> Prediction: ...
+
+    def record(self) -> dict: ...
+
+
 class FrameBatcher:
     """Groups consecutive frames until they hold `batch_size` faces, then scores them all."""
 
-    def __init__(self, engine: InferenceEngine, times: StageTimes, max_frames: int = 64):
+    def __init__(self, engine: Scorer, times: StageTimes, max_frames: int = 64):
         self.engine = engine
         self.times = times
         self.max_frames = max_frames
@@ -173,7 +188,7 @@ class FrameBatcher:
         """Score every pending frame now."""
         pending, self._pending, self._n_faces = self._pending, [], 0
         images = [face.aligned for _, faces in pending for face in faces]
-        n_aus = len(self.engine.loaded.aus)
+        n_aus = len(self.engine.aus)
         started = time.perf_counter()
         scores = self.engine.predict(images).scores if images else np.zeros((0, n_aus))
         self.times.add("model", started)
@@ -195,7 +210,7 @@ class FaceStage(Protocol):
 
 def analyze_stream(
     reader: VideoReader,
-    engine: InferenceEngine,
+    engine: Scorer,
     faces: FaceStage | FaceSettings | None = None,
     on_scored: Callable[[list[ScoredFrame]], None] = lambda _: None,
     on_progress: Callable[[int, int], None] = lambda frames, faces: None,
