@@ -77,8 +77,8 @@ class FaceSettings:
 
     detector: DetectorKind = setting("hog", "dlib face detector: hog (frontal, fast) or cnn "
                                             "(MMOD, slow on the CPU).")
-    detect_every: int = setting(10, "Run the detector every N frames (and whenever tracking "
-                                    "is unsure); track in between.")
+    detect_every: int = setting(10, "Run the detector on every Nth frame (frames 0, N, 2N, "
+                                    "...) and whenever tracking is unsure; track in between.")
     downscale: float | None = setting(None, "Factor of the one frame copy the detector scans "
                                             "(default: full size, plus an upscaled pass for "
                                             "faces under 80 px).")

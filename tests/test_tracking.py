@@ -121,3 +121,24 @@ def test_match_score_prefers_overlap_and_accepts_a_near_jump():
     assert match_score((130.0, 110.0, 20.0, 20.0), box) == 0.0  # far too small
     assert same_face((125.0, 125.0, 50.0, 50.0), box)
     assert not same_face((180.0, 100.0, 100.0, 100.0), box)
+
+
+def test_keyframes_stay_put_after_an_unscheduled_detection(face, predictor):
+    # the face jumps 60 px at frame 3: its fit fails there and the detector is asked at once
+    # (and again at 4, where the face's motion was extrapolated); the keyframes are still
+    # 0, 5, 10 for detect_every=5, the ones `upcoming` announced
+    frames = [canvas_with_face(face, 400 if t < 3 else 460, 250) for t in range(12)]
+    asked = []
+
+    def detector(image, small_faces=True):
+        frame = tracker.frames_seen - 1
+        asked.append(frame)
+        return [Detection(tuple(map(float, frames[frame][1])), 1.0)]
+
+    tracker = FaceTracker(detector, predictor, detect_every=5)
+    tracker.update(frames[0][0])
+    announced = [frame for frame, _ in tracker.upcoming(11)]
+    ids = {f.face_id for image, _ in frames[1:] for f in tracker.update(image)}
+    assert asked[:2] == [0, 3] and announced == [5, 10]
+    assert [frame for frame in asked if frame % 5 == 0] == [0, 5, 10]
+    assert ids == {0}

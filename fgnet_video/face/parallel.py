@@ -11,7 +11,8 @@ scheduled detections, or one per frame while no face is tracked), among the fram
 read, are sent to the workers with the detector passes they will need. When the tracker
 asks, the answer is ready or being computed (one not yet started is taken back and run in
 the calling thread); a detection it asks for unexpectedly (a failed tracking check) runs in
-the calling thread. dlib's detectors are deterministic and a detection depends on its frame
+the calling thread, as do those asked for before the first worker has started (spawning
+takes about a second). dlib's detectors are deterministic and a detection depends on its frame
 alone, so where it runs changes no box: the faces, ids and tables are identical for any
 number of workers (tested).
 
@@ -91,6 +92,7 @@ class ParallelFacePipeline:
         source = iter(frames)
         ahead: deque[Frame] = deque()
         tracker = self.pipeline.tracker
+        started = pool.submit(_ready)  # until a worker is up, the tracker detects alone
         try:
             while True:
                 while len(ahead) < self.look_ahead:
@@ -101,7 +103,7 @@ class ParallelFacePipeline:
                 if not ahead:
                     return
                 first = tracker.frames_seen  # the tracker's number for ahead[0]
-                for number, small_faces in tracker.upcoming(len(ahead)):
+                for number, small_faces in tracker.upcoming(len(ahead)) if started.done() else ():
                     key = (number, small_faces)
                     if key not in self._detector.pending:
                         image = ahead[number - first].image
@@ -126,6 +128,10 @@ def _start_worker(settings: FaceSettings, parent: int) -> None:
     signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(143))
     follow_parent(parent)
     _worker_detector = FaceDetector.for_settings(settings)
+
+
+def _ready() -> None:
+    """A worker's first task: done once a worker has started."""
 
 
 def _detect(image: np.ndarray, small_faces: bool) -> list[Detection]:

@@ -1,8 +1,9 @@
 """Face tracking between detections by landmark propagation, with stable face ids.
 
-The detector runs every `detect_every` frames (and on the first frame, whenever no face is
-tracked, and whenever a tracked face fails its consistency checks; its small-face pass, see
-`fgnet_video.face.detect`, at most every `detect_every` frames). In between, each face's
+The detector runs on the clip's keyframes, frames 0, N, 2N, ... for N = `detect_every` (a
+fixed schedule, so the detections can be prepared ahead: `upcoming`), on every frame while
+no face is tracked, and whenever a tracked face fails its consistency checks; its small-face
+pass (see `fgnet_video.face.detect`) at most every `detect_every` frames. In between, each face's
 box in the new frame is the box implied by its landmarks of the previous frame, and the
 68-point predictor refits the landmarks inside it.
 
@@ -199,7 +200,6 @@ class FaceTracker:
         self._lost: list[_Track] = []
         self._next_id = 0
         self._frame = -1
-        self._since_detection = 0
         self._small_pass_frame: int | None = None  # the last frame scanned for small faces
 
     def _fit(self, image: np.ndarray, track: _Track) -> _Fit:
@@ -240,9 +240,8 @@ class FaceTracker:
         tracked, the scheduled detections; with none, one per frame. What a detector can
         prepare ahead."""
         start = self.frames_seen
-        frames = (range(self._frame + self.detect_every - self._since_detection,
-                        start + count, self.detect_every) if self._active
-                  else range(start, start + count))
+        frames = (range(start + (-start) % self.detect_every, start + count, self.detect_every)
+                  if self._active else range(start, start + count))
         upcoming, small_pass = [], self._small_pass_frame
         for frame in frames:
             if frame >= start + count:
@@ -261,14 +260,12 @@ class FaceTracker:
         """Faces in the next frame of the clip (uint8 RGB), sorted by face id."""
         self._frame += 1
         image = np.ascontiguousarray(image)
-        scheduled = not self._active or self._since_detection + 1 >= self.detect_every
+        scheduled = not self._active or self._frame % self.detect_every == 0
         fits = {} if scheduled else {id(t): self._fit(image, t) for t in self._active}
         detected: set[int] = set()
         if scheduled or not all(f.consistent for f in fits.values()):
-            self._since_detection = 0
             detected = self._detect(image, fits)
         else:
-            self._since_detection += 1
             for track in self._active:
                 self._follow(track, fits[id(track)])
         self._drop_duplicates(detected)
