@@ -15,9 +15,11 @@ parity of the full model in fp32 on the device with the release's reference outp
 (benchmarks/model_speed.py: the release-equivalent mode against each switch, batches 16 and
 64); analyze end to end on a 720p single-face clip and a two-face clip with the full model,
 replaying face tracks saved on the CPU machine (`analyze --tracks`: the GPU machine needs no
-dlib); a full-size training step with and without the auxiliary tasks; last, torch.compile's
-inference speed (its compilation is the slowest and least certain step). --dry-run runs every
-step on the CPU with the tiny preset and tiny sizes, so the script cannot rot unseen.
+dlib), then both clips twice as a study, `--jobs 1` against `--jobs 4` on one model
+(benchmarks/study_throughput.py); a full-size training step with and without the auxiliary
+tasks; last, torch.compile's inference speed (its compilation is the slowest and least
+certain step). --dry-run runs every step on the CPU with the tiny preset and tiny sizes, so
+the script cannot rot unseen.
 
 Each step runs in its own process with a timeout; `--budget SECONDS` bounds the whole check
 (a step gets at most what is left, and one that would start with under MIN_STEP_S left is
@@ -252,6 +254,10 @@ def end_to_end(args: argparse.Namespace, device: str, work: Path, step) -> None:
             str(out / f"{clip}.csv"), "--tracks", str(inputs / "tracks" / f"{clip}.tracks.npz"),
             "--device", device, "--overwrite", *model),
             figures=lambda sidecar=out / f"{clip}.json": sidecar_figures(sidecar))
+    step("analyze study, one model", python(
+        "benchmarks/study_throughput.py", *(str(inputs / f"{clip}.mp4") for clip in CLIPS),
+        "--copies", "2", "--tracks", str(inputs / "tracks"), "--device", device,
+        "--jobs", "1,2" if args.dry_run else "1,4", *model))
 
 
 def sidecar_figures(sidecar: Path) -> dict | None:

@@ -20,11 +20,14 @@ def test_gpu_check_dry_run_writes_the_whole_report(tmp_path):
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     names = [step["name"] for step in report["steps"]]
     assert names == ["doctor", "parity and precision", "cuda tests", "model speed",
-                     "analyze single_720p", "analyze two_faces_720p", "training step",
+                     "analyze single_720p", "analyze two_faces_720p",
+                     "analyze study, one model", "training step",
                      "training step with auxiliary tasks", "torch.compile speed"]
     assert all(step["status"] == "ok" for step in report["steps"])
     two = next(s for s in report["steps"] if s["name"] == "analyze two_faces_720p")
     assert two["figures"]["faces_per_s"] > two["figures"]["frames_per_s"]  # two faces a frame
+    study = next(s for s in report["steps"] if s["name"] == "analyze study, one model")
+    assert "| 2 |" in study["output"] and "4 tables equal to --jobs 1's" in study["output"]
     markdown = (tmp_path / "gpu_check.md").read_text()
     assert "| parity and precision | ok |" in markdown and "dry_run: True" in markdown
 
