@@ -75,7 +75,8 @@ def test_auto_face_workers_follow_the_cores():
 
 
 @pytest.mark.slow
-def test_an_interrupted_study_with_face_workers_resumes_to_the_same_tables(tiny_weights,
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_an_interrupted_study_with_face_workers_resumes_to_the_same_tables(jobs, tiny_weights,
                                                                           tmp_path):
     import signal
     import subprocess
@@ -88,7 +89,7 @@ def test_an_interrupted_study_with_face_workers_resumes_to_the_same_tables(tiny_
     inputs = study(tmp_path, shared_path("media", "vox_talking.mp4"), 4)
     out = tmp_path / "out"
     command = [sys.executable, "-m", "fgnet_video", "analyze", *inputs, "--out-dir", str(out),
-               "-w", str(tiny_weights), "--face-workers", "2"]
+               "-w", str(tiny_weights), "--face-workers", "2", "--jobs", str(jobs)]
     log = open(tmp_path / "stderr.txt", "w")
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=log)
     log.close()
@@ -97,7 +98,7 @@ def test_an_interrupted_study_with_face_workers_resumes_to_the_same_tables(tiny_
         assert process.poll() is None, (tmp_path / "stderr.txt").read_text()
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    while not children(process.pid):  # the next recording's face workers are running
+    while not children(process.pid):  # face workers (--jobs 1) or recording workers run
         assert process.poll() is None and time.monotonic() < deadline
         time.sleep(0.05)
     workers = children(process.pid)
