@@ -274,6 +274,10 @@ def analyze_inputs(
     if not todo:
         return summary
     plan = replace(plan, jobs=todo)
+    if plan.options.ray is not None:  # one Ray task per job; the model loads on the workers
+        from fgnet_video.ray_study import run_on_ray
+
+        return summary.merged(run_on_ray(plan, on_end))
     from fgnet_video.inference import InferenceEngine
 
     engine = InferenceEngine.from_weights(**plan.options.model.engine_kwargs())

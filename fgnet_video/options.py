@@ -4,7 +4,7 @@
       sampling: SamplingSettings   which frames (fps, start, end)
       face:     FaceSettings       how faces are found, followed and aligned
       model:    ModelOptions       which weights, on which device, how fast
-      table_format, columns, overlay, overwrite, jobs
+      table_format, columns, overlay, overwrite, jobs, ray
 
     EventSettings                  what counts as an AU event (`summarize`)
 
@@ -230,6 +230,11 @@ class AnalyzeOptions:
     jobs: int = setting(1, "Recordings analysed at once, each in a worker process (decode, "
                            "faces, outputs), all feeding one model loaded once on the "
                            "device.")
+    ray: str | None = setting(
+        None, "Run the study on a Ray cluster, one task per recording: ADDRESS as ray.init "
+              "takes it (auto, HOST:6379, ray://HOST:10001); a bare --ray connects to "
+              "RAY_ADDRESS or a cluster started here, else starts a local one. With --out-dir; "
+              "needs pip install 'fgnet-video[ray]'.")
     smooth: float | None = setting(
         None, "Smooth each face's 0/1 AU decisions with a centred majority window of this many "
               "seconds (scores unchanged; ties keep the frame's own decision); default off.")
@@ -241,6 +246,9 @@ class AnalyzeOptions:
             raise UserError(f"unknown columns {self.columns!r} (use fgnet or openface)")
         if self.jobs < 1:
             raise UserError(f"--jobs must be at least 1, got {self.jobs}")
+        if self.ray is not None and self.jobs > 1:
+            raise UserError("--jobs goes without --ray: on Ray every recording is a task, and "
+                            "the cluster's CPUs and GPUs set how many run at once")
         if self.smooth is not None and not (math.isfinite(self.smooth) and self.smooth >= 0):
             raise UserError(f"--smooth must be a number of seconds >= 0, got {self.smooth}")
 

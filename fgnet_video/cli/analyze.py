@@ -33,6 +33,7 @@ def _sampling_total(info, sampling: SamplingSettings) -> int | None:
 
 _SECONDS = click.FloatRange(min=0)
 _BESIDE = "auto"  # the bare --overlay flag: NAME.overlay.mp4 beside the table
+_RAY_DEFAULT = ""  # the bare --ray flag: ray.init()'s default cluster
 
 
 @click.command()
@@ -56,6 +57,8 @@ _BESIDE = "auto"  # the bare --overlay flag: NAME.overlay.mp4 beside the table
 @setting_option(AnalyzeOptions, "jobs", "--jobs", "-j", type=click.IntRange(min=1))
 @setting_option(AnalyzeOptions, "overwrite", "--overwrite", is_flag=True)
 @setting_option(AnalyzeOptions, "shard", "--shard", metavar="K/N")
+@setting_option(AnalyzeOptions, "ray", "--ray", is_flag=False, flag_value=_RAY_DEFAULT,
+                metavar="[ADDRESS]")
 @setting_option(AnalyzeOptions, "save_tracks", "--save-tracks", is_flag=True)
 @setting_option(AnalyzeOptions, "tracks", "--tracks", metavar="FILE_OR_DIR")
 @setting_option(FaceSettings, "detector", "--detector", type=click.Choice(DETECTOR_KINDS))
@@ -74,6 +77,10 @@ def analyze(inputs, output, out_dir, overlay_to, **params) -> None:
     if overlay_to is not None:
         params["overlay"] = True
     options = AnalyzeOptions.from_kwargs(**given(params))
+    if options.ray is not None:
+        from fgnet_video.ray_study import require_ray
+
+        require_ray(single_output=output is not None)
     reporter = Reporter(options.sampling, single=output is not None)
     summary = analyze_inputs(inputs, options, output=output, out_dir=out_dir,
                              overlay_to=None if overlay_to == _BESIDE else overlay_to,
