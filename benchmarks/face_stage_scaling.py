@@ -35,7 +35,6 @@ from multi_face import parse_setting  # benchmarks/ is this script's folder
 
 from fgnet_video.aus import BP4D_AUS
 from fgnet_video.face.pipeline import FacePipeline, align_tracked
-from fgnet_video.inference import Prediction
 from fgnet_video.options import FaceSettings
 from fgnet_video.pipeline import analyze_stream
 from fgnet_video.video import VideoReader, read_frames
@@ -50,7 +49,9 @@ class NoOpScorer:
     batch_size = 16
     aus = BP4D_AUS
 
-    def predict(self, images, keep_heatmaps: bool = False) -> Prediction:
+    def predict(self, images, keep_heatmaps: bool = False):
+        from fgnet_video.inference import Prediction
+
         return Prediction(np.zeros((len(images), len(BP4D_AUS)), np.float32))
 
 

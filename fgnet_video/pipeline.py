@@ -17,17 +17,19 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import pandas as pd
 
 from fgnet_video.face.pipeline import Face, FacePipeline
-from fgnet_video.inference import Prediction
 from fgnet_video.options import FaceSettings
 from fgnet_video.outputs import au_columns, au_table
 from fgnet_video.threads import background
 from fgnet_video.video import Frame, VideoReader
+
+if TYPE_CHECKING:
+    from fgnet_video.inference import Prediction
 
 ROW_COLUMNS = ["frame", "timestamp", "face_id", "person_id", "person", "success", "confidence",
                "x", "y", "w", "h", "small_face"]

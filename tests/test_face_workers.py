@@ -56,6 +56,13 @@ def test_workers_stop_when_the_stream_is_closed_early():
     assert not multiprocessing.active_children()
 
 
+def test_frames_read_ahead_give_each_worker_keyframes_within_the_memory_cap():
+    stage = ParallelFacePipeline(FaceSettings(detect_every=10), 2)
+    assert stage.look_ahead(1280 * 720 * 3) == 41  # 2 x 2 workers x 10 + 1 (110 MB)
+    assert stage.look_ahead(2560 * 1440 * 3) == 24  # 256 MiB hold 24 frames of 1440p
+    assert stage.look_ahead(3840 * 2160 * 3) == 11  # 4K: at least detect_every + 1
+
+
 class _NoDetector:
     def __call__(self, image, small_faces=True):
         return []

@@ -4,8 +4,9 @@ exactly the faces of `FacePipeline`.
 Tracking is sequential by nature (each frame is tracked from the previous one), so the
 `FacePipeline` keeps running in the calling thread; what it mostly waits for, the detector
 (three quarters of the face stage's CPU time on a 720p clip with small faces searched for),
-runs ahead in N worker processes. Frames are read N x `detect_every` + 1 ahead (about 60 MB
-of 720p frames for N = 2), so each worker has a scheduled detection to work on; before each
+runs ahead in N worker processes. Frames are read 2 x N x `detect_every` + 1 ahead (at most
+LOOK_AHEAD_BYTES of frames: 110 MB of 720p for N = 2), so each worker has a keyframe to
+detect while the tracker, faster than a detection, goes on; before each
 frame is tracked, the detections the tracker will ask for (`FaceTracker.upcoming`: its
 scheduled detections, or one per frame while no face is tracked), among the frames already
 read, are sent to the workers with the detector passes they will need. When the tracker
@@ -26,18 +27,19 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import signal
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 
 import numpy as np
 
+from fgnet_video.face import detect_worker
 from fgnet_video.face.detect import Detection, FaceDetector
 from fgnet_video.face.pipeline import Face, FacePipeline
 from fgnet_video.options import FaceSettings
 from fgnet_video.video import Frame
-from fgnet_video.workers import follow_parent
+
+LOOK_AHEAD_BYTES = 256 * 2**20  # at most this much of decoded frames is read ahead
 
 
 class _PrefetchedDetector:
@@ -72,13 +74,21 @@ class ParallelFacePipeline:
             raise ValueError(f"a parallel face stage needs 2 or more workers, got {workers}")
         self.pipeline = FacePipeline(settings)
         self.workers = workers
-        self.look_ahead = workers * settings.detect_every + 1  # a scheduled detection each
         tracker = self.pipeline.tracker
         self._detector = _PrefetchedDetector(tracker.detector)
         tracker.detector = self._detector
 
     def reset(self) -> None:
         self.pipeline.reset()
+
+    def look_ahead(self, frame_bytes: int) -> int:
+        """How many frames to read ahead: 2 x workers x detect_every + 1, so that every
+        worker has a keyframe to detect while the tracker, faster than a detection, goes on
+        (the tracker covers about 20 frames of 720p in one small-face detection's time),
+        within LOOK_AHEAD_BYTES of frames, and at least detect_every + 1."""
+        every = self.pipeline.settings.detect_every
+        fits = LOOK_AHEAD_BYTES // max(frame_bytes, 1)
+        return max(every + 1, min(2 * self.workers * every + 1, fits))
 
     def process(self, frame: Frame) -> list[Face]:
         self._detector.current = self.pipeline.tracker.frames_seen
@@ -87,19 +97,21 @@ class ParallelFacePipeline:
     def stream(self, frames: Iterable[Frame]) -> Iterator[tuple[Frame, list[Face]]]:
         context = multiprocessing.get_context("spawn")
         pool = ProcessPoolExecutor(self.workers, mp_context=context,
-                                   initializer=_start_worker,
+                                   initializer=detect_worker.start,
                                    initargs=(self.pipeline.settings, os.getpid()))
         source = iter(frames)
         ahead: deque[Frame] = deque()
         tracker = self.pipeline.tracker
-        started = pool.submit(_ready)  # until a worker is up, the tracker detects alone
+        started = pool.submit(detect_worker.ready)  # until then, the tracker detects alone
+        look_ahead = 1
         try:
             while True:
-                while len(ahead) < self.look_ahead:
+                while len(ahead) < look_ahead:
                     frame = next(source, None)
                     if frame is None:
                         break
                     ahead.append(frame)
+                    look_ahead = self.look_ahead(frame.image.nbytes)
                 if not ahead:
                     return
                 first = tracker.frames_seen  # the tracker's number for ahead[0]
@@ -107,7 +119,8 @@ class ParallelFacePipeline:
                     key = (number, small_faces)
                     if key not in self._detector.pending:
                         image = ahead[number - first].image
-                        self._detector.pending[key] = pool.submit(_detect, image, small_faces)
+                        self._detector.pending[key] = pool.submit(detect_worker.detect, image,
+                                                                  small_faces)
                 frame = ahead.popleft()
                 faces = self.process(frame)
                 self._detector.forget_before(tracker.frames_seen)
@@ -117,22 +130,3 @@ class ParallelFacePipeline:
             pool.shutdown(wait=True, cancel_futures=True)
 
 
-_worker_detector: FaceDetector | None = None
-
-
-def _start_worker(settings: FaceSettings, parent: int) -> None:
-    """In a worker: exit on SIGTERM (it holds no files), ignore SIGINT (the parent decides),
-    stop with the parent, and load the detector once."""
-    global _worker_detector
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(143))
-    follow_parent(parent)
-    _worker_detector = FaceDetector.for_settings(settings)
-
-
-def _ready() -> None:
-    """A worker's first task: done once a worker has started."""
-
-
-def _detect(image: np.ndarray, small_faces: bool) -> list[Detection]:
-    return _worker_detector(image, small_faces=small_faces)
