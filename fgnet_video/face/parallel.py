@@ -1,19 +1,21 @@
 """The face stage of one recording over several processes (`--face-workers N`, N >= 2), with
 exactly the faces of `FacePipeline`.
 
-Tracking is sequential by nature (each frame is tracked from the previous one), so the
-`FacePipeline` keeps running in the calling thread; what it mostly waits for, the detector
+Tracking is sequential by nature (each frame's landmarks are fitted from the previous
+frame's), so it runs in one thread, ahead of the calling thread, which aligns the tracked
+faces of earlier frames (`FacePipeline.locate`, then `FacePipeline.align`: alignment is
+OpenCV work that overlaps with tracking); what tracking mostly waits for, the detector
 (three quarters of the face stage's CPU time on a 720p clip with small faces searched for),
 runs ahead in N worker processes. Frames are read 2 x N x `detect_every` + 1 ahead (at most
 LOOK_AHEAD_BYTES of frames: 110 MB of 720p for N = 2), so each worker has a keyframe to
-detect while the tracker, faster than a detection, goes on; before each
-frame is tracked, the detections the tracker will ask for (`FaceTracker.upcoming`: its
-scheduled detections, or one per frame while no face is tracked), among the frames already
-read, are sent to the workers with the detector passes they will need. When the tracker
-asks, the answer is ready or being computed (one not yet started is taken back and run in
-the calling thread); a detection it asks for unexpectedly (a failed tracking check) runs in
-the calling thread, as do those asked for before the first worker has started (spawning
-takes about a second). dlib's detectors are deterministic and a detection depends on its frame
+detect while the tracker, faster than a detection, goes on; before each frame is tracked,
+the detections the tracker will ask for (`FaceTracker.upcoming`: its keyframes, or every
+frame while no face is tracked), among the frames already read, are sent to the workers
+with the detector passes they will need. When the tracker asks, the answer is ready or
+being computed (one not yet started is taken back and run in the tracking thread); a
+detection it asks for unexpectedly (a failed tracking check) runs in the tracking thread,
+as do those asked for before the first worker has started (spawning takes about a second).
+dlib's detectors are deterministic and a detection depends on its frame
 alone, so where it runs changes no box: the faces, ids and tables are identical for any
 number of workers (tested).
 
@@ -37,9 +39,11 @@ from fgnet_video.face import detect_worker
 from fgnet_video.face.detect import Detection, FaceDetector
 from fgnet_video.face.pipeline import Face, FacePipeline
 from fgnet_video.options import FaceSettings
+from fgnet_video.threads import background
 from fgnet_video.video import Frame
 
 LOOK_AHEAD_BYTES = 256 * 2**20  # at most this much of decoded frames is read ahead
+TRACKED_QUEUE = 8  # frames tracked ahead of their alignment
 
 
 class _PrefetchedDetector:
@@ -95,6 +99,18 @@ class ParallelFacePipeline:
         return self.pipeline.process(frame)
 
     def stream(self, frames: Iterable[Frame]) -> Iterator[tuple[Frame, list[Face]]]:
+        """(frame, faces) in order: tracking (with the detections run ahead) in a thread of
+        its own, alignment in the calling thread, so the two overlap."""
+        located = background(self._located(frames), maxsize=TRACKED_QUEUE, name="tracking")
+        try:
+            for frame, faces in located:
+                yield frame, self.pipeline.align(frame, faces)
+        finally:
+            located.close()
+
+    def _located(self, frames: Iterable[Frame]) -> Iterator[tuple[Frame, list]]:
+        """(frame, `FacePipeline.locate`'s faces) in order, the detections run ahead in the
+        workers."""
         context = multiprocessing.get_context("spawn")
         pool = ProcessPoolExecutor(self.workers, mp_context=context,
                                    initializer=detect_worker.start,
@@ -122,7 +138,8 @@ class ParallelFacePipeline:
                         self._detector.pending[key] = pool.submit(detect_worker.detect, image,
                                                                   small_faces)
                 frame = ahead.popleft()
-                faces = self.process(frame)
+                self._detector.current = tracker.frames_seen
+                faces = self.pipeline.locate(frame)
                 self._detector.forget_before(tracker.frames_seen)
                 yield frame, faces
         finally:  # workers finish the detection at hand (under a second) and exit

@@ -85,10 +85,21 @@ class FacePipeline:
         """Boxes, ids and landmarks of the faces in the next frame (no alignment)."""
         return self.tracker.update(frame.image)
 
-    def process(self, frame: Frame) -> list[Face]:
-        """The faces of the next frame of the clip, sorted by face id, with person ids."""
-        s = self.settings
+    def locate(self, frame: Frame) -> list[tuple[TrackedFace, int | None, str | None]]:
+        """The faces of the next frame of the clip, sorted by face id, each with its person
+        id and name: the sequential part of `process` (tracking, persons)."""
         tracked = self.track(frame)
         persons = self.persons.update(frame.image, tracked)
+        return [(t, person_id, name) for t, (person_id, name) in zip(tracked, persons,
+                                                                      strict=True)]
+
+    def align(self, frame: Frame, located: list[tuple[TrackedFace, int | None, str | None]]
+              ) -> list[Face]:
+        """The Face records of `locate`'s faces of `frame` (stateless: any thread)."""
+        s = self.settings
         return [align_tracked(frame, t, s.aligned_size, s.align_method, person_id, name)
-                for t, (person_id, name) in zip(tracked, persons, strict=True)]
+                for t, person_id, name in located]
+
+    def process(self, frame: Frame) -> list[Face]:
+        """The faces of the next frame of the clip, sorted by face id, with person ids."""
+        return self.align(frame, self.locate(frame))
