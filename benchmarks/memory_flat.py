@@ -60,13 +60,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", default="1,30")
     parser.add_argument("--fps", type=float, default=5.0, help="sampling (0: every frame)")
+    parser.add_argument("--face-workers", default="1", help="as analyze's option (the peak "
+                        "is the analyze process's; each detection worker is its own process)")
     args = parser.parse_args(argv)
     folder = Path(tempfile.mkdtemp(prefix="memory_flat_"))
     weights = folder / "tiny.safetensors"
     subprocess.run([sys.executable, "-m", "fgnet_video", "weights", "init", "--preset", "tiny",
                     "-o", str(weights)], check=True, cwd=REPO, stdout=subprocess.DEVNULL)
     print(f"machine: {platform.processor() or 'cpu'}, {os.cpu_count()} cores, load "
-          f"{os.getloadavg()[0]:.2f}; peak RSS = ru_maxrss of the analyze process")
+          f"{os.getloadavg()[0]:.2f}; peak RSS = ru_maxrss of the analyze process; "
+          f"--face-workers {args.face_workers}")
     print("\n| clip | frames analysed | peak RSS (MiB) | vs shortest | wall s |")
     print("|---|---|---|---|---|")
     first = None
@@ -75,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         sampling = ["--fps", f"{args.fps:g}"] if args.fps else []
         peak, seconds = peak_rss_mib([sys.executable, "-m", "fgnet_video", "analyze", str(clip),
                                       "-o", str(folder / f"{minutes:g}min.csv"), "-w",
-                                      str(weights), "--face-workers", "1", *sampling])
+                                      str(weights), "--face-workers", args.face_workers,
+                                      *sampling])
         first = first or peak
         analysed = int(minutes * 60 * (args.fps or 25))
         print(f"| {minutes:g} min 720p | {analysed} | {peak:.0f} | {peak / first:.3f}x | "

@@ -8,7 +8,7 @@
 The model is loaded once (`InferenceEngine.from_weights`), then the same study (the inputs,
 each linked `--copies` times under its own name, and with `--tracks` its saved face tracks
 beside it) is run with each `--jobs` value into its own folder: `run_sequential` for 1,
-`run_parallel` (N worker processes feeding this one engine, `fgnet_video.model_server`)
+`run_parallel` (N worker processes feeding this one engine, `fgnet_video.parallel_study`)
 otherwise. Only the runs are timed (not the model load); each prints its wall seconds,
 frames and faces per second and the ratio to `--jobs 1`, and every table is checked equal
 to the `--jobs 1` table of its recording. The machine and its load are printed with the
@@ -27,9 +27,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from fgnet_video.batch import run_parallel, run_sequential
+from fgnet_video.batch import run_sequential
 from fgnet_video.inference import InferenceEngine
 from fgnet_video.options import AnalyzeOptions
+from fgnet_video.parallel_study import run_parallel
 from fgnet_video.plan import TRACKS_SUFFIX, plan_jobs
 
 REPO = Path(__file__).resolve().parents[1]

@@ -150,7 +150,7 @@ def face_stage(path: str | os.PathLike, options: AnalyzeOptions,
     """The face stage of an analysis: saved tracks replayed, or the face pipeline (over
     several processes when `face_workers` asks for more than one)."""
     if tracks_in is None:
-        workers = face_worker_count(options.face.face_workers)
+        workers = face_worker_count(options.face.face_workers, recordings=options.jobs)
         if workers > 1:
             from fgnet_video.face.parallel import ParallelFacePipeline
 

@@ -4,9 +4,10 @@
 (`fgnet_video.plan.plan_jobs`: every check of inputs and output paths, before anything is
 loaded) and runs the jobs on one engine, loaded once in this process: one after another, or
 (`jobs` > 1) `jobs` recordings at once in worker processes that send their faces to it
-(`fgnet_video.model_server`). An input whose complete outputs exist is skipped unless
-`overwrite`; one failing input never stops the others. A model that cannot be loaded, or a
-device that cannot be used, stops the run once, with one line.
+(`fgnet_video.parallel_study`), or as Ray tasks (`fgnet_video.ray_study`). An input whose
+complete outputs exist is skipped unless `overwrite`; one failing input never stops the
+others. A model that cannot be loaded, or a device that cannot be used, stops the run once,
+with one line.
 
 Signals: SIGINT and SIGTERM stop the run within seconds, worker processes included; queued
 inputs are not started; the running inputs' partial outputs are removed (the previous
@@ -16,33 +17,21 @@ outputs stay as they were). A worker whose parent dies stops by itself.
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
-import signal
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from fgnet_video.errors import (
-    Terminated,
-    UserError,
-    error_line,
-    warnings_as_lines,
-    warnings_shown_as_lines,
-)
+from fgnet_video.errors import error_line
 from fgnet_video.options import AnalyzeOptions
 from fgnet_video.plan import Job, Plan, plan_jobs
-from fgnet_video.workers import follow_parent, stop_pool
 
 if TYPE_CHECKING:
     from fgnet_video.inference import InferenceEngine
-    from fgnet_video.model_server import ModelClient
     from fgnet_video.pipeline import Scorer
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass(frozen=True)
@@ -85,10 +74,6 @@ class BatchSummary:
                 self.truncated.append((source, outcome.truncated))
 
 
-class FatalError(UserError):
-    """The run cannot go on for any input (the model or the device is unusable)."""
-
-
 def process_job(job: Job, engine: Scorer, plan: Plan,
                 on_progress: Callable[[int, int], None] = lambda frames, faces: None,
                 ) -> JobOutcome:
@@ -129,17 +114,6 @@ OnEnd = Callable[[Job, JobOutcome], None]
 OnEngine = Callable[["InferenceEngine"], None]
 
 
-def check_model_options(options: AnalyzeOptions) -> None:
-    """Refuse an unusable device and fetch (or refuse) the weights once, in this process,
-    before any worker starts (workers then find the weights in the cache)."""
-    from fgnet_video.devices import resolve_device
-    from fgnet_video.weights import resolve_weights
-
-    model = options.model
-    resolve_device(model.device)
-    resolve_weights(model.weights, psp=model.psp, offline=model.offline)
-
-
 def run_sequential(plan: Plan, engine: InferenceEngine, on_start: OnStart,
                    on_end: OnEnd) -> BatchSummary:
     """Every job in turn on `engine`."""
@@ -149,96 +123,6 @@ def run_sequential(plan: Plan, engine: InferenceEngine, on_start: OnStart,
         summary.record(job, outcome)
         on_end(job, outcome)
     return summary
-
-
-def run_parallel(plan: Plan, engine: InferenceEngine, n_jobs: int, on_end: OnEnd
-                 ) -> BatchSummary:
-    """The jobs in `n_jobs` worker processes, each analysing one recording at a time (decode,
-    face stage, outputs) and all fed by `engine`, loaded once in this process
-    (`fgnet_video.model_server`). An interrupt stops the workers (SIGTERM, then SIGKILL after
-    WORKER_STOP_SECONDS) and leaves queued jobs unstarted."""
-    from fgnet_video.model_server import ModelServer
-
-    summary = BatchSummary()
-    context = multiprocessing.get_context("spawn")
-    server = ModelServer(engine, n_jobs, context)
-    slots = context.Queue()
-    for slot in range(n_jobs):
-        slots.put(slot)
-    pool = ProcessPoolExecutor(n_jobs, mp_context=context, initializer=_init_worker,
-                               initargs=(slots, server.client_args(),
-                                         warnings_shown_as_lines(), os.getpid()))
-    pending: dict[Future, Job] = {}
-    queued = list(reversed(plan.jobs))
-    server.start()
-    try:
-        while queued or pending:
-            while queued and len(pending) < n_jobs:  # queued jobs start only when a slot frees
-                job = queued.pop()
-                pending[pool.submit(_worker_job, job, plan)] = job
-            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in finished:
-                job = pending.pop(future)
-                outcome = _outcome_of(future)
-                summary.record(job, outcome)
-                on_end(job, outcome)
-    except BaseException:
-        stop_pool(pool)
-        raise
-    finally:
-        server.stop()
-    pool.shutdown(wait=True)
-    return summary
-
-
-def _outcome_of(future: Future) -> JobOutcome:
-    try:
-        return future.result()
-    except Exception as exc:  # noqa: BLE001 - a worker process that died
-        return JobOutcome("failed", reason=f"the worker process stopped ({error_line(exc)})")
-
-
-_worker_model: ModelClient | None = None
-_worker_busy = False  # a job is running (SIGTERM then unwinds it, removing its partials)
-
-
-def _worker_sigterm(signum, frame) -> None:
-    """SIGTERM in a worker: unwind the running job (its partials are removed on the way),
-    or, when idle, exit at once."""
-    if _worker_busy:
-        raise Terminated()
-    os._exit(143)
-
-
-def _init_worker(slots, client_args: tuple, warning_lines: bool, parent: int) -> None:
-    """In a worker process: stop on SIGTERM (not on SIGINT: the parent decides), follow the
-    parent's warning style, stop when the parent dies, and take a slot of the parent's
-    model server (one torch thread: the worker's own work is the face stage)."""
-    global _worker_model
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _worker_sigterm)
-    if warning_lines:
-        warnings_as_lines()
-    follow_parent(parent)
-    import torch
-
-    from fgnet_video.model_server import ModelClient
-
-    torch.set_num_threads(1)
-    _worker_model = ModelClient(slots.get(), *client_args)
-
-
-def _worker_job(job: Job, plan: Plan) -> JobOutcome:
-    global _worker_busy
-    _worker_busy = True
-    _worker_model.begin()
-    try:
-        return process_job(job, _worker_model, plan)
-    except Terminated:
-        os._exit(143)  # the job's partials were removed as it unwound
-    finally:
-        _worker_model.end()
-        _worker_busy = False
 
 
 def analyze_inputs(
@@ -284,6 +168,8 @@ def analyze_inputs(
     on_engine(engine)
     n_jobs = min(plan.options.jobs, len(plan.jobs))
     if n_jobs > 1:
+        from fgnet_video.parallel_study import run_parallel
+
         ran = run_parallel(plan, engine, n_jobs, on_end)
     else:
         ran = run_sequential(plan, engine, on_start, on_end)

@@ -1,36 +1,34 @@
 """One model on one device, fed by the analyses of several recordings at once (`--jobs N`).
 
-    parent process:  ModelServer thread: requests -> device batches -> InferenceEngine
-                                         <- scores, back to each request's worker
+    main process (fgnet_video.batch.run_parallel's loop):
+        jobs -> workers; faces <- workers; ModelServer: device batches -> InferenceEngine
+        scores -> each request's worker
     worker process k (one recording at a time, `fgnet_video.batch.process_job`):
         decode -> face stage -> ModelClient.predict(aligned faces) -> table, sidecar, overlay
 
-A worker runs a recording's whole analysis with a `ModelClient` in place of the engine:
-its `predict` sends the aligned faces (uint8, 256 x 256 x 3) to the parent and waits for
+A worker runs a recording's whole analysis with a `ModelClient` in place of the engine: its
+`predict` sends the aligned faces (uint8, 256 x 256 x 3) to the main process and waits for
 their scores, while the recording's decode and face threads go on. The model is loaded
-once, in the parent; workers never read the weights.
+once, in the main process; workers never read the weights. Each worker talks to the main
+process over its own pipe, which nothing else writes to, so a worker that dies mid-message
+spoils only its own pipe (the main process then reads end-of-file), never another's.
 
-Batching: a client asks for ceil(batch_size / workers) faces at a time, so the workers
-together fill one device batch. The server takes a request, then gathers the other busy
-workers' requests (waiting at most GATHER_SECONDS) until it holds `batch_size` faces or one
-request from every busy worker, and scores them all in one `InferenceEngine.predict` call:
-a device batch mixes faces of different recordings; each worker gets back exactly the
-scores of its own faces, in order. A model error (non-finite heatmaps, out of memory at one
-face per batch) fails the requests of that batch, each with the error's one line (those
-recordings fail; the run goes on).
+Batching: a client asks for floor(batch_size / workers) faces at a time (at least one), so
+the workers' requests together fit one device batch. The server holds the requests of the
+busy workers until it has `batch_size` faces, one request from every busy worker, or the
+oldest has waited GATHER_SECONDS, and scores them all in one `InferenceEngine.predict`
+call: a device batch mixes faces of different recordings, and each worker gets back exactly
+the scores of its own faces, in order. A model error on a batch of several requests is
+retried request by request, so only the requests that fail alone fail (with the error's
+one line: those recordings fail, the run goes on).
 
-Messages on the request queue: ("begin", slot) and ("end", slot) around each recording
-(the server waits only for busy workers), ("faces", slot, number, images), and None to
-stop. Replies on the worker's own queue: (number, scores) or (number, error line); a
-reply whose number is not the one awaited (a request abandoned by an interrupt) is skipped.
+Messages: worker -> main ("faces", number, images) and ("done", JobOutcome); main ->
+worker a Job to analyse, ("scores", number, scores or error line), or None to stop.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import queue
-import threading
 import time
 from dataclasses import dataclass
 
@@ -49,42 +47,31 @@ class _Request:
     slot: int
     number: int
     images: np.ndarray
+    arrived: float
 
 
 class ModelClient:
-    """The model as a worker process sees it (`fgnet_video.pipeline.Scorer`): `predict`
-    is answered by the parent's `ModelServer` (module docstring). Made in the worker from
-    `ModelServer.client_args()` and the worker's slot."""
+    """The model as a worker process sees it (`fgnet_video.pipeline.Scorer`): `predict` is
+    answered by the main process's `ModelServer` over `connection` (module docstring)."""
 
-    def __init__(self, slot: int, requests, replies: list, batch_size: int, aus: tuple,
-                 record: dict):
-        self.slot = slot
+    def __init__(self, connection, batch_size: int, aus: tuple, record: dict):
         self.batch_size = batch_size
         self.aus = tuple(aus)
         self._record = record
-        self._requests = requests
-        self._replies = replies[slot]
+        self._connection = connection
         self._number = 0
 
     def record(self) -> dict:
         return self._record
 
-    def begin(self) -> None:
-        """A recording starts: the server waits for this worker's faces from now on."""
-        self._requests.put(("begin", self.slot))
-
-    def end(self) -> None:
-        """The recording is done: the server no longer waits for this worker."""
-        self._requests.put(("end", self.slot))
-
     def predict(self, images: list[np.ndarray]) -> Prediction:
         """The scores (N, n_aus) of uint8 RGB aligned faces (N, H, W, 3); UserError with
-        the server's line when the model failed on their batch."""
+        the server's line when the model failed on them."""
         self._number += 1
-        self._requests.put(("faces", self.slot, self._number, np.stack(images)))
+        self._connection.send(("faces", self._number, np.stack(images)))
         while True:
-            number, answer = self._replies.get()
-            if number == self._number:
+            kind, number, answer = self._connection.recv()
+            if kind == "scores" and number == self._number:
                 break
         if isinstance(answer, str):
             raise UserError(answer)
@@ -92,81 +79,66 @@ class ModelClient:
 
 
 class ModelServer:
-    """Serves `engine` to `workers` worker processes from a thread of this process (module
-    docstring). `client_args()` go to each worker (with its slot, 0 .. workers - 1);
-    `start()` before the workers ask, `stop()` after (it finishes the batch at hand)."""
+    """Gathers the workers' requests into device batches of `engine` and scores them, in
+    the thread of the loop that feeds it (`add`, `drop`, `due`, `score`; module docstring).
+    `client_args()` are a ModelClient's arguments after its connection."""
 
-    def __init__(self, engine: InferenceEngine, workers: int, context):
+    def __init__(self, engine: InferenceEngine, workers: int):
         self.engine = engine
-        self.requests = context.Queue()
-        self.replies = [context.Queue() for _ in range(workers)]
-        self.client_batch = max(1, math.ceil(engine.batch_size / workers))
-        self._busy: set[int] = set()
-        self._stopping = False
-        self._thread = threading.Thread(target=self._serve, name="model-server", daemon=True)
+        self.client_batch = max(1, engine.batch_size // workers)
+        self._requests: list[_Request] = []
 
     def client_args(self) -> tuple:
-        """ModelClient's arguments after the slot."""
-        return (self.requests, self.replies, self.client_batch, tuple(self.engine.aus),
-                self.engine.record())
+        return self.client_batch, tuple(self.engine.aus), self.engine.record()
 
-    def start(self) -> None:
-        self._thread.start()
+    def add(self, slot: int, number: int, images: np.ndarray) -> None:
+        """A worker's request for the scores of `images`."""
+        self._requests.append(_Request(slot, number, images, time.monotonic()))
 
-    def stop(self) -> None:
-        self.requests.put(None)
-        self._thread.join()
+    def drop(self, slot: int) -> None:
+        """Forget the requests of a worker that is gone."""
+        self._requests = [r for r in self._requests if r.slot != slot]
 
-    def _serve(self) -> None:
-        while not self._stopping:
-            batch = self._gather()
-            if batch:
-                self._score(batch)
+    def wait_seconds(self) -> float | None:
+        """How long the feeding loop may wait for more requests before `due` holds by
+        time alone (None: no request is waiting, wait for any)."""
+        if not self._requests:
+            return None
+        return max(0.0, self._requests[0].arrived + GATHER_SECONDS - time.monotonic())
 
-    def _take(self, message, batch: list[_Request]) -> None:
-        """Note a message: a worker's begin or end, faces (added to `batch`), or stop."""
-        if message is None:
-            self._stopping = True
-        elif message[0] == "begin":
-            self._busy.add(message[1])
-        elif message[0] == "end":
-            self._busy.discard(message[1])
-        else:
-            batch.append(_Request(*message[1:]))
+    def due(self, busy: set[int]) -> bool:
+        """Whether the waiting requests should be scored now: they hold `batch_size` faces,
+        every busy worker (slots in `busy`) has asked, or the oldest has waited long enough."""
+        if not self._requests:
+            return False
+        faces = sum(len(request.images) for request in self._requests)
+        return (faces >= self.engine.batch_size
+                or busy <= {request.slot for request in self._requests}
+                or self.wait_seconds() == 0.0)
 
-    def _gather(self) -> list[_Request]:
-        """The requests of one device batch: those waiting, then more until the batch is
-        full, every busy worker has asked, or GATHER_SECONDS have passed."""
-        batch: list[_Request] = []
-        while not batch and not self._stopping:
-            self._take(self.requests.get(), batch)
-        deadline = time.monotonic() + GATHER_SECONDS
-        while not self._stopping and not self._enough(batch):
-            remaining = deadline - time.monotonic()
+    def score(self) -> list[tuple[int, int, np.ndarray | str]]:
+        """(slot, number, scores or error line) for every waiting request, scored together
+        (one `predict` call), or one by one when that fails."""
+        requests, self._requests = self._requests, []
+        if len(requests) > 1:
             try:
-                message = (self.requests.get_nowait() if remaining <= 0
-                           else self.requests.get(timeout=remaining))
-            except queue.Empty:
-                break
-            self._take(message, batch)
-        return batch
+                return self._scored(requests)
+            except Exception:  # noqa: BLE001 - retried request by request
+                log.debug("scoring a mixed batch failed", exc_info=True)
+        return [answer for request in requests for answer in self._alone(request)]
 
-    def _enough(self, batch: list[_Request]) -> bool:
-        faces = sum(len(request.images) for request in batch)
-        return faces >= self.engine.batch_size or self._busy <= {r.slot for r in batch}
-
-    def _score(self, batch: list[_Request]) -> None:
-        """Score the batch's faces in one call and answer each request."""
+    def _alone(self, request: _Request) -> list[tuple[int, int, np.ndarray | str]]:
         try:
-            scores = self.engine.predict(np.concatenate([r.images for r in batch])).scores
-        except Exception as exc:  # noqa: BLE001 - the requests fail, the server goes on
-            log.debug("scoring a batch failed", exc_info=True)
-            line = error_line(exc)
-            for request in batch:
-                self.replies[request.slot].put((request.number, line))
-            return
-        offset = 0
-        for request in batch:
+            return self._scored([request])
+        except Exception as exc:  # noqa: BLE001 - this request fails
+            log.debug("scoring a request failed", exc_info=True)
+            return [(request.slot, request.number, error_line(exc))]
+
+    def _scored(self, requests: list[_Request]) -> list[tuple[int, int, np.ndarray]]:
+        scores = self.engine.predict(np.concatenate([r.images for r in requests])).scores
+        answers, offset = [], 0
+        for request in requests:
             count = len(request.images)
-            self.replies[request.slot].put((request.number, scores[offset:offset + count]))
+            answers.append((request.slot, request.number, scores[offset:offset + count]))
             offset += count
+        return answers

@@ -94,7 +94,8 @@ class FaceSettings:
     face_workers: int | str = setting(
         "auto", "Face detection processes per recording: N >= 2 runs the detector ahead in N "
                 "processes beside the tracking thread, 1 in that thread (same results for "
-                "any number; auto: one per 4 cores, 1-4).")
+                "any number; auto: one per 4 cores, of each recording's share with --jobs, "
+                "1-4).")
     same_person_distance: float = setting(
         0.6, "Face tracks are one person (person_id) when their dlib face descriptors are "
              "closer than this (Euclidean; dlib's usual 0.6; lower: fewer merges).")
@@ -147,14 +148,15 @@ def parse_batch_size(value: int | str) -> int | str:
     return parse_count(value, "--batch-size")
 
 
-def face_worker_count(value: int | str, cores: int | None = None) -> int:
+def face_worker_count(value: int | str, cores: int | None = None, recordings: int = 1) -> int:
     """The face detection processes of a recording (1: detection in the tracking thread):
-    `value`, or for 'auto' one per 4 CPU cores, 1 to 4 (1 on a 2-core machine, where the
-    model and decoding want the cores too)."""
+    `value`, or for 'auto' one per 4 CPU cores of the recording's share of them (`cores` /
+    `recordings` analysed at once), 1 to 4 (1 on a 2-core machine, where the model and
+    decoding want the cores too)."""
     if value != "auto":
         return int(value)
     cores = cores or os.cpu_count() or 1
-    return max(1, min(4, cores // 4))
+    return max(1, min(4, cores // (4 * max(1, recordings))))
 
 
 @dataclass(frozen=True)

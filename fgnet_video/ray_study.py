@@ -15,9 +15,9 @@ A task (`run_job`) runs `batch.process_job` on its worker process's model, loade
 process's first task and reused by the later ones (`_engine`, keyed by the engine options).
 It works in the driver's working folder, so relative paths mean what they meant there; the
 weights come from the driver's cache (FGNET_VIDEO_HOME is passed on), where the driver put
-them before any task starts (`batch.check_model_options`), and workers never download
+them before any task starts (`check_model_options`), and workers never download
 (offline). A worker that cannot load the model stops the run with one line
-(`batch.FatalError`). Inputs, outputs, the weights cache and the working folder must be at
+(`FatalError`). Inputs, outputs, the weights cache and the working folder must be at
 the same paths on every node (shared storage), and fgnet-video installed on every node.
 
 Resources of a task: one GPU when the model runs on CUDA (`--device cuda` or `cuda:N`, whose
@@ -50,14 +50,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from fgnet_video.batch import (
-    BatchSummary,
-    FatalError,
-    JobOutcome,
-    check_model_options,
-    failed,
-    process_job,
-)
+from fgnet_video.batch import BatchSummary, JobOutcome, failed, process_job
 from fgnet_video.cache import HOME_ENV, cache_dir
 from fgnet_video.errors import UserError, error_line, warnings_as_lines, warnings_shown_as_lines
 from fgnet_video.options import AnalyzeOptions
@@ -73,6 +66,21 @@ POLL_SECONDS = 0.2  # how often the driver looks for finished tasks
 INSTALL_HINT = "pip install 'fgnet-video[ray]'"
 
 OnEnd = Callable[[Job, JobOutcome], None]
+
+
+class FatalError(UserError):
+    """The run cannot go on for any input (a worker cannot load the model)."""
+
+
+def check_model_options(options: AnalyzeOptions) -> None:
+    """Refuse an unusable device and fetch (or refuse) the weights once, in the driver,
+    before any task starts (workers then find the weights in the cache)."""
+    from fgnet_video.devices import resolve_device
+    from fgnet_video.weights import resolve_weights
+
+    model = options.model
+    resolve_device(model.device)
+    resolve_weights(model.weights, psp=model.psp, offline=model.offline)
 
 
 def require_ray(single_output: bool = False) -> Any:

@@ -1,4 +1,4 @@
-"""Worker processes: stopping a pool for good, and workers that stop when their parent dies.
+"""Worker processes: stopping them for good, and workers that stop when their parent dies.
 
 Used by the study run's model workers (`fgnet_video.batch`) and the face stage's detection
 workers (`fgnet_video.face.parallel`).
@@ -10,16 +10,14 @@ import os
 import signal
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
 
 WORKER_STOP_SECONDS = 5.0  # how long stopped workers get to clean up (remove partials)
 PARENT_POLL_SECONDS = 0.5
 
 
-def stop_pool(pool: ProcessPoolExecutor) -> None:
-    """Ask every worker to stop (SIGTERM), kill those still running after
-    WORKER_STOP_SECONDS, and drop the queue."""
-    processes = list((getattr(pool, "_processes", None) or {}).values())
+def stop_processes(processes: list) -> None:
+    """Ask every process to stop (SIGTERM) and kill those still running after
+    WORKER_STOP_SECONDS."""
     for process in processes:
         if process.is_alive():
             process.terminate()
@@ -28,7 +26,7 @@ def stop_pool(pool: ProcessPoolExecutor) -> None:
         process.join(max(0.0, deadline - time.monotonic()))
         if process.is_alive():
             process.kill()
-    pool.shutdown(wait=False, cancel_futures=True)
+            process.join()
 
 
 def follow_parent(parent: int) -> None:

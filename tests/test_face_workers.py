@@ -79,6 +79,7 @@ def test_auto_face_workers_follow_the_cores():
     assert [face_worker_count("auto", cores) for cores in (1, 2, 8, 16, 64)] == \
         [1, 1, 2, 4, 4]
     assert face_worker_count(3) == 3
+    assert [face_worker_count("auto", 16, jobs) for jobs in (1, 2, 4)] == [4, 2, 1]
 
 
 @pytest.mark.slow

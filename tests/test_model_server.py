@@ -29,15 +29,12 @@ class RecordingEngine:
 
     aus = (1, 2)
 
-    def __init__(self, batch_size: int, error: str | None = None):
+    def __init__(self, batch_size: int):
         self.batch_size = batch_size
-        self.error = error
         self.calls: list[int] = []
 
     def predict(self, images: np.ndarray) -> Prediction:
         self.calls.append(len(images))
-        if self.error is not None:
-            raise UserError(self.error)
         means = images.reshape(len(images), -1).mean(axis=1)
         return Prediction(np.stack([means, -means], axis=1))
 
@@ -45,103 +42,90 @@ class RecordingEngine:
         return {"checkpoint": {}, "run": {"batch_size": self.batch_size}}
 
 
-def faces(value: int, n: int) -> list[np.ndarray]:
-    return [np.full((4, 4, 3), value + k, np.uint8) for k in range(n)]
+def faces(value: int, n: int) -> np.ndarray:
+    return np.stack([np.full((4, 4, 3), value + k, np.uint8) for k in range(n)])
 
 
-@pytest.fixture
-def served(monkeypatch):
-    """(engine factory -> (server, clients)); the server is stopped at the end. Partial
-    batches wait up to 30 s, so a test that relies on the timeout hangs visibly."""
-    monkeypatch.setattr(model_server, "GATHER_SECONDS", 30.0)
-    servers = []
-
-    def start(engine, workers: int = 2):
-        server = ModelServer(engine, workers, multiprocessing.get_context("spawn"))
-        server.start()
-        servers.append(server)
-        return server, [ModelClient(slot, *server.client_args()) for slot in range(workers)]
-
-    yield start
-    for server in servers:
-        server.stop()
+def test_clients_ask_for_a_share_of_the_device_batch():
+    server = ModelServer(RecordingEngine(batch_size=16), workers=3)
+    batch, aus, record = server.client_args()
+    assert batch == 5 and aus == (1, 2) and record["run"]["batch_size"] == 16  # 3 x 5 <= 16
 
 
-def in_threads(*calls) -> list:
-    """Run the calls at once; their results (or exceptions), in order."""
-    results: list = [None] * len(calls)
-
-    def run(k, call):
-        try:
-            results[k] = call()
-        except Exception as exc:  # noqa: BLE001 - compared by the test
-            results[k] = exc
-
-    threads = [threading.Thread(target=run, args=(k, c)) for k, c in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=20)
-        assert not thread.is_alive(), "a request was never answered"
-    return results
-
-
-def test_clients_ask_for_a_share_of_the_device_batch(served):
-    server, clients = served(RecordingEngine(batch_size=16), workers=3)
-    assert [c.batch_size for c in clients] == [6, 6, 6]  # ceil(16 / 3)
-    assert clients[0].aus == (1, 2) and clients[2].record()["run"]["batch_size"] == 16
-
-
-def test_one_device_batch_mixes_the_faces_of_busy_workers(served):
+def test_one_device_batch_mixes_the_faces_of_busy_workers():
     engine = RecordingEngine(batch_size=8)
-    server, (a, b) = served(engine)
-    a.begin()
-    b.begin()
-    got_a, got_b = in_threads(lambda: a.predict(faces(10, 3)), lambda: b.predict(faces(100, 2)))
+    server = ModelServer(engine, workers=2)
+    server.add(0, 1, faces(10, 3))
+    assert not server.due({0, 1})  # worker 1 is busy and has not asked yet
+    server.add(1, 7, faces(100, 2))
+    assert server.due({0, 1})
+    answers = server.score()
     assert engine.calls == [5]  # one device batch held both workers' faces
-    np.testing.assert_allclose(got_a.scores[:, 0], [10, 11, 12])
-    np.testing.assert_allclose(got_b.scores[:, 0], [100, 101])
-    np.testing.assert_allclose(got_b.scores[:, 1], [-100, -101])
+    assert [(slot, number) for slot, number, _ in answers] == [(0, 1), (1, 7)]
+    np.testing.assert_allclose(answers[0][2][:, 0], [10, 11, 12])
+    np.testing.assert_allclose(answers[1][2], [[100, -100], [101, -101]])
+    assert server.wait_seconds() is None and not server.due({0, 1})
 
 
-def test_a_full_batch_goes_without_waiting_for_other_workers(served):
-    engine = RecordingEngine(batch_size=4)
-    server, (a, b) = served(engine)
-    a.begin()
-    b.begin()  # busy, but never asks: a full batch must not wait for it
-    (got,) = in_threads(lambda: a.predict(faces(0, 4)))
-    assert engine.calls == [4] and len(got.scores) == 4
+def test_a_full_batch_or_a_long_wait_goes_without_the_other_workers(monkeypatch):
+    server = ModelServer(RecordingEngine(batch_size=4), workers=2)
+    server.add(0, 1, faces(0, 4))
+    assert server.due({0, 1})  # full
+    server.score()
+    monkeypatch.setattr(model_server, "GATHER_SECONDS", 0.0)
+    server.add(0, 2, faces(0, 1))
+    assert server.due({0, 1})  # waited long enough
+    monkeypatch.setattr(model_server, "GATHER_SECONDS", 30.0)
+    assert 29 < server.wait_seconds() <= 30 and not server.due({0, 1})
+    assert server.due({0})  # the other worker is idle: not waited for
 
 
-def test_idle_workers_are_not_waited_for(served):
-    engine = RecordingEngine(batch_size=8)
-    server, (a, b) = served(engine)
-    a.begin()
-    b.begin()
-    b.end()  # b's recording is done
-    (got,) = in_threads(lambda: a.predict(faces(0, 1)))
-    assert engine.calls == [1] and got.scores.shape == (1, 2)
+def test_a_failing_mixed_batch_fails_only_the_requests_that_fail_alone():
+    class PickyEngine(RecordingEngine):
+        def predict(self, images):
+            if (images == 255).any():
+                self.calls.append(len(images))
+                raise UserError("the model produced non-finite heatmaps")
+            return super().predict(images)
+
+    engine = PickyEngine(batch_size=8)
+    server = ModelServer(engine, workers=2)
+    server.add(0, 1, faces(250, 6))  # holds a 255 face
+    server.add(1, 1, faces(5, 2))
+    bad, good = server.score()
+    assert engine.calls == [8, 6, 2]  # together, then one by one
+    assert bad == (0, 1, "the model produced non-finite heatmaps")
+    np.testing.assert_allclose(good[2][:, 0], [5, 6])
 
 
-def test_a_model_error_fails_that_batch_with_one_line_and_the_server_goes_on(served):
-    engine = RecordingEngine(batch_size=8, error="the model produced non-finite heatmaps")
-    server, (a, b) = served(engine)
-    a.begin()
-    b.begin()
-    results = in_threads(lambda: a.predict(faces(0, 1)), lambda: b.predict(faces(5, 1)))
-    assert [str(r) for r in results] == ["the model produced non-finite heatmaps"] * 2
-    assert all(isinstance(r, UserError) for r in results)
-    engine.error = None
-    (got,) = in_threads(lambda: a.predict(faces(7, 1)), lambda: b.predict(faces(9, 1)))[:1]
-    np.testing.assert_allclose(got.scores[:, 0], [7])
+def test_a_gone_worker_s_requests_are_dropped():
+    server = ModelServer(RecordingEngine(batch_size=8), workers=2)
+    server.add(0, 1, faces(0, 2))
+    server.add(1, 1, faces(9, 1))
+    server.drop(0)
+    assert [(slot, number) for slot, number, _ in server.score()] == [(1, 1)]
 
 
-def test_an_abandoned_request_s_late_reply_is_skipped(served):
-    server, (a, b) = served(RecordingEngine(batch_size=8))
-    a.begin()
-    server.replies[0].put((0, np.zeros((9, 2))))  # the answer to an earlier, abandoned request
-    (got,) = in_threads(lambda: a.predict(faces(3, 2)))
-    np.testing.assert_allclose(got.scores[:, 0], [3, 4])
+def test_the_client_gets_its_own_answer_and_skips_a_stale_one():
+    ours, theirs = multiprocessing.Pipe()
+    client = ModelClient(theirs, 4, (1, 2), {"run": {}})
+    served = []
+
+    def serve():
+        kind, number, images = ours.recv()
+        ours.send(("scores", number - 1, np.zeros((9, 2))))  # a reply to an abandoned request
+        ours.send(("scores", number, np.full((len(images), 2), 3.0)))
+        kind, number, images = ours.recv()
+        ours.send(("scores", number, "out of memory on cuda even with one face per batch"))
+        served.append(kind)
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    assert client.predict(list(faces(0, 2))).scores.tolist() == [[3.0, 3.0]] * 2
+    with pytest.raises(UserError, match="out of memory"):
+        client.predict(list(faces(0, 1)))
+    thread.join(timeout=10)
+    assert served == ["faces"]
 
 
 def clips(folder: Path) -> list[str]:

@@ -336,3 +336,25 @@ def test_predict_never_writes_over_its_images_or_weights(tmp_path, tiny_weights)
         assert result.exit_code == 2, result.output
         assert "would replace" in result.output or "two outputs" in result.output
     assert face.read_bytes() == before
+
+
+@pytest.mark.slow
+def test_a_killed_worker_fails_its_recording_and_the_study_goes_on(clip, tmp_path, tiny_weights):
+    process, out, workers = start_study(tmp_path, clip, tiny_weights)
+    assert len(workers) == 2
+    os.kill(workers[0], signal.SIGKILL)  # as the OOM killer would
+    process.wait(timeout=180)
+    err = (tmp_path / "stderr.txt").read_text()
+    assert process.returncode == 1, err
+    assert "Traceback" not in err
+    failed_lines = [line for line in err.splitlines() if line.startswith("failed  ")]
+    assert len(failed_lines) == 1 and "the worker process stopped (killed by SIGKILL" in err
+    assert "5 done, 0 skipped, 1 failed" in err
+    assert len(list(out.glob("*.failed.json"))) == 1  # for `fgnet-video status`
+    inputs = [str(tmp_path / f"rec{k}.mp4") for k in range(6)]
+    again = run(*inputs, "--out-dir", str(out), "--jobs", "2", "-w", str(tiny_weights))
+    assert again.exit_code == 0, again.output
+    assert "1 done, 5 skipped, 0 failed" in again.output
+    assert not list(out.glob(".*partial-*")) and not list(out.glob("*.failed.json"))
+    tables = {p.read_bytes() for p in out.glob("*.csv")}
+    assert len(list(out.glob("*.csv"))) == 6 and len(tables) == 1

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from fgnet_video.batch import FatalError, JobOutcome, analyze_inputs
+from fgnet_video.batch import JobOutcome, analyze_inputs
 from fgnet_video.cli import main
 from fgnet_video.errors import UserError
 from fgnet_video.options import AnalyzeOptions
@@ -183,7 +183,7 @@ def test_sigterm_cancels_the_tasks_and_the_next_run_cleans_up(cluster, study, ti
 def test_a_model_a_worker_cannot_load_stops_the_run_with_one_line(cluster, study, tmp_path):
     broken = tmp_path / "broken.safetensors"  # a file: the driver's check passes
     broken.write_bytes(b"not safetensors" * 100)
-    with pytest.raises(FatalError) as caught:
+    with pytest.raises(ray_study.FatalError) as caught:
         analyze_inputs(study[:2], AnalyzeOptions.from_kwargs(weights=str(broken), ray=""),
                        out_dir=tmp_path / "out")
     message = str(caught.value)

@@ -113,14 +113,23 @@ class Reporter:
         self.single = single
         self.console = Console(stderr=True)
         self._progress = None
+        self._engine = None
         self._speed: tuple[float, str] | None = None  # (faces/s, device type)
 
     def on_engine(self, engine) -> None:
-        """Say where the model runs, and measure its speed for the ETA lines."""
-        from fgnet_video.expectations import engine_line, measure_faces_per_second
+        """Say where the model runs (its speed is measured when an ETA line needs it)."""
+        from fgnet_video.expectations import engine_line
 
         click.echo(f"fgnet-video: {engine_line(engine)}", err=True)
-        self._speed = (measure_faces_per_second(engine), engine.device.type)
+        self._engine = engine
+
+    def _measured_speed(self) -> tuple[float, str] | None:
+        """(faces/s, device type) of the model, measured once; None before it is loaded."""
+        if self._speed is None and self._engine is not None:
+            from fgnet_video.expectations import measure_faces_per_second
+
+            self._speed = (measure_faces_per_second(self._engine), self._engine.device.type)
+        return self._speed
 
     def _expected_frames(self, job) -> int | None:
         from fgnet_video.video import probe
@@ -132,11 +141,10 @@ class Reporter:
 
     def on_start(self, job):
         total = self._expected_frames(job)
-        if self._speed is not None and (self.single or self.console.is_terminal):
+        if (self.single or self.console.is_terminal) and (speed := self._measured_speed()):
             from fgnet_video.expectations import eta_line
 
-            click.echo(f"fgnet-video: {job.source.name}: {eta_line(total, *self._speed)}",
-                       err=True)
+            click.echo(f"fgnet-video: {job.source.name}: {eta_line(total, *speed)}", err=True)
         if not self.console.is_terminal:
             return lambda frames, faces: None
         from rich.progress import (

@@ -7,7 +7,8 @@ faces of earlier frames (`FacePipeline.locate`, then `FacePipeline.align`: align
 OpenCV work that overlaps with tracking); what tracking mostly waits for, the detector
 (three quarters of the face stage's CPU time on a 720p clip with small faces searched for),
 runs ahead in N worker processes. Frames are read 2 x N x `detect_every` + 1 ahead (at most
-LOOK_AHEAD_BYTES of frames: 110 MB of 720p for N = 2), so each worker has a keyframe to
+LOOK_AHEAD_BYTES of frames, but at least `detect_every` + 1: 110 MB of 720p for N = 2), so
+each worker has a keyframe to
 detect while the tracker, faster than a detection, goes on; before each frame is tracked,
 the detections the tracker will ask for (`FaceTracker.upcoming`: its keyframes, or every
 frame while no face is tracked), among the frames already read, are sent to the workers
