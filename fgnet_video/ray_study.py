@@ -21,7 +21,10 @@ them before any task starts (`check_model_options`), and workers never download
 the same paths on every node (shared storage), and fgnet-video installed on every node.
 
 Resources of a task: one GPU when the model runs on CUDA (`--device cuda` or `cuda:N`, whose
-index is replaced by the GPU Ray assigns; `auto` on a cluster with a GPU), else none; CPUs:
+index is replaced by the GPU Ray assigns; `auto` on a cluster with a GPU), else none. Ray
+is told not to set CUDA_VISIBLE_DEVICES (a worker process it reuses for a task on another
+GPU would stay on the GPU its CUDA started on): the task runs on `cuda:K` for the GPU it
+was given (`task_gpu`), reusing the process's model when that is the same GPU; CPUs:
 the face detection processes (`--face-workers N`; on Ray `auto` means 1), which also sets its
 torch threads (Ray's OMP_NUM_THREADS). So a CPU-only node runs one recording per core at once.
 
@@ -62,6 +65,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TASK_RETRIES = 3  # reruns of a task whose worker process or node died
+# Ray leaves CUDA_VISIBLE_DEVICES alone (it would set it per task, but a reused worker process
+# keeps the GPU its CUDA started on); each task picks its assigned GPU itself (`task_gpu`)
+NO_CUDA_VISIBLE_DEVICES = "RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES"
 POLL_SECONDS = 0.2  # how often the driver looks for finished tasks
 INSTALL_HINT = "pip install 'fgnet-video[ray]'"
 
@@ -108,7 +114,9 @@ def run_on_ray(plan: Plan, on_end: OnEnd) -> BatchSummary:
         check_model_options(replace(options, model=replace(options.model, device="cpu")))
         task = ray.remote(run_job).options(**resources, max_retries=TASK_RETRIES,
                                            retry_exceptions=False,
-                                           runtime_env={"env_vars": {HOME_ENV: str(cache_dir())}})
+                                           runtime_env={"env_vars": {
+                                               HOME_ENV: str(cache_dir()),
+                                               NO_CUDA_VISIBLE_DEVICES: "1"}})
         shared = ray.put(replace(plan, options=task_options))
         folder, warning_lines = os.getcwd(), warnings_shown_as_lines()
         pending = {task.remote(job, shared, folder, warning_lines): job for job in plan.jobs}
@@ -222,7 +230,12 @@ def run_job(job: Job, plan: Plan, folder: str, warning_lines: bool) -> JobOutcom
         warnings_as_lines()
     with _working_in(folder):
         try:
-            engine = _engine(plan.options.model.engine_kwargs())
+            kwargs = plan.options.model.engine_kwargs()
+            if kwargs["device"] == "cuda":
+                import ray
+
+                kwargs["device"] = task_gpu(ray.get_gpu_ids())
+            engine = _engine(kwargs)
         except Exception as exc:  # noqa: BLE001 - reported once by the driver
             log.debug("the model could not be loaded", exc_info=True)
             return JobOutcome("fatal", reason=error_line(exc))
@@ -244,16 +257,32 @@ def _working_in(folder: str) -> Iterator[None]:
         os.chdir(previous)
 
 
+def task_gpu(gpu_ids: list, visible: str | None = None) -> str:
+    """The torch device of the GPU Ray assigned to this task (`ray.get_gpu_ids()`, the
+    node's GPU ids): its position among the node's CUDA_VISIBLE_DEVICES (`visible`, read from
+    the environment when None) when that is set, else the id itself."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES") if visible is None else visible
+    gpu = str(gpu_ids[0])
+    order = [v.strip() for v in visible.split(",")] if visible else []
+    return f"cuda:{order.index(gpu) if gpu in order else int(gpu)}"
+
+
 _engines: dict[tuple, InferenceEngine] = {}  # this worker process's model, by its options
 
 
 def _engine(engine_kwargs: dict[str, Any]) -> InferenceEngine:
     """The model of `engine_kwargs` (`InferenceEngine.from_weights`): loaded once per process
-    and reused; other options replace it."""
+    and reused; other options (another GPU assigned to a later task) replace it, whose
+    memory is given back first."""
     key = tuple(sorted(engine_kwargs.items()))
     if key not in _engines:
+        import torch
+
         from fgnet_video.inference import InferenceEngine
 
-        _engines.clear()
+        if _engines:
+            _engines.clear()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
         _engines[key] = InferenceEngine.from_weights(**engine_kwargs)
     return _engines[key]

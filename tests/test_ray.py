@@ -224,6 +224,9 @@ def test_tasks_ask_for_the_device_and_cpus_they_use():
     assert ray_study.task_device("auto", [cpu_node]) == "cpu"
     assert ray_study.task_device("auto", [cpu_node, gpu_node]) == "cuda"
     assert ray_study.task_device("cuda:1", [gpu_node]) == "cuda"
+    # the GPU a task was given, as torch numbers the node's visible GPUs
+    assert ray_study.task_gpu([2], visible="") == "cuda:2"
+    assert ray_study.task_gpu(["5"], visible="4,5,6") == "cuda:1"
     with pytest.raises(UserError, match="unknown device"):
         ray_study.task_device("tpu", [gpu_node])
 
