@@ -167,6 +167,7 @@ def analyze_inputs(
     engine = InferenceEngine.from_weights(**plan.options.model.engine_kwargs())
     on_engine(engine)
     n_jobs = min(plan.options.jobs, len(plan.jobs))
+    plan = replace(plan, options=replace(plan.options, jobs=n_jobs))  # recordings at once
     if n_jobs > 1:
         from fgnet_video.parallel_study import run_parallel
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 import torch
 
@@ -63,3 +63,9 @@ def exact_fp32(device: torch.device) -> Iterator[None]:
     finally:
         for owner, name, value in saved:
             setattr(owner, name, value)
+
+
+def current_device(device: torch.device) -> AbstractContextManager:
+    """`device` as CUDA's current device while inside (so that streams, events, graphs and
+    kernel checks made without a device use it, e.g. on cuda:1); nothing for other devices."""
+    return torch.cuda.device(device) if device.type == "cuda" else nullcontext()

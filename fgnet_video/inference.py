@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fgnet_video.devices import exact_fp32, resolve_device
+from fgnet_video.devices import current_device, exact_fp32, resolve_device
 from fgnet_video.errors import UserError
 from fgnet_video.fast import (
     FastSettings,
@@ -140,11 +140,12 @@ class InferenceEngine:
         self.settings.check(self.device)
         self.loaded = loaded
         self.n_aus = len(loaded.aus)
-        self.model = prepare_model(loaded.model.to(self.device).eval(), self.settings)
-        self._plain = ModelRunner(self.model, self.settings, self.dtype, self.n_aus)
-        self.batch_size = (self._auto_batch_size() if requested_batch == "auto"
-                           else requested_batch)
-        self._runner = wrap_runner(self._plain, self.batch_size)
+        with current_device(self.device):
+            self.model = prepare_model(loaded.model.to(self.device).eval(), self.settings)
+            self._plain = ModelRunner(self.model, self.settings, self.dtype, self.n_aus)
+            self.batch_size = (self._auto_batch_size() if requested_batch == "auto"
+                               else requested_batch)
+            self._runner = wrap_runner(self._plain, self.batch_size)
 
     @classmethod
     def from_weights(cls, weights: str = ModelOptions.weights, psp: str | None = None,
@@ -235,6 +236,11 @@ class InferenceEngine:
         A device out-of-memory error halves the batch size (for this and later calls) and
         retries, down to one face per batch.
         """
+        with current_device(self.device):
+            return self._predict(images, keep_heatmaps)
+
+    def _predict(self, images: np.ndarray | Sequence[np.ndarray],
+                 keep_heatmaps: bool) -> Prediction:
         scores, maps = [], []
         pending: _Fetch | None = None
 

@@ -1,6 +1,6 @@
 """One model on one device, fed by the analyses of several recordings at once (`--jobs N`).
 
-    main process (fgnet_video.batch.run_parallel's loop):
+    main process (fgnet_video.parallel_study.run_parallel's loop):
         jobs -> workers; faces <- workers; ModelServer: device batches -> InferenceEngine
         scores -> each request's worker
     worker process k (one recording at a time, `fgnet_video.batch.process_job`):
@@ -22,8 +22,9 @@ the scores of its own faces, in order. A model error on a batch of several reque
 retried request by request, so only the requests that fail alone fail (with the error's
 one line: those recordings fail, the run goes on).
 
-Messages: worker -> main ("faces", number, images) and ("done", JobOutcome); main ->
-worker a Job to analyse, ("scores", number, scores or error line), or None to stop.
+Messages: worker -> main ("started",) on taking a job, ("faces", number, images) and
+("done", JobOutcome); main -> worker a Job to analyse, ("scores", number, scores or error
+line), or None to stop.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fgnet_video.errors import UserError, error_line
+from fgnet_video.errors import Terminated, UserError, error_line
 from fgnet_video.inference import InferenceEngine, Prediction
 
 log = logging.getLogger(__name__)
@@ -68,11 +69,14 @@ class ModelClient:
         """The scores (N, n_aus) of uint8 RGB aligned faces (N, H, W, 3); UserError with
         the server's line when the model failed on them."""
         self._number += 1
-        self._connection.send(("faces", self._number, np.stack(images)))
-        while True:
-            kind, number, answer = self._connection.recv()
-            if kind == "scores" and number == self._number:
-                break
+        try:
+            self._connection.send(("faces", self._number, np.stack(images)))
+            while True:
+                kind, number, answer = self._connection.recv()
+                if kind == "scores" and number == self._number:
+                    break
+        except (EOFError, OSError):  # the main process is gone: stop, as on SIGTERM
+            raise Terminated() from None
         if isinstance(answer, str):
             raise UserError(answer)
         return Prediction(answer)

@@ -11,7 +11,9 @@ copy of a worker's end, so a worker's death reads as end-of-file on its pipe, an
 dying worker half-wrote can block the others (`fgnet_video.model_server`). A worker that
 dies (killed, out of memory) fails the recording it held with one line, also kept beside
 its outputs for `fgnet-video status`; it is replaced while jobs are queued and the run goes
-on.
+on. A worker that dies before it said it started its job gives the job back to the queue;
+when MAX_LOST_BEFORE_START workers in a row die so (a broken environment), the run stops
+with one line.
 
 Signals: an interrupt of the main process (SIGINT, or SIGTERM with the CLI's handler) stops
 the workers (SIGTERM: a busy worker unwinds its job, which removes its partial outputs;
@@ -30,13 +32,20 @@ from multiprocessing.connection import wait
 from typing import TYPE_CHECKING, Any
 
 from fgnet_video.batch import BatchSummary, OnEnd, failed, process_job
-from fgnet_video.errors import Terminated, warnings_as_lines, warnings_shown_as_lines
+from fgnet_video.errors import (
+    Terminated,
+    UserError,
+    warnings_as_lines,
+    warnings_shown_as_lines,
+)
 from fgnet_video.model_server import ModelClient, ModelServer
 from fgnet_video.plan import Job, Plan
 from fgnet_video.workers import WORKER_STOP_SECONDS, follow_parent, stop_processes
 
 if TYPE_CHECKING:
     from fgnet_video.inference import InferenceEngine
+
+MAX_LOST_BEFORE_START = 3  # workers in a row lost before they start a job: the run stops
 
 
 @dataclass
@@ -47,6 +56,7 @@ class _Worker:
     process: Any
     connection: Any
     job: Job | None = None
+    started: bool = False  # the worker has said it started on `job`
 
     def send(self, message: object) -> None:
         """Send `message`; a worker that is gone is noticed by the loop, not here."""
@@ -85,12 +95,31 @@ def run_parallel(plan: Plan, engine: InferenceEngine, n_jobs: int, on_end: OnEnd
         on_end(worker.job, outcome)
         worker.job = None
 
+    def lost(worker: _Worker) -> None:
+        """A busy worker is gone: its recording fails (or, not started yet, goes back to
+        the queue), and a new worker takes its place while jobs are queued."""
+        nonlocal lost_before_start
+        server.drop(worker.slot)
+        reason = _stopped(worker.process)
+        worker.connection.close()
+        if worker.started:
+            finish(worker, failed(worker.job, plan, reason))
+        else:
+            queued.appendleft(worker.job)
+            lost_before_start += 1
+            if lost_before_start > MAX_LOST_BEFORE_START:
+                raise UserError(f"the worker processes stop before starting a recording "
+                                f"({reason.removeprefix('the worker process stopped (')}")
+        if queued:
+            workers[worker.slot] = start(worker.slot)
+
+    lost_before_start = 0
     workers = [start(slot) for slot in range(n_jobs)]
     try:
         while True:
             for worker in workers:
                 if worker.job is None and queued:
-                    worker.job = queued.popleft()
+                    worker.job, worker.started = queued.popleft(), False
                     worker.send(worker.job)
             busy = [worker for worker in workers if worker.job is not None]
             if not busy:
@@ -98,11 +127,9 @@ def run_parallel(plan: Plan, engine: InferenceEngine, n_jobs: int, on_end: OnEnd
             for worker in _ready(busy, server.wait_seconds()):
                 message = worker.receive()
                 if message is None:
-                    server.drop(worker.slot)
-                    finish(worker, failed(worker.job, plan, _stopped(worker.process)))
-                    worker.connection.close()
-                    if queued:
-                        workers[worker.slot] = start(worker.slot)
+                    lost(worker)
+                elif message[0] == "started":
+                    worker.started, lost_before_start = True, 0
                 elif message[0] == "faces":
                     server.add(worker.slot, *message[1:])
                 else:
@@ -132,11 +159,20 @@ def _ready(busy: list[_Worker], timeout: float | None) -> list[_Worker]:
 
 
 def _stopped(process) -> str:
-    """Why a worker's recording failed: its process stopped, and how."""
+    """Why a worker's recording failed: its process stopped, and how (one that has not
+    ended WORKER_STOP_SECONDS after closing its pipe is killed)."""
     process.join(WORKER_STOP_SECONDS)
+    if process.is_alive():
+        process.kill()
+        process.join()
     code = process.exitcode
-    if code is not None and code < 0:
-        how = f"killed by {signal.Signals(-code).name}"
+    if code in (-signal.SIGTERM, 143):
+        how = "stopped by SIGTERM"
+    elif code < 0:
+        try:
+            how = f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            how = f"killed by signal {-code}"
         if code == -signal.SIGKILL:
             how += ", e.g. for lack of memory"
     else:
@@ -171,17 +207,14 @@ def _worker_main(connection, plan: Plan, client_args: tuple, warning_lines: bool
 
     torch.set_num_threads(1)
     model = ModelClient(connection, *client_args)
-    while True:
-        try:
-            job = connection.recv()
-        except EOFError:
-            return
-        if job is None:
-            return
-        _busy = True
-        try:
+    try:
+        while (job := connection.recv()) is not None:
+            connection.send(("started",))
+            _busy = True
             outcome = process_job(job, model, plan)
-        except Terminated:
-            os._exit(143)  # the job's partials were removed as it unwound
-        _busy = False
-        connection.send(("done", outcome))
+            _busy = False
+            connection.send(("done", outcome))
+    except Terminated:
+        os._exit(143)  # a running job's partials were removed as it unwound
+    except (EOFError, OSError):
+        os._exit(1)  # the main process is gone

@@ -260,7 +260,12 @@ def _working_in(folder: str) -> Iterator[None]:
 def task_gpu(gpu_ids: list, visible: str | None = None) -> str:
     """The torch device of the GPU Ray assigned to this task (`ray.get_gpu_ids()`, the
     node's GPU ids): its position among the node's CUDA_VISIBLE_DEVICES (`visible`, read from
-    the environment when None) when that is set, else the id itself."""
+    the environment when None) when that is set, else the id itself. A UserError unless Ray
+    gave exactly one GPU (it gives all of them when the node claims more GPUs than it
+    shows)."""
+    if len(gpu_ids) != 1:
+        raise UserError(f"Ray gave this task {len(gpu_ids)} GPUs instead of one (does the "
+                        "node's --num-gpus match the GPUs it has?)")
     visible = os.environ.get("CUDA_VISIBLE_DEVICES") if visible is None else visible
     gpu = str(gpu_ids[0])
     order = [v.strip() for v in visible.split(",")] if visible else []

@@ -1,7 +1,7 @@
 """Worker processes: stopping them for good, and workers that stop when their parent dies.
 
-Used by the study run's model workers (`fgnet_video.batch`) and the face stage's detection
-workers (`fgnet_video.face.parallel`).
+Used by the study run's workers (`fgnet_video.parallel_study`) and the face stage's
+detection workers (`fgnet_video.face.parallel`).
 """
 
 from __future__ import annotations

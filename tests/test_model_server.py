@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import shutil
+import signal
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -164,3 +167,30 @@ def test_a_study_loads_the_model_once_and_gives_the_sequential_tables(tiny_weigh
         expected = json.loads((tmp_path / "seq" / f"{name}.json").read_text())
         assert sidecar["checkpoint"]["sha256"] == expected["checkpoint"]["sha256"]
         assert sidecar["settings"]["batch_size"] == expected["settings"]["batch_size"]
+
+
+def _exit_with(code: int) -> None:
+    os._exit(code)
+
+
+def _sleep() -> None:
+    time.sleep(60)
+
+
+@pytest.mark.parametrize("how, expected", [
+    ("exit", "the worker process stopped (exit status 3)"),
+    (signal.SIGKILL, "the worker process stopped (killed by SIGKILL, e.g. for lack of memory)"),
+    (signal.SIGTERM, "the worker process stopped (stopped by SIGTERM)"),
+    (40, "the worker process stopped (killed by signal 40)"),  # a signal without a name
+])
+def test_a_lost_worker_is_named_for_how_it_stopped(how, expected):
+    from fgnet_video.parallel_study import _stopped
+
+    context = multiprocessing.get_context("spawn")
+    process = context.Process(target=_exit_with if how == "exit" else _sleep,
+                              args=(3,) if how == "exit" else ())
+    process.start()
+    if how != "exit":
+        time.sleep(0.5)
+        os.kill(process.pid, how)
+    assert _stopped(process) == expected

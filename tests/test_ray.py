@@ -227,6 +227,8 @@ def test_tasks_ask_for_the_device_and_cpus_they_use():
     # the GPU a task was given, as torch numbers the node's visible GPUs
     assert ray_study.task_gpu([2], visible="") == "cuda:2"
     assert ray_study.task_gpu(["5"], visible="4,5,6") == "cuda:1"
+    with pytest.raises(UserError, match="2 GPUs instead of one"):
+        ray_study.task_gpu([0, 1], visible="")
     with pytest.raises(UserError, match="unknown device"):
         ray_study.task_device("tpu", [gpu_node])
 
