@@ -220,7 +220,7 @@ def analyze_to_files(
     sampling = options.sampling
     fmt = table_format(outputs.table, options.table_format)
     unit = OutputUnit(outputs.finals())
-    remove_stale_partials(outputs.finals())
+    remove_stale_partials([*outputs.finals(), outputs.failure_record])
     aus = engine.aus
     with VideoReader(path, fps=sampling.fps, start=sampling.start, end=sampling.end) as reader:
         table_part = unit.partial(outputs.table)

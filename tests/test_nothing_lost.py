@@ -183,6 +183,7 @@ def test_partials_of_dead_processes_are_removed_and_live_ones_kept(clip, tmp_pat
     finals = OutputPaths.for_table(tmp_path / "out.csv", overlay=True).finals()
     assert sorted(remove_stale_partials(finals)) == sorted(stale)
     assert all(p.exists() for p in kept)
+    (tmp_path / f".out.failed.partial-{dead}.json").write_bytes(b"")  # a failure record's
     result = run(str(clip), "-w", str(tiny_weights), "-o", str(tmp_path / "out.csv"), *SHORT)
     assert result.exit_code == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
