@@ -259,6 +259,9 @@ def test_without_ray_installed_the_error_says_how_to_install_it(monkeypatch, tmp
                                  "-o FILE"),
     (["--out-dir", "out", "--jobs", "2", "--ray", "auto"], "--jobs goes without --ray: on Ray "
      "every recording is a task, and the cluster's CPUs and GPUs set how many run at once"),
+    (["--ray", str(REPO / "sample_videos"), "--out-dir", "out"],
+     f"--ray {REPO / 'sample_videos'}: that is a file or folder, not a Ray address (give a "
+     "bare --ray after the inputs)"),
 ])
 def test_ray_refuses_what_it_cannot_do_in_one_line(args, line, tmp_path):
     with CliRunner().isolated_filesystem(temp_dir=tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from fgnet_video.cli.options import CountType, model_options, setting_option
@@ -80,6 +82,9 @@ def analyze(inputs, output, out_dir, overlay_to, **params) -> None:
     if options.ray is not None:
         from fgnet_video.ray_study import require_ray
 
+        if options.ray and Path(options.ray).exists():  # a bare --ray took an input
+            raise UserError(f"--ray {options.ray}: that is a file or folder, not a Ray "
+                            "address (give a bare --ray after the inputs)")
         require_ray(single_output=output is not None)
     reporter = Reporter(options.sampling, single=output is not None)
     summary = analyze_inputs(inputs, options, output=output, out_dir=out_dir,
