@@ -100,16 +100,16 @@ def run_parallel(plan: Plan, engine: InferenceEngine, n_jobs: int, on_end: OnEnd
         the queue), and a new worker takes its place while jobs are queued."""
         nonlocal lost_before_start
         server.drop(worker.slot)
-        reason = _stopped(worker.process)
+        how = _how_stopped(worker.process)
         worker.connection.close()
         if worker.started:
-            finish(worker, failed(worker.job, plan, reason))
+            finish(worker, failed(worker.job, plan, f"the worker process stopped ({how})"))
         else:
             queued.appendleft(worker.job)
             lost_before_start += 1
             if lost_before_start > MAX_LOST_BEFORE_START:
                 raise UserError(f"the worker processes stop before starting a recording "
-                                f"({reason.removeprefix('the worker process stopped (')}")
+                                f"({how})")
         if queued:
             workers[worker.slot] = start(worker.slot)
 
@@ -158,9 +158,9 @@ def _ready(busy: list[_Worker], timeout: float | None) -> list[_Worker]:
     return list({id(by_handle[h]): by_handle[h] for h in ready}.values())
 
 
-def _stopped(process) -> str:
-    """Why a worker's recording failed: its process stopped, and how (one that has not
-    ended WORKER_STOP_SECONDS after closing its pipe is killed)."""
+def _how_stopped(process) -> str:
+    """How a worker process that closed its pipe ended: its signal or exit status (one
+    still running WORKER_STOP_SECONDS later is killed)."""
     process.join(WORKER_STOP_SECONDS)
     if process.is_alive():
         process.kill()
@@ -177,7 +177,7 @@ def _stopped(process) -> str:
             how += ", e.g. for lack of memory"
     else:
         how = f"exit status {code}"
-    return f"the worker process stopped ({how})"
+    return how
 
 
 _busy = False  # a job is running in this worker (SIGTERM then unwinds it)

@@ -177,14 +177,14 @@ def _sleep() -> None:
     time.sleep(60)
 
 
-@pytest.mark.parametrize("how, expected", [
-    ("exit", "the worker process stopped (exit status 3)"),
-    (signal.SIGKILL, "the worker process stopped (killed by SIGKILL, e.g. for lack of memory)"),
-    (signal.SIGTERM, "the worker process stopped (stopped by SIGTERM)"),
-    (40, "the worker process stopped (killed by signal 40)"),  # a signal without a name
+@pytest.mark.parametrize("how, expected", [  # the failure line is "the worker process
+    ("exit", "exit status 3"),                  # stopped (<this>)" (test_nothing_lost)
+    (signal.SIGKILL, "killed by SIGKILL, e.g. for lack of memory"),
+    (signal.SIGTERM, "stopped by SIGTERM"),
+    (40, "killed by signal 40"),  # a signal without a name
 ])
 def test_a_lost_worker_is_named_for_how_it_stopped(how, expected):
-    from fgnet_video.parallel_study import _stopped
+    from fgnet_video.parallel_study import _how_stopped
 
     context = multiprocessing.get_context("spawn")
     process = context.Process(target=_exit_with if how == "exit" else _sleep,
@@ -193,4 +193,4 @@ def test_a_lost_worker_is_named_for_how_it_stopped(how, expected):
     if how != "exit":
         time.sleep(0.5)
         os.kill(process.pid, how)
-    assert _stopped(process) == expected
+    assert _how_stopped(process) == expected

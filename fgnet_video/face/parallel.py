@@ -96,8 +96,12 @@ class ParallelFacePipeline:
         return max(every + 1, min(2 * self.workers * every + 1, fits))
 
     def process(self, frame: Frame) -> list[Face]:
+        return self.pipeline.align(frame, self._locate(frame))
+
+    def _locate(self, frame: Frame) -> list:
+        """`FacePipeline.locate` of the next frame, the detector told which frame it is."""
         self._detector.current = self.pipeline.tracker.frames_seen
-        return self.pipeline.process(frame)
+        return self.pipeline.locate(frame)
 
     def stream(self, frames: Iterable[Frame]) -> Iterator[tuple[Frame, list[Face]]]:
         """(frame, faces) in order: tracking (with the detections run ahead) in a thread of
@@ -139,8 +143,7 @@ class ParallelFacePipeline:
                         self._detector.pending[key] = pool.submit(detect_worker.detect, image,
                                                                   small_faces)
                 frame = ahead.popleft()
-                self._detector.current = tracker.frames_seen
-                faces = self.pipeline.locate(frame)
+                faces = self._locate(frame)
                 self._detector.forget_before(tracker.frames_seen)
                 yield frame, faces
         finally:  # workers finish the detection at hand (under a second) and exit
