@@ -24,8 +24,9 @@ from train_step import time_call  # the sibling benchmark script (benchmarks/ is
 from fgnet_video.aus import resolve_aus
 from fgnet_video.model.config import preset
 from fgnet_video.model.fgnet import FGNet
+from fgnet_video.precision import autocast_dtype
 from fgnet_video.train.auxiliary import AuxiliaryModel, AuxSettings, auxiliary_step
-from fgnet_video.train.distributed import DistContext, autocast_dtype, pick_device
+from fgnet_video.train.distributed import DistContext, pick_device
 from fgnet_video.train.flow import FlowHead, flow_target
 from fgnet_video.train.loop import make_optimizer, training_step
 from fgnet_video.train.model_init import freeze_unreached

@@ -57,6 +57,7 @@ from fgnet_video.model.config import FGNetConfig, preset
 from fgnet_video.model.fgnet import FGNet
 from fgnet_video.model.init import random_model
 from fgnet_video.model.stylegan2 import set_modconv_order
+from fgnet_video.precision import cpu_has_native_bf16
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 RELEASE = {"fused_modconv": True, "render_rgb": True, "reference_ops": True}
@@ -235,6 +236,8 @@ def _skip_reason(mode: Mode, device: torch.device, with_compile: bool) -> str | 
         return "needs CUDA"
     if mode.switches.get("compile") and device.type != "cuda" and not with_compile:
         return "add --compile to time torch.compile on the CPU"
+    if mode.precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
+        return "this CPU has no native bf16: emulated, it takes minutes and says nothing"
     return None
 
 
@@ -326,20 +329,27 @@ def _run(args: argparse.Namespace) -> int:
     print(f"accuracy faces: {len(faces)} real aligned faces; timing: median of {repeats} calls")
     print(f"kernels: default impl {default_impl()} ({IMPL_ENV}); release rows use ref")
     release_gflop, fast_gflop = gflops_per_face(config, True), gflops_per_face(config, False)
-    peak = matmul_tflops(device)
+    peak = matmul_tflops(device) if device.type == "cuda" or cpu_has_native_bf16() else None
     rows = run_modes(loaded, device, modes, batches, repeats, faces, args.compile)
     print()
     print(format_table(rows, batches))
     print()
     print(f"GFLOP per face: {release_gflop:.4g} (release: all styles, RGB image), "
           f"{fast_gflop:.4g} (features only)")
-    print(f"bf16 matmul: {peak:.2f} TFLOP/s measured in this command")
+    if peak is None:
+        print("bf16 matmul: skipped (this CPU has no native bf16: the probe alone would take "
+              "minutes)")
+    else:
+        print(f"bf16 matmul: {peak:.2f} TFLOP/s measured in this command")
     best = best_row(rows)
     if best:
         row, batch, speed = best
         achieved = speed * fast_gflop / 1e3
+        share = "" if peak is None else (
+            f" = {100 * achieved / peak:.1f}% of the bf16 matmul rate (the fastest row, of "
+            "whatever precision, against a bf16 matmul)")
         print(f"best: {row.mode.name.strip()} at batch {batch}: {speed:.3g} faces/s = "
-              f"{achieved:.3g} TFLOP/s = {100 * achieved / peak:.1f}% of the bf16 matmul rate")
+              f"{achieved:.3g} TFLOP/s{share}")
     return 0
 
 

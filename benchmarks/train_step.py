@@ -17,7 +17,8 @@ import torch
 from fgnet_video.aus import resolve_aus
 from fgnet_video.model.config import preset
 from fgnet_video.model.fgnet import FGNet
-from fgnet_video.train.distributed import DistContext, autocast, autocast_dtype, pick_device
+from fgnet_video.precision import autocast, autocast_dtype
+from fgnet_video.train.distributed import DistContext, pick_device
 from fgnet_video.train.loop import make_optimizer, training_step
 from fgnet_video.train.model_init import freeze_unreached
 from fgnet_video.train.options import TrainOptions

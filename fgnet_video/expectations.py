@@ -25,8 +25,8 @@ SUGGESTED_FPS = 1
 
 def engine_line(engine: InferenceEngine) -> str:
     """'cpu, fp32, batch 16, full-size model (bp4d)': where and how the model runs."""
-    from fgnet_video.inference import precision_name
     from fgnet_video.model.config import FULL
+    from fgnet_video.precision import precision_name
 
     config = engine.model.config
     size = "full-size" if config.resolution == FULL.resolution else "reduced"

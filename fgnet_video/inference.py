@@ -32,11 +32,9 @@ from fgnet_video.fast import (
 )
 from fgnet_video.model.checkpoints import LoadedModel
 from fgnet_video.options import ModelOptions, parse_batch_size
+from fgnet_video.precision import precision_name, resolve_precision
 
 log = logging.getLogger(__name__)
-
-PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-
 
 def images_to_uint8(images: np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:
     """uint8 RGB faces (N, H, W, 3) as one CPU tensor (checked)."""
@@ -61,25 +59,6 @@ def normalise_faces(batch: torch.Tensor, size: int) -> torch.Tensor:
 def images_to_tensor(images: np.ndarray | Sequence[np.ndarray], size: int) -> torch.Tensor:
     """uint8 RGB faces (N, H, W, 3) -> float (N, 3, size, size) in [-1, 1] on the CPU."""
     return normalise_faces(images_to_uint8(images), size)
-
-
-def resolve_precision(name: str, device: torch.device) -> torch.dtype:
-    """'auto' is bf16 on GPUs that support it (else fp16), fp32 on the CPU."""
-    name = (name or "auto").lower()
-    if name == "auto":
-        if device.type != "cuda":
-            return torch.float32
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if name not in PRECISIONS:
-        raise UserError(f"unknown precision {name!r} (use auto, {', '.join(PRECISIONS)})")
-    if device.type == "cpu" and name == "fp16":
-        raise UserError("fp16 is not supported on the CPU (use fp32 or bf16)")
-    return PRECISIONS[name]
-
-
-def precision_name(dtype: torch.dtype) -> str:
-    """'fp32', 'fp16' or 'bf16'."""
-    return next(name for name, value in PRECISIONS.items() if value == dtype)
 
 
 @dataclass

@@ -37,9 +37,8 @@ from fgnet_video.train.state import seed_everything
 from fgnet_video.train.unlabeled import flow_partners, load_frames, split_sources
 from fgnet_video.video import read_frames
 
-from .conftest import metrics_records
+from .conftest import metrics_records, shared_path
 
-VOX = Path(__file__).resolve().parents[1].parent / "shared" / "media" / "vox_talking.mp4"
 AUS = (1, 12, 25)
 CLIP_FRAMES = 12
 
@@ -171,10 +170,9 @@ def test_frame_pairs_come_from_timestamps() -> None:
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory) -> Path:
     """The first frames of vox_talking.mp4 as a short 25 fps video."""
-    if not VOX.is_file():
-        pytest.skip(f"{VOX} is absent (../shared holds the test media)")
+    vox = shared_path("media", "vox_talking.mp4")
     path = tmp_path_factory.mktemp("clip") / "talk.mp4"
-    frames = [f.image for f, _ in zip(read_frames(VOX), range(CLIP_FRAMES), strict=False)]
+    frames = [f.image for f, _ in zip(read_frames(vox), range(CLIP_FRAMES), strict=False)]
     with av.open(str(path), "w") as container:
         stream = container.add_stream("mpeg4", rate=25)
         stream.width, stream.height, stream.pix_fmt = 256, 256, "yuv420p"

@@ -35,6 +35,7 @@ from fgnet_video.model.fgnet import decode_heatmaps
 from fgnet_video.model.init import random_model
 from fgnet_video.model.layers import EqualLinear
 from fgnet_video.model.stylegan2 import ModulatedConv2d, set_modconv_order
+from fgnet_video.precision import cpu_has_native_bf16
 
 from .conftest import shared_path
 
@@ -266,6 +267,8 @@ def _guard(reference_converted, precision: str, device: str, n_faces: int):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not cpu_has_native_bf16(), reason="this CPU has no native bf16 (AVX512-BF16 "
+                    "or AMX): the full model in emulated bf16 takes over an hour")
 def test_bf16_on_cpu_keeps_the_au_decisions_of_fp32(reference_converted):
     _guard(reference_converted, "bf16", "cpu", n_faces=3)
 

@@ -15,7 +15,7 @@ def test_gpu_check_dry_run_writes_the_whole_report(tmp_path):
     shared_path("reference")  # the real run reads it; the dry run must find the same layout
     done = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_check.sh"), "--dry-run",
                            "--out", str(tmp_path)], capture_output=True, text=True,
-                          timeout=600)
+                          timeout=240)
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     names = [step["name"] for step in report["steps"]]

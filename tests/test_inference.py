@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
 
+from fgnet_video import precision
 from fgnet_video.errors import UserError
-from fgnet_video.inference import InferenceEngine, images_to_tensor, resolve_precision
+from fgnet_video.inference import InferenceEngine, images_to_tensor
 from fgnet_video.model.checkpoints import load_model
+from fgnet_video.precision import SlowPrecisionWarning, cpu_flags, resolve_precision
 
 
 def _faces(n: int) -> np.ndarray:
@@ -26,14 +30,31 @@ def test_images_are_scaled_like_the_release():
         images_to_tensor(np.zeros((2, 8, 8), np.uint8), 64)
 
 
-def test_precision_choice_on_cpu():
+def test_precision_choice_on_cpu(monkeypatch):
     cpu = torch.device("cpu")
     assert resolve_precision("auto", cpu) == torch.float32
-    assert resolve_precision("bf16", cpu) == torch.bfloat16
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert resolve_precision("bf16", cpu) == torch.bfloat16
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    with pytest.warns(SlowPrecisionWarning, match="no native bf16"):
+        assert resolve_precision("bf16", cpu) == torch.bfloat16
     with pytest.raises(UserError, match="fp16"):
         resolve_precision("fp16", cpu)
     with pytest.raises(UserError, match="unknown precision"):
         resolve_precision("fp8", cpu)
+
+
+@pytest.mark.parametrize("cpuinfo, native", [
+    ("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n", True),
+    ("processor\t: 0\nflags\t\t: fpu sse2 avx2 amx_tile amx_bf16\n", True),
+    ("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw\n", False),  # emulated
+    ("processor\t: 0\nFeatures\t: fp asimd bf16 i8mm\n", True),  # Arm
+    ("processor\t: 0\nFeatures\t: fp asimd\n", False),
+])
+def test_native_bf16_is_read_from_the_cpu_flags(cpuinfo, native):
+    assert bool(cpu_flags(cpuinfo) & precision.NATIVE_BF16_FLAGS) == native
 
 
 def test_out_of_memory_halves_the_batch_and_keeps_every_face(tiny_weights, monkeypatch):

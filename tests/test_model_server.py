@@ -191,6 +191,8 @@ def test_a_lost_worker_is_named_for_how_it_stopped(how, expected):
                               args=(3,) if how == "exit" else ())
     process.start()
     if how != "exit":
-        time.sleep(0.5)
-        os.kill(process.pid, how)
+        os.kill(process.pid, how)  # whether or not the child has finished starting
+    # _how_stopped is asked once the worker's pipe has closed, i.e. as it ends: wait for that
+    # however long the spawn takes on a loaded machine (its own grace period is for exiting)
+    process.join(120)
     assert _how_stopped(process) == expected

@@ -9,6 +9,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
+from fgnet_video import precision as precision_module
 from fgnet_video.aus import BP4D_AUS
 from fgnet_video.cli import main
 from fgnet_video.model.checkpoints import save_converted
@@ -111,7 +112,9 @@ def test_weights_init_and_info(tmp_path):
                            "be damaged)"),
     (float("nan"), "bf16", "use --precision fp32"),
 ])
-def test_non_finite_heatmaps_get_advice_for_their_precision(tmp_path, value, precision, advice):
+def test_non_finite_heatmaps_get_advice_for_their_precision(tmp_path, value, precision, advice,
+                                                            monkeypatch):
+    monkeypatch.setattr(precision_module, "cpu_has_native_bf16", lambda: True)
     model = random_model(TINY, seed=0)
     with torch.no_grad():
         model.interpreter.layer(TINY.n_levels - 1)[-1].weight.fill_(value)
@@ -123,3 +126,17 @@ def test_non_finite_heatmaps_get_advice_for_their_precision(tmp_path, value, pre
     assert result.output.strip() == (
         f"fgnet-video: error: the model produced non-finite heatmaps in {precision} on cpu: "
         + advice.format(weights=weights))
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_on_a_cpu_without_native_bf16_says_it_will_be_slow(tmp_path, monkeypatch, native):
+    monkeypatch.setattr(precision_module, "cpu_has_native_bf16", lambda: native)
+    weights = save_converted(tmp_path / "tiny.safetensors", random_model(TINY, seed=0), "bp4d",
+                             BP4D_AUS)
+    (face,) = _faces(tmp_path, sizes=(256,))
+    result = CliRunner().invoke(main, ["predict", "--aligned", "-w", str(weights), "--device",
+                                       "cpu", "--precision", "bf16", str(face)])
+    assert result.exit_code == 0, result.output
+    warning = ("fgnet-video: warning: this CPU has no native bf16 (AVX512-BF16 or AMX): "
+               "--precision bf16 will be several times slower than fp32")
+    assert (warning in result.output.splitlines()) == (not native)

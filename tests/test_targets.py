@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -19,15 +17,12 @@ from fgnet_video.aus import (
 )
 from fgnet_video.errors import UserError
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-EXPECTED = SHARED / "reference" / "heatmap_targets" / "expected.npz"
+from .conftest import shared_path
 
 
 @pytest.fixture(scope="module")
 def reference() -> dict:
-    if not EXPECTED.is_file():
-        pytest.skip(f"reference targets not found at {EXPECTED} (needs ../shared)")
-    with np.load(EXPECTED) as data:
+    with np.load(shared_path("reference", "heatmap_targets", "expected.npz")) as data:
         return {key: data[key] for key in data.files}
 
 

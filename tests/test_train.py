@@ -45,7 +45,7 @@ from fgnet_video.train.model_init import (
 from fgnet_video.train.options import EvaluateOptions, TrainOptions
 from fgnet_video.train.sampler import EpochBatchSampler
 
-from .conftest import metrics_records
+from .conftest import metrics_records, shared_path
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO.parent / "shared" / "reference"
@@ -65,8 +65,7 @@ def _one_thread():
 
 
 def _require_reference() -> None:
-    if not (REFERENCE / "ffhq_align").is_dir():
-        pytest.skip(f"{REFERENCE} is absent (../shared holds the reference faces)")
+    shared_path("reference", "ffhq_align")
 
 
 def _faces() -> list[tuple[str, np.ndarray, np.ndarray]]:

@@ -8,7 +8,6 @@ joins a process group: NCCL on CUDA, gloo on CPU. Each process drives the device
 from __future__ import annotations
 
 import os
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -17,7 +16,6 @@ from torch import nn
 
 from fgnet_video.devices import resolve_device
 from fgnet_video.errors import UserError
-from fgnet_video.inference import resolve_precision
 
 
 @dataclass(frozen=True)
@@ -59,18 +57,6 @@ def pick_device(request: str, ctx: DistContext) -> torch.device:
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", ctx.local_rank)
     return device
-
-
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of `--precision`, None for fp32 ('auto': bf16 on GPUs that support
-    it, fp16 on older GPUs, fp32 on CPU)."""
-    dtype = resolve_precision(precision, device)
-    return None if dtype == torch.float32 else dtype
-
-
-def autocast(device: torch.device, dtype: torch.dtype | None) -> AbstractContextManager:
-    """Mixed precision in `dtype` on `device`, or nothing (fp32) when dtype is None."""
-    return nullcontext() if dtype is None else torch.autocast(device.type, dtype)
 
 
 def init_process_group(ctx: DistContext, device: torch.device) -> None:

@@ -20,6 +20,7 @@ from fgnet_video.aus import au_name
 from fgnet_video.errors import UserError
 from fgnet_video.model.checkpoints import read_converted_metadata
 from fgnet_video.model.fgnet import FGNet, decode_heatmaps
+from fgnet_video.precision import autocast, autocast_dtype
 from fgnet_video.train.data import (
     DataIssues,
     FrameDataset,
@@ -31,8 +32,6 @@ from fgnet_video.train.data import (
 from fgnet_video.train.distributed import (
     DistContext,
     all_reduce_sum,
-    autocast,
-    autocast_dtype,
     pick_device,
 )
 from fgnet_video.train.metrics import AUCounts

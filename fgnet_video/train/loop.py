@@ -37,6 +37,7 @@ from fgnet_video.errors import UserError
 from fgnet_video.model.checkpoints import save_converted
 from fgnet_video.model.config import FGNetConfig
 from fgnet_video.model.fgnet import FGNet
+from fgnet_video.precision import autocast, autocast_dtype
 from fgnet_video.train.auxiliary import AuxiliaryModel, AuxSettings, auxiliary_step, loss_names
 from fgnet_video.train.data import (
     DataIssues,
@@ -50,8 +51,6 @@ from fgnet_video.train.data import (
 from fgnet_video.train.distributed import (
     DistContext,
     all_reduce_sum,
-    autocast,
-    autocast_dtype,
     barrier,
     broadcast_state,
     context_from_env,
