@@ -24,17 +24,17 @@ import av
 import cv2
 import numpy as np
 
+from fgnet_video.analysis.stream import analyze_stream
 from fgnet_video.aus import BP4D_AUS
 from fgnet_video.face.align import ffhq_align
 from fgnet_video.face.detect import FaceDetector
 from fgnet_video.face.landmarks import LandmarkPredictor
-from fgnet_video.inference import InferenceEngine
-from fgnet_video.model.checkpoints import LoadedModel, load_model
+from fgnet_video.inference.engine import InferenceEngine
+from fgnet_video.media.video import VideoReader, read_frames
 from fgnet_video.model.config import TINY
 from fgnet_video.model.init import random_model
 from fgnet_video.options import FaceSettings
-from fgnet_video.pipeline import analyze_stream
-from fgnet_video.video import VideoReader, read_frames
+from fgnet_video.weights.checkpoints import LoadedModel, load_model
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_videos" / "astronaut.mp4"
 

@@ -21,16 +21,16 @@ import numpy as np
 import torch
 from train_step import time_call  # the sibling benchmark script (benchmarks/ is on sys.path)
 
-from fgnet_video.aus import resolve_aus
+from fgnet_video.inference.precision import autocast_dtype
 from fgnet_video.model.config import preset
 from fgnet_video.model.fgnet import FGNet
-from fgnet_video.precision import autocast_dtype
 from fgnet_video.train.auxiliary import AuxiliaryModel, AuxSettings, auxiliary_step
 from fgnet_video.train.distributed import DistContext, pick_device
 from fgnet_video.train.flow import FlowHead, flow_target
 from fgnet_video.train.loop import make_optimizer, training_step
 from fgnet_video.train.model_init import freeze_unreached
 from fgnet_video.train.options import TrainOptions
+from fgnet_video.train.targets import trainable_aus
 from fgnet_video.train.unlabeled import UnlabeledBatch
 
 
@@ -67,7 +67,7 @@ def main() -> None:
     config = preset(args.preset)
     torch.manual_seed(0)
     base = FGNet(config)
-    aus = resolve_aus("bp4d")
+    aus = trainable_aus("bp4d")
     b, u, s = args.batch_size, args.aux_batch or args.batch_size, config.image_size
     images = torch.rand(b, 3, s, s, device=device) * 2 - 1
     landmarks = _landmarks(b, device)

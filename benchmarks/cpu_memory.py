@@ -1,5 +1,5 @@
 """Peak CPU memory of FG-Net inference per batch size: the figures behind the automatic CPU
-batch size (`fgnet_video.fast.cpu_batch_size`).
+batch size (`fgnet_video.inference.batch_size.cpu_batch_size`).
 
     python benchmarks/cpu_memory.py                    # full-size model, batches 1 and 2
     python benchmarks/cpu_memory.py --preset tiny --batches 1,4,16
@@ -26,10 +26,10 @@ def measure(preset_name: str, batch: int) -> dict:
     import torch
 
     from fgnet_video.aus import BP4D_AUS
-    from fgnet_video.inference import InferenceEngine
-    from fgnet_video.model.checkpoints import LoadedModel
+    from fgnet_video.inference.engine import InferenceEngine
     from fgnet_video.model.config import preset
     from fgnet_video.model.init import random_model
+    from fgnet_video.weights.checkpoints import LoadedModel
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     model = random_model(preset(preset_name), seed=0)

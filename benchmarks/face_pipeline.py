@@ -26,7 +26,7 @@ from fgnet_video.face.align import ffhq_align
 from fgnet_video.face.detect import FaceDetector
 from fgnet_video.face.landmarks import LandmarkPredictor
 from fgnet_video.face.pipeline import FacePipeline, FaceSettings
-from fgnet_video.video import Frame, VideoReader
+from fgnet_video.media.video import Frame, VideoReader
 
 MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
 

@@ -33,11 +33,11 @@ from pathlib import Path
 import numpy as np
 from multi_face import parse_setting  # benchmarks/ is this script's folder
 
+from fgnet_video.analysis.stream import analyze_stream
 from fgnet_video.aus import BP4D_AUS
 from fgnet_video.face.pipeline import FacePipeline, align_tracked
+from fgnet_video.media.video import VideoReader, read_frames
 from fgnet_video.options import FaceSettings
-from fgnet_video.pipeline import analyze_stream
-from fgnet_video.video import VideoReader, read_frames
 
 REPO = Path(__file__).resolve().parents[1]
 MEDIA = REPO.parent / "shared" / "media"
@@ -50,7 +50,7 @@ class NoOpScorer:
     aus = BP4D_AUS
 
     def predict(self, images, keep_heatmaps: bool = False):
-        from fgnet_video.inference import Prediction
+        from fgnet_video.inference.engine import Prediction
 
         return Prediction(np.zeros((len(images), len(BP4D_AUS)), np.float32))
 

@@ -135,13 +135,13 @@ def parity_and_precision(device: str, dry_run: bool, work: Path) -> dict:
     import torch
     from PIL import Image
 
-    from fgnet_video.agreement import compare_predictions
     from fgnet_video.aus import BP4D_AUS
-    from fgnet_video.devices import exact_fp32
-    from fgnet_video.inference import InferenceEngine, Prediction
-    from fgnet_video.model.checkpoints import LoadedModel, load_model
+    from fgnet_video.inference.agreement import compare_predictions
+    from fgnet_video.inference.devices import exact_fp32
+    from fgnet_video.inference.engine import InferenceEngine, Prediction
     from fgnet_video.model.config import TINY
     from fgnet_video.model.init import random_model
+    from fgnet_video.weights.checkpoints import LoadedModel, load_model
 
     result: dict = {}
     if dry_run:

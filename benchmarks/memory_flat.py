@@ -28,7 +28,7 @@ def make_clip(path: Path, seconds: float) -> Path:
     import av
     import cv2
 
-    from fgnet_video.video import read_frames
+    from fgnet_video.media.video import read_frames
 
     images = [cv2.resize(f.image, (1280, 720), interpolation=cv2.INTER_AREA)
               for f in read_frames(REPO / "sample_videos" / "astronaut.mp4")]

@@ -46,18 +46,18 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from fgnet_video.agreement import compare_predictions
 from fgnet_video.aus import BP4D_AUS
-from fgnet_video.devices import resolve_device
 from fgnet_video.errors import UserError
-from fgnet_video.inference import InferenceEngine
+from fgnet_video.inference.agreement import compare_predictions
+from fgnet_video.inference.devices import resolve_device
+from fgnet_video.inference.engine import InferenceEngine
+from fgnet_video.inference.precision import cpu_has_native_bf16
 from fgnet_video.kernels import IMPL_ENV, default_impl
-from fgnet_video.model.checkpoints import LoadedModel, load_model
 from fgnet_video.model.config import FGNetConfig, preset
 from fgnet_video.model.fgnet import FGNet
 from fgnet_video.model.init import random_model
 from fgnet_video.model.stylegan2 import set_modconv_order
-from fgnet_video.precision import cpu_has_native_bf16
+from fgnet_video.weights.checkpoints import LoadedModel, load_model
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 RELEASE = {"fused_modconv": True, "render_rgb": True, "reference_ops": True}
@@ -178,7 +178,7 @@ def real_faces(limit: int) -> np.ndarray:
 
 def _video_faces(limit: int, every: int = 15) -> list[np.ndarray]:
     from fgnet_video.face.pipeline import FacePipeline
-    from fgnet_video.video import VideoReader
+    from fgnet_video.media.video import VideoReader
 
     faces: list[np.ndarray] = []
     videos = sorted(p for p in (SHARED / "media").glob("*") if p.suffix in (".mp4", ".avi"))

@@ -41,8 +41,8 @@ import cv2
 import numpy as np
 
 from fgnet_video.face.boxes import box_iou
+from fgnet_video.media.video import Frame, read_frames
 from fgnet_video.options import FaceSettings
-from fgnet_video.video import Frame, read_frames
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 MATCH_IOU = 0.3

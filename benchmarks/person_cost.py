@@ -15,7 +15,7 @@ from pathlib import Path
 
 from fgnet_video.face.person import FaceEmbedder
 from fgnet_video.face.pipeline import FacePipeline
-from fgnet_video.video import VideoReader
+from fgnet_video.media.video import VideoReader
 
 DEFAULT_VIDEO = Path(__file__).resolve().parents[2] / "shared" / "media" / "vox_talking.mp4"
 DESCRIPTORS_PER_TRACK = 3

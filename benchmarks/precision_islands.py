@@ -26,13 +26,13 @@ import torch
 from model_speed import real_faces
 from torch import nn
 
-from fgnet_video.agreement import compare_predictions
-from fgnet_video.devices import resolve_device
-from fgnet_video.fast import FastSettings, ModelRunner, keep_sensitive_fp32
-from fgnet_video.inference import Prediction, normalise_faces
-from fgnet_video.model.checkpoints import load_model
+from fgnet_video.inference.agreement import compare_predictions
+from fgnet_video.inference.devices import resolve_device
+from fgnet_video.inference.engine import Prediction, normalise_faces
+from fgnet_video.inference.speed import FastSettings, ModelRunner, keep_sensitive_fp32
 from fgnet_video.model.layers import EqualLinear, full_precision
 from fgnet_video.model.stylegan2 import ModulatedConv2d
+from fgnet_video.weights.checkpoints import load_model
 
 VARIANTS = {  # name: (EqualLinear in fp32, coefficients in fp32, head conv in fp32)
     "none": (False, False, False),

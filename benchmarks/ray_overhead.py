@@ -37,9 +37,9 @@ REPO = Path(__file__).resolve().parents[1]
 def make_study(folder: Path, clips: int) -> tuple[list[str], Path]:
     """`clips` copies of the sample video and random tiny weights, in `folder`."""
     from fgnet_video.aus import BP4D_AUS
-    from fgnet_video.model.checkpoints import save_converted
     from fgnet_video.model.config import TINY
     from fgnet_video.model.init import random_model
+    from fgnet_video.weights.checkpoints import save_converted
 
     inputs = []
     for k in range(clips):
@@ -71,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     import ray
     import torch
 
-    from fgnet_video.batch import analyze_inputs
     from fgnet_video.options import AnalyzeOptions
+    from fgnet_video.study.run import analyze_inputs
 
     folder = Path(tempfile.mkdtemp(prefix="ray_overhead_"))
     inputs, weights = make_study(folder, args.clips)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from fgnet_video.devices import resolve_device
+from fgnet_video.inference.devices import resolve_device
 
 HERE = Path(__file__).resolve().parent
 

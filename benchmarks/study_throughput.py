@@ -8,7 +8,7 @@
 The model is loaded once (`InferenceEngine.from_weights`), then the same study (the inputs,
 each linked `--copies` times under its own name, and with `--tracks` its saved face tracks
 beside it) is run with each `--jobs` value into its own folder: `run_sequential` for 1,
-`run_parallel` (N worker processes feeding this one engine, `fgnet_video.parallel_study`)
+`run_parallel` (N worker processes feeding this one engine, `fgnet_video.study.local_workers`)
 otherwise. Only the runs are timed (not the model load); each prints its wall seconds,
 frames and faces per second and the ratio to `--jobs 1`, and every table is checked equal
 to the `--jobs 1` table of its recording. The machine and its load are printed with the
@@ -27,11 +27,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from fgnet_video.batch import run_sequential
-from fgnet_video.inference import InferenceEngine
+from fgnet_video.analysis.sidecar import TRACKS_SUFFIX
+from fgnet_video.inference.engine import InferenceEngine
 from fgnet_video.options import AnalyzeOptions
-from fgnet_video.parallel_study import run_parallel
-from fgnet_video.plan import TRACKS_SUFFIX, plan_jobs
+from fgnet_video.study.jobs import run_sequential
+from fgnet_video.study.local_workers import run_parallel
+from fgnet_video.study.plan import plan_jobs
 
 REPO = Path(__file__).resolve().parents[1]
 MEDIA = REPO.parent / "shared" / "media"
@@ -94,9 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     weights = args.weights
     if weights is None:
         from fgnet_video.aus import BP4D_AUS
-        from fgnet_video.model.checkpoints import save_converted
         from fgnet_video.model.config import TINY
         from fgnet_video.model.init import random_model
+        from fgnet_video.weights.checkpoints import save_converted
 
         weights = str(work / "tiny.safetensors")
         save_converted(weights, random_model(TINY, seed=0), "bp4d", BP4D_AUS)

@@ -14,14 +14,14 @@ import time
 
 import torch
 
-from fgnet_video.aus import resolve_aus
+from fgnet_video.inference.precision import autocast, autocast_dtype
 from fgnet_video.model.config import preset
 from fgnet_video.model.fgnet import FGNet
-from fgnet_video.precision import autocast, autocast_dtype
 from fgnet_video.train.distributed import DistContext, pick_device
 from fgnet_video.train.loop import make_optimizer, training_step
 from fgnet_video.train.model_init import freeze_unreached
 from fgnet_video.train.options import TrainOptions
+from fgnet_video.train.targets import trainable_aus
 
 
 def time_call(fn, device: torch.device) -> float:
@@ -63,7 +63,7 @@ def main() -> None:
     params = freeze_unreached(model)
     optimizer = make_optimizer(params, TrainOptions("bp4d", "", "", preset=args.preset), device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    aus = resolve_aus(args.dataset)
+    aus = trainable_aus(args.dataset)
     b, s = args.batch_size, config.image_size
     images = torch.rand(b, 3, s, s, device=device) * 2 - 1
     landmarks = torch.rand(b, 68, 2, device=device) * 140 + 60

@@ -1,14 +1,33 @@
-"""fgnet-video: facial action unit detection in video with FG-Net."""
+"""fgnet-video: facial action unit detection in video with FG-Net.
 
-__version__ = "0.1.0"
+The public API, imported on first use (importing `fgnet_video` itself loads no torch):
 
-__all__ = ["__version__", "analyze_video"]
+    analyze_video      one recording -> AU table (+ sidecar, overlay)   analysis.recording
+    analyze_inputs     a study: many recordings, resumable             study.run
+    InferenceEngine    FG-Net scoring aligned faces on a device        inference.engine
+    Prediction         an engine's scores (and heatmaps)               inference.engine
+    VideoReader        decoded frames with timestamps                  media.video
+    FacePipeline       detect, track, landmarks, align                 face.pipeline
+    load_weights       a known name or a weights file -> loaded model  weights.store
+    summarize          per-person AU summary of a table                reports.summary
+    plot_table         a figure of a table's AU activity               reports.plot
+    AnalyzeOptions     every option of an analysis                     options
+"""
 
+from fgnet_video.lazy import lazy_exports
+from fgnet_video.version import __version__
 
-def __getattr__(name: str):
-    """Lazy access to the heavy public API (importing torch only when it is used)."""
-    if name == "analyze_video":
-        from fgnet_video.analyze import analyze_video
-
-        return analyze_video
-    raise AttributeError(f"module 'fgnet_video' has no attribute {name!r}")
+EXPORTS = {
+    "analyze_video": "analysis.recording",
+    "analyze_inputs": "study.run",
+    "InferenceEngine": "inference.engine",
+    "Prediction": "inference.engine",
+    "VideoReader": "media.video",
+    "FacePipeline": "face.pipeline",
+    "load_weights": "weights.store",
+    "summarize": "reports.summary",
+    "plot_table": "reports.plot",
+    "AnalyzeOptions": "options",
+}
+__all__ = ["__version__", *EXPORTS]
+__getattr__, __dir__ = lazy_exports(__name__, EXPORTS)

@@ -1,6 +1,6 @@
 """fgnet-video's cache folder and the file lock that guards work done in it.
 
-The cache holds the known weights (`fgnet_video.weights`) and the compiled kernels
+The cache holds the known weights (`fgnet_video.weights.store`) and the compiled kernels
 (`fgnet_video.kernels.build`, under `kernels/`). It is $FGNET_VIDEO_HOME when that is set,
 else $XDG_CACHE_HOME/fgnet-video, else ~/.cache/fgnet-video.
 

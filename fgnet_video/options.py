@@ -8,7 +8,7 @@
 
     EventSettings                  what counts as an AU event (`summarize`)
 
-`analyze_video(path, **options)`, `fgnet_video.batch.analyze_inputs(...)` and the
+`analyze_video(path, **options)`, `fgnet_video.study.run.analyze_inputs(...)` and the
 `analyze` / `predict` commands all take these; `AnalyzeOptions.from_kwargs` builds one from
 flat keyword arguments (the names of the fields of any of the four classes), which is what
 the CLI does with the options a user gave. Imports nothing heavy (the CLI reads it before
@@ -39,7 +39,7 @@ TABLE_LAYOUTS: tuple[str, ...] = ("fgnet", "openface")
 class SamplingSettings:
     """Which frames are analysed: every frame, or `fps` per second, between start and end (s).
 
-    Selection works on timestamps (see `fgnet_video.video.FrameSelector`)."""
+    Selection works on timestamps (see `fgnet_video.media.video.FrameSelector`)."""
 
     fps: float | None = setting(
         None, "Analyse this many frames per second (by timestamp); default every frame.")
@@ -270,7 +270,7 @@ class AnalyzeOptions:
 
 @dataclass(frozen=True)
 class EventSettings:
-    """What counts as an event of an AU (`fgnet_video.summary`): a run of active frames;
+    """What counts as an event of an AU (`fgnet_video.reports.summary`): a run of active frames;
     runs separated by at most `bridge` seconds are joined first, then events shorter than
     `min_event` seconds are dropped."""
 

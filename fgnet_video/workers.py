@@ -1,6 +1,6 @@
 """Worker processes: stopping them for good, and workers that stop when their parent dies.
 
-Used by the study run's workers (`fgnet_video.parallel_study`) and the face stage's
+Used by the study run's workers (`fgnet_video.study.local_workers`) and the face stage's
 detection workers (`fgnet_video.face.parallel`).
 """
 

@@ -10,7 +10,7 @@ at a time.) Steps, each printed:
 
 1. build with `build.build_ahead` (torch's JIT build into the cache folder GPU nodes use) and
    print the seconds of each compile step from ninja's log;
-2. load the .so as a GPU node does (`build._load_library`: torch.ops.load_library, then
+2. load the .so as a GPU node does (`plugin._load_library`: torch.ops.load_library, then
    `library.define_ops`, where the dispatcher compares the kernels' C++ signatures with the
    schemas) and check that both operators have a CUDA kernel;
 3. trace forward, backward and double backward of both operators with symbolic fake tensors
@@ -29,7 +29,7 @@ import time
 import torch
 from torch.fx.experimental.proxy_tensor import make_fx
 
-from fgnet_video.kernels import build
+from fgnet_video.kernels import build, plugin
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {target:<48} {(int(end_ms) - int(begin_ms)) / 1000:6.1f} s")
 
     library_file = folder / f"{build.extension_name(build.parse_arch_list(args.arch))}.so"
-    ops = build._load_library(library_file)
+    ops = plugin._load_library(library_file)
     for name in ("bias_act", "upfirdn2d"):
         qualified = f"{ops.namespace}::{name}"
         if not torch._C._dispatch_has_kernel_for_dispatch_key(qualified, "CUDA"):

@@ -61,9 +61,9 @@ def reference_checkpoints(tmp_path_factory) -> tuple[Path, Path]:
 def tiny_weights(tmp_path_factory) -> Path:
     """A converted file with random tiny-preset weights (bp4d AU set)."""
     from fgnet_video.aus import BP4D_AUS
-    from fgnet_video.model.checkpoints import save_converted
     from fgnet_video.model.config import TINY
     from fgnet_video.model.init import random_model
+    from fgnet_video.weights.checkpoints import save_converted
 
     path = tmp_path_factory.mktemp("tiny") / "tiny.safetensors"
     save_converted(path, random_model(TINY, seed=0), "bp4d", BP4D_AUS, extra={"kind": "random"})
@@ -73,7 +73,7 @@ def tiny_weights(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def reference_converted(reference_checkpoints, tmp_path_factory) -> Path:
     """The reference checkpoints converted to one .safetensors file (bp4d AU set)."""
-    from fgnet_video.model.checkpoints import load_model, save_converted
+    from fgnet_video.weights.checkpoints import load_model, save_converted
 
     model_pth, encoder_pt = reference_checkpoints
     loaded = load_model(model_pth, psp=encoder_pt, dataset="bp4d")

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from fgnet_video.analysis.tables import in_layout
 from fgnet_video.cli import main
-from fgnet_video.outputs import in_layout
-from fgnet_video.plot import MAX_POINTS, plot_table
-from fgnet_video.summary import person_key, summarize
+from fgnet_video.reports.plot import MAX_POINTS, plot_table
+from fgnet_video.reports.summary import person_key, summarize
 from tests.conftest import shared_path
 
 # Person 0: ten frames 0.1 s apart, AU01 runs [0, 0.2), [0.3, 0.4), [0.6, 0.9).

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from fgnet_video.analyze import analyze_video
+from fgnet_video.analysis.recording import analyze_video
+from fgnet_video.analysis.stream import ROW_COLUMNS
 from fgnet_video.cli import main
-from fgnet_video.pipeline import ROW_COLUMNS
 
 from .conftest import REPO, shared_path
 from .test_video import write_video
@@ -152,7 +152,7 @@ def test_batch_mixes_good_and_bad_inputs_and_resumes(tiny_weights, tmp_path, mon
     out_dir = tmp_path / "results"
     args = [str(videos), "-w", str(tiny_weights), "--out-dir", str(out_dir)]
 
-    import fgnet_video.analyze as analyze_module
+    import fgnet_video.analysis.recording as analyze_module
 
     original, calls = analyze_module.rows_for, []
 

@@ -16,15 +16,13 @@ import torch.nn.functional as F
 from click.testing import CliRunner
 from safetensors.torch import load_file
 
-from fgnet_video.aus import heatmap_targets_torch, roi_points
 from fgnet_video.cli import main
 from fgnet_video.errors import UserError
-from fgnet_video.images import read_rgb
-from fgnet_video.model.checkpoints import load_model, save_converted
+from fgnet_video.media.images import read_rgb
+from fgnet_video.media.video import read_frames
 from fgnet_video.model.config import TINY
 from fgnet_video.model.fgnet import FGNet
 from fgnet_video.model.init import random_model
-from fgnet_video.preprocess import preprocess, read_videos
 from fgnet_video.train.data import DataIssues, FrameDataset, collate_frames, read_labels
 from fgnet_video.train.evaluate import comparison_table, run_labels
 from fgnet_video.train.flow import endpoint_error, flow_target, load_flow_head
@@ -32,10 +30,12 @@ from fgnet_video.train.inpaint import distinct_roi_indices, masked_l1, roi_masks
 from fgnet_video.train.loop import make_optimizer, train
 from fgnet_video.train.model_init import freeze_unreached, initial_model
 from fgnet_video.train.options import TrainOptions
+from fgnet_video.train.preprocess import preprocess, read_videos
 from fgnet_video.train.sampler import EpochBatchSampler
 from fgnet_video.train.state import seed_everything
+from fgnet_video.train.targets import heatmap_targets_torch, roi_points
 from fgnet_video.train.unlabeled import flow_partners, load_frames, split_sources
-from fgnet_video.video import read_frames
+from fgnet_video.weights.checkpoints import load_model, save_converted
 
 from .conftest import metrics_records, shared_path
 

@@ -14,14 +14,14 @@ from safetensors.torch import save_file
 
 from fgnet_video.cli import main
 from fgnet_video.errors import UserError
-from fgnet_video.model.checkpoints import (
+from fgnet_video.model.config import TINY
+from fgnet_video.model.init import random_model
+from fgnet_video.weights.checkpoints import (
     METADATA_KEY,
     infer_config,
     load_model,
     read_converted_metadata,
 )
-from fgnet_video.model.config import TINY
-from fgnet_video.model.init import random_model
 
 from .conftest import shared_path
 

@@ -10,7 +10,9 @@ import torch
 from click.testing import CliRunner
 
 from fgnet_video.cli import main
-from fgnet_video.doctor import (
+from fgnet_video.face.landmarks import CNN_DETECTOR_MODEL, LANDMARKS_MODEL
+from fgnet_video.kernels import default_impl
+from fgnet_video.reports.doctor import (
     Item,
     TorchBuild,
     build_check,
@@ -18,8 +20,6 @@ from fgnet_video.doctor import (
     kernel_build_problem,
     torch_build,
 )
-from fgnet_video.face.landmarks import CNN_DETECTOR_MODEL, LANDMARKS_MODEL
-from fgnet_video.kernels import default_impl
 
 
 @pytest.fixture

@@ -18,13 +18,13 @@ import torch
 from click.testing import CliRunner
 from rich.console import Console
 
-import fgnet_video.download as download_module
+import fgnet_video.weights.download as download_module
 from fgnet_video.cli import main
-from fgnet_video.download import download, drive_url, partial_path, retry_delays
 from fgnet_video.errors import UserError
 from fgnet_video.model.config import TINY
 from fgnet_video.model.init import random_model
-from fgnet_video.weights import KNOWN_WEIGHTS, PSP_FFHQ, load_weights, resolve_weights
+from fgnet_video.weights.download import download, drive_url, partial_path, retry_delays
+from fgnet_video.weights.store import KNOWN_WEIGHTS, PSP_FFHQ, load_weights, resolve_weights
 
 BP4D_ID = KNOWN_WEIGHTS["bp4d"].model.drive_id
 DISFA_ID = KNOWN_WEIGHTS["disfa"].model.drive_id

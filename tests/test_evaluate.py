@@ -14,7 +14,6 @@ from PIL import Image
 from fgnet_video.aus import BP4D_AUS, CROSS_DATASET_AUS, DISFA_AUS
 from fgnet_video.cli import main
 from fgnet_video.errors import UserError
-from fgnet_video.model.checkpoints import save_converted
 from fgnet_video.model.config import TINY
 from fgnet_video.model.fgnet import FGNet
 from fgnet_video.train.data import DataIssues, FrameDataset, landmark_file, read_labels
@@ -29,6 +28,7 @@ from fgnet_video.train.evaluate import (
 from fgnet_video.train.metrics import AUCounts
 from fgnet_video.train.model_init import output_conv
 from fgnet_video.train.options import EvaluateOptions
+from fgnet_video.weights.checkpoints import save_converted
 
 
 def test_f1_accuracy_support_by_hand() -> None:

@@ -13,7 +13,7 @@ from fgnet_video.face.detect import FaceDetector
 from fgnet_video.face.landmarks import LandmarkPredictor
 from fgnet_video.face.pipeline import FacePipeline, FaceSettings
 from fgnet_video.face.track import FaceTracker
-from fgnet_video.video import Frame, read_frames
+from fgnet_video.media.video import Frame, read_frames
 
 from .conftest import shared_path
 

@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from fgnet_video.cli import main
 from fgnet_video.face.parallel import ParallelFacePipeline
 from fgnet_video.face.track import FaceTracker
+from fgnet_video.media.video import read_frames
 from fgnet_video.options import FaceSettings, face_worker_count
-from fgnet_video.video import read_frames
 
 from .conftest import shared_path
 from .test_real_recordings import three_people  # noqa: F401 - the fixture

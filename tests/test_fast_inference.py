@@ -16,26 +16,25 @@ import torch.nn.functional as F
 from click.testing import CliRunner
 from PIL import Image
 
-from fgnet_video import fast
-from fgnet_video.agreement import REQUIRED_AGREEMENT, compare_predictions
 from fgnet_video.cli import main
 from fgnet_video.errors import UserError
-from fgnet_video.fast import (
-    AUTO_BATCH_CAP,
+from fgnet_video.inference import speed
+from fgnet_video.inference.agreement import REQUIRED_AGREEMENT, compare_predictions
+from fgnet_video.inference.batch_size import AUTO_BATCH_CAP, fit_batch_size
+from fgnet_video.inference.engine import InferenceEngine, Prediction, parse_batch_size
+from fgnet_video.inference.precision import cpu_has_native_bf16
+from fgnet_video.inference.speed import (
     FastSettings,
     bucket_size,
-    fit_batch_size,
     keep_sensitive_fp32,
     prepare_model,
 )
-from fgnet_video.inference import InferenceEngine, Prediction, parse_batch_size
-from fgnet_video.model.checkpoints import load_model
 from fgnet_video.model.config import TINY
 from fgnet_video.model.fgnet import decode_heatmaps
 from fgnet_video.model.init import random_model
 from fgnet_video.model.layers import EqualLinear
 from fgnet_video.model.stylegan2 import ModulatedConv2d, set_modconv_order
-from fgnet_video.precision import cpu_has_native_bf16
+from fgnet_video.weights.checkpoints import load_model
 
 from .conftest import shared_path
 
@@ -317,7 +316,7 @@ def test_compiled_runner_pads_to_buckets_and_matches_the_plain_forward(tiny_weig
                                                                        monkeypatch):
     # dynamo's capture and the bucketing on a cheap backend: inductor's code generation takes
     # minutes on a CPU (the benchmark times it with --compile)
-    monkeypatch.setattr(fast, "COMPILE_BACKEND", "eager")
+    monkeypatch.setattr(speed, "COMPILE_BACKEND", "eager")
     faces = _faces(3)
     plain = InferenceEngine(load_model(tiny_weights), device="cpu", batch_size=4)
     compiled = InferenceEngine(load_model(tiny_weights), device="cpu", batch_size=4, compile=True)
@@ -343,7 +342,12 @@ def test_non_finite_heatmaps_are_an_error_not_a_score(tiny_weights):
 
 
 def test_cpu_batch_size_follows_the_available_memory():
-    from fgnet_video.fast import AUTO_BATCH_CPU, FULL_CPU_FACE_BYTES, cpu_batch_size, cpu_face_bytes
+    from fgnet_video.inference.batch_size import (
+        AUTO_BATCH_CPU,
+        FULL_CPU_FACE_BYTES,
+        cpu_batch_size,
+        cpu_face_bytes,
+    )
     from fgnet_video.model.config import FULL, TINY
 
     assert cpu_face_bytes(FULL) == FULL_CPU_FACE_BYTES
@@ -356,7 +360,7 @@ def test_cpu_batch_size_follows_the_available_memory():
 
 
 def test_exact_fp32_turns_tf32_off_on_cuda_and_restores_the_switches():
-    from fgnet_video.devices import _tf32_switches, exact_fp32
+    from fgnet_video.inference.devices import _tf32_switches, exact_fp32
 
     switches = _tf32_switches()
     before = [getattr(owner, name) for owner, name, _ in switches]

@@ -15,9 +15,9 @@ import fgnet_video.cache as cache
 from fgnet_video.atomic import atomic_path, save_npy, write_json
 from fgnet_video.aus import BP4D_AUS
 from fgnet_video.errors import UserError
-from fgnet_video.model.checkpoints import save_converted
 from fgnet_video.model.config import TINY
 from fgnet_video.model.init import random_model
+from fgnet_video.weights.checkpoints import save_converted
 
 
 @pytest.fixture()

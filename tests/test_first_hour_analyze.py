@@ -8,8 +8,8 @@ import sys
 
 from click.testing import CliRunner
 
+from fgnet_video.analysis.eta import SUGGESTED_FPS, eta_line
 from fgnet_video.cli import main
-from fgnet_video.expectations import SUGGESTED_FPS, eta_line
 
 from .conftest import REPO, shared_path
 

@@ -18,7 +18,7 @@ from PIL import Image
 
 from fgnet_video.cli import main
 from fgnet_video.errors import UserError
-from fgnet_video.images import read_rgb
+from fgnet_video.media.images import read_rgb
 from fgnet_video.model.config import TINY
 from fgnet_video.model.init import random_model
 

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from fgnet_video import precision
 from fgnet_video.errors import UserError
-from fgnet_video.inference import InferenceEngine, images_to_tensor
-from fgnet_video.model.checkpoints import load_model
-from fgnet_video.precision import SlowPrecisionWarning, cpu_flags, resolve_precision
+from fgnet_video.inference import precision
+from fgnet_video.inference.engine import InferenceEngine, images_to_tensor
+from fgnet_video.inference.precision import SlowPrecisionWarning, cpu_flags, resolve_precision
+from fgnet_video.weights.checkpoints import load_model
 
 
 def _faces(n: int) -> np.ndarray:

@@ -38,6 +38,7 @@ from fgnet_video.kernels import (
     fused_leaky_relu,
     fused_leaky_relu_ref,
     library,
+    plugin,
     selfcheck,
     set_kernel_impl,
     toolkit,
@@ -489,9 +490,9 @@ def test_emulated_bias_act_kernel(emulated, shape, with_bias, grad, offset):
 
 @pytest.fixture
 def fresh_plugin_state():
-    build.reset_plugin_state()
+    plugin.reset_plugin_state()
     yield
-    build.reset_plugin_state()
+    plugin.reset_plugin_state()
 
 
 def test_failed_build_warns_once_and_falls_back(monkeypatch, tmp_path, fresh_plugin_state):
@@ -502,10 +503,10 @@ def test_failed_build_warns_once_and_falls_back(monkeypatch, tmp_path, fresh_plu
         attempts.append(1)
         raise RuntimeError("nvcc not found\nsecond line of the compiler log")
 
-    monkeypatch.setattr(build, "_compile", failing_compile)
+    monkeypatch.setattr(plugin, "_compile", failing_compile)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     # route CPU tensors through the plugin loader, as CUDA tensors would be
-    monkeypatch.setattr(bias_act_module, "plugin_for", lambda impl, *tensors: build.load_plugin())
+    monkeypatch.setattr(bias_act_module, "plugin_for", lambda impl, *tensors: plugin.load_plugin())
     x, bias = torch.randn(2, 3, 4, 4), torch.randn(3)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -517,7 +518,7 @@ def test_failed_build_warns_once_and_falls_back(monkeypatch, tmp_path, fresh_plu
     assert len(attempts) == 1
     torch.testing.assert_close(first, fused_leaky_relu_ref(x, bias))
     torch.testing.assert_close(second, first)
-    status = build.plugin_status()
+    status = plugin.plugin_status()
     assert status.state == "failed" and status.active_path == "reference"
     log = status.directory / "build-error.log"
     assert "second line of the compiler log" in log.read_text()
@@ -529,17 +530,17 @@ CUDA_LIKE = types.SimpleNamespace(is_cuda=True, dtype=torch.float16)
 
 def test_impl_picks_the_path(monkeypatch, fresh_plugin_state):
     fake = object()
-    monkeypatch.setattr(build, "load_plugin", lambda: fake)
-    monkeypatch.setattr(build, "_build_once", lambda: fake)
+    monkeypatch.setattr(plugin, "load_plugin", lambda: fake)
+    monkeypatch.setattr(plugin, "_build_once", lambda: fake)
     for impl in ("auto", "cuda"):
-        assert build.plugin_for(impl, CUDA_LIKE, None) is fake
-    assert build.plugin_for("ref", CUDA_LIKE) is None
+        assert plugin.plugin_for(impl, CUDA_LIKE, None) is fake
+    assert plugin.plugin_for("ref", CUDA_LIKE) is None
     # auto: CPU tensors and dtypes the plugin lacks take the reference
-    assert build.plugin_for("auto", torch.zeros(1)) is None
-    assert build.plugin_for("auto", types.SimpleNamespace(is_cuda=True, dtype=torch.float64)) \
+    assert plugin.plugin_for("auto", torch.zeros(1)) is None
+    assert plugin.plugin_for("auto", types.SimpleNamespace(is_cuda=True, dtype=torch.float64)) \
         is None
     with pytest.raises(UserError, match="impl='cuda'.*cpu float64"):
-        build.plugin_for("cuda", CUDA_LIKE, torch.zeros(1, dtype=torch.float64))
+        plugin.plugin_for("cuda", CUDA_LIKE, torch.zeros(1, dtype=torch.float64))
 
 
 def test_cuda_impl_on_a_cpu_tensor_is_a_clear_error():
@@ -559,7 +560,7 @@ def test_cuda_impl_without_the_plugin_is_a_clear_error(monkeypatch, fresh_plugin
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # "cuda" raises instead of warning about a fallback
         with pytest.raises(UserError, match="compiled kernels, which are unavailable.*CUDA"):
-            build.plugin_for("cuda", CUDA_LIKE)
+            plugin.plugin_for("cuda", CUDA_LIKE)
 
 
 def test_unknown_impl_is_refused():
@@ -589,10 +590,10 @@ def test_default_impl_reads_the_variable_once(monkeypatch, fresh_plugin_state):
     assert default_impl() == "auto"
     monkeypatch.setenv("FGNET_VIDEO_KERNELS", "ref")
     assert default_impl() == "auto"  # read once, kept
-    build.reset_plugin_state()
+    plugin.reset_plugin_state()
     assert default_impl() == "ref"
-    assert build.plugin_for(None, CUDA_LIKE) is None
-    assert build.plugin_status().state == "disabled"
+    assert plugin.plugin_for(None, CUDA_LIKE) is None
+    assert plugin.plugin_status().state == "disabled"
     monkeypatch.setenv("FGNET_VIDEO_KERNELS", " CUDA ")
     default_impl.cache_clear()
     assert default_impl() == "cuda"
@@ -618,7 +619,7 @@ def test_set_kernel_impl_reaches_every_op_module():
 
 
 def test_importing_the_kernels_pulls_in_nothing_above_them(tmp_path):
-    """kernels/ may import only torch, the stdlib and fgnet_video.errors/atomic/cache."""
+    """kernels/ may import only torch, the stdlib and fgnet_video's foundation modules."""
     code = (
         "import sys, fgnet_video.kernels as k\n"
         "k.build.build_dir(); k.plugin_status(); k.default_impl()\n"
@@ -628,9 +629,10 @@ def test_importing_the_kernels_pulls_in_nothing_above_them(tmp_path):
     env.pop("FGNET_VIDEO_KERNELS", None)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env=env, cwd=REPO, check=True).stdout.split()
-    assert "fgnet_video.weights" not in out
+    assert "fgnet_video.weights.store" not in out
     assert not [m for m in out if m == "fgnet_video.model" or m.startswith("fgnet_video.model.")]
-    allowed = {"fgnet_video", "fgnet_video.errors", "fgnet_video.atomic", "fgnet_video.cache"}
+    allowed = {"fgnet_video", "fgnet_video.errors", "fgnet_video.atomic", "fgnet_video.cache",
+               "fgnet_video.lazy", "fgnet_video.version"}
     assert {m for m in out if not m.startswith("fgnet_video.kernels")} <= allowed, out
 
 
@@ -676,9 +678,9 @@ TOLERANCE = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 4e-2}
 
 @pytest.fixture(scope="module")
 def compiled():
-    plugin = build.load_plugin()
-    assert plugin is not None, f"plugin build failed: {build.plugin_status().error}"
-    return plugin
+    ops = plugin.load_plugin()
+    assert ops is not None, f"plugin build failed: {plugin.plugin_status().error}"
+    return ops
 
 
 def _compare_upfirdn2d(x32, kernel, up, down, pads, dtype):
@@ -837,37 +839,37 @@ def test_self_check_passes_a_correct_plugin_and_names_a_wrong_one():
 
 def test_a_build_that_fails_its_self_check_is_never_used_and_remembered(monkeypatch, tmp_path):
     monkeypatch.setenv("FGNET_VIDEO_HOME", str(tmp_path))
-    monkeypatch.setattr(build.torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(build, "check_device", lambda: torch.device("cpu"))
+    monkeypatch.setattr(plugin.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(plugin, "check_device", lambda: torch.device("cpu"))
     monkeypatch.setattr(build, "gpu_arch_tag", lambda archs=None: "sm00")
-    monkeypatch.setattr(build, "_compile", lambda: registered(broken_plugin("forward")))
-    build.reset_plugin_state()
+    monkeypatch.setattr(plugin, "_compile", lambda: registered(broken_plugin("forward")))
+    plugin.reset_plugin_state()
     try:
         with pytest.warns(RuntimeWarning, match="self-check failed: bias_act"):
-            assert build.load_plugin() is None
+            assert plugin.load_plugin() is None
         verdict = selfcheck.read_verdict(build.build_dir())
         assert verdict["ok"] is False and "max error" in verdict["problem"]
         with pytest.raises(UserError, match="self-check failed"):
-            build.plugin_for("cuda", None)
+            plugin.plugin_for("cuda", None)
         # a later process finds the verdict beside the build and does not trust it either
-        build.reset_plugin_state()
-        monkeypatch.setattr(build, "_compile", lambda: registered(stand_in_plugin()))
+        plugin.reset_plugin_state()
+        monkeypatch.setattr(plugin, "_compile", lambda: registered(stand_in_plugin()))
         with pytest.warns(RuntimeWarning, match="self-check failed"):
-            assert build.load_plugin() is None
+            assert plugin.load_plugin() is None
         # a correct build passes and is used
         (build.build_dir() / selfcheck.VERDICT_FILE).unlink()
-        build.reset_plugin_state()
-        assert build.load_plugin() is not None
+        plugin.reset_plugin_state()
+        assert plugin.load_plugin() is not None
         assert selfcheck.read_verdict(build.build_dir())["ok"] is True
     finally:
-        build.reset_plugin_state()
+        plugin.reset_plugin_state()
 
 
 @pytest.mark.cuda
 def test_the_real_build_passes_its_self_check():
-    plugin = build.load_plugin()
-    assert plugin is not None, build.plugin_status().error
-    assert selfcheck.self_check(plugin, torch.device("cuda")) is None
+    ops = plugin.load_plugin()
+    assert ops is not None, plugin.plugin_status().error
+    assert selfcheck.self_check(ops, torch.device("cuda")) is None
     assert selfcheck.read_verdict(build.build_dir())["ok"] is True
 
 
@@ -922,7 +924,7 @@ def test_building_ahead_targets_the_folder_gpu_nodes_look_in(tmp_path, monkeypat
     monkeypatch.setenv("FGNET_VIDEO_HOME", str(tmp_path))
     monkeypatch.delenv("TORCH_CUDA_ARCH_LIST", raising=False)
     built = []
-    monkeypatch.setattr(build, "_run_build", lambda directory, archs: built.append(
+    monkeypatch.setattr(build, "run_build", lambda directory, archs: built.append(
         (directory, archs)) or _library_in(directory, archs))
     folder = build.build_ahead("9.0, 8.0")
     assert built == [(folder, ("80", "90"))] and "-sm80_90-" in folder.name
@@ -934,8 +936,8 @@ def test_building_ahead_targets_the_folder_gpu_nodes_look_in(tmp_path, monkeypat
     made_ahead = folder / f"{build.extension_name(('80', '90'))}.so"
     assert build.build_dir() != folder and build.prebuilt_library() == made_ahead
     loaded = []
-    monkeypatch.setattr(build, "_load_library", lambda path: loaded.append(path) or "ops")
-    assert build._compile() == "ops" and loaded == [made_ahead]
+    monkeypatch.setattr(plugin, "_load_library", lambda path: loaded.append(path) or "ops")
+    assert plugin._compile() == "ops" and loaded == [made_ahead]
     monkeypatch.setattr(build, "visible_archs", lambda: ("86",))
     assert build.prebuilt_library() is None
 

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from fgnet_video.errors import UserError
-from fgnet_video.model.checkpoints import load_model, save_converted
 from fgnet_video.model.config import FEATURE_GROUPS, FULL, TINY, FGNetConfig
 from fgnet_video.model.fgnet import FGNet, decode_heatmaps
 from fgnet_video.model.init import random_model
+from fgnet_video.weights.checkpoints import load_model, save_converted
 
 GROUP_CHOICES = [c for r in (1, 2, 3) for c in itertools.combinations(FEATURE_GROUPS, r)]
 

@@ -1,4 +1,4 @@
-"""One model fed by several recordings' analyses (`--jobs N`): fgnet_video.model_server and
+"""One model fed by several recordings' analyses (`--jobs N`): fgnet_video.study.model_server and
 the study run built on it."""
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fgnet_video import model_server
-from fgnet_video.batch import analyze_inputs
 from fgnet_video.errors import UserError
-from fgnet_video.inference import Prediction
-from fgnet_video.model_server import ModelClient, ModelServer
+from fgnet_video.inference.engine import Prediction
 from fgnet_video.options import AnalyzeOptions
+from fgnet_video.study import model_server
+from fgnet_video.study.model_server import ModelClient, ModelServer
+from fgnet_video.study.run import analyze_inputs
 
 from .conftest import shared_path
 
@@ -184,7 +184,7 @@ def _sleep() -> None:
     (40, "killed by signal 40"),  # a signal without a name
 ])
 def test_a_lost_worker_is_named_for_how_it_stopped(how, expected):
-    from fgnet_video.parallel_study import _how_stopped
+    from fgnet_video.study.local_workers import _how_stopped
 
     context = multiprocessing.get_context("spawn")
     process = context.Process(target=_exit_with if how == "exit" else _sleep,

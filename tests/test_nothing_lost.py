@@ -17,9 +17,9 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from fgnet_video.analysis.commit import OutputUnit, remove_stale_partials
+from fgnet_video.analysis.sidecar import OutputPaths
 from fgnet_video.cli import main
-from fgnet_video.commit import OutputUnit, remove_stale_partials
-from fgnet_video.plan import OutputPaths
 
 from .conftest import REPO, shared_path
 
@@ -110,7 +110,7 @@ def test_a_failed_overlay_costs_neither_the_table_nor_leaves_a_partial(clip, tmp
     def broken_finish(self):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("fgnet_video.overlay.OverlayWriter.finish", broken_finish)
+    monkeypatch.setattr("fgnet_video.analysis.overlay.OverlayWriter.finish", broken_finish)
     result = run(str(clip), "-w", str(tiny_weights), "-o", str(out), "--overwrite",
                  "--overlay", "--fps", "5", *SHORT)
     # the table never depends on the overlay (issue 17): the new table and sidecar replace
@@ -126,7 +126,7 @@ def test_a_failed_sidecar_write_leaves_no_final_table(clip, tmp_path, tiny_weigh
     def full_disk(path, payload):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("fgnet_video.analyze.write_json", full_disk)
+    monkeypatch.setattr("fgnet_video.analysis.recording.write_json", full_disk)
     result = run(str(clip), "-w", str(tiny_weights), "-o", str(tmp_path / "out.csv"), *SHORT)
     assert result.exit_code == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]

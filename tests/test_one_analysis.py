@@ -11,12 +11,12 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from fgnet_video.analyze import analyze_video
+from fgnet_video.analysis.recording import analyze_video
+from fgnet_video.analysis.tables import au_table
 from fgnet_video.cli import main
 from fgnet_video.cli.analyze import analyze
 from fgnet_video.errors import UserError, warnings_as_lines
 from fgnet_video.options import AnalyzeOptions, FaceSettings, ModelOptions
-from fgnet_video.outputs import au_table
 from fgnet_video.threads import background
 
 from .conftest import shared_path

@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from fgnet_video.analysis.overlay_draw import BOX_COLOURS, draw_faces, place_panels
+from fgnet_video.analysis.stream import ScoredFrame
 from fgnet_video.aus import BP4D_AUS
 from fgnet_video.cli import main
 from fgnet_video.face.pipeline import Face
-from fgnet_video.overlay_draw import BOX_COLOURS, draw_faces, place_panels
-from fgnet_video.pipeline import ScoredFrame
-from fgnet_video.video import Frame
+from fgnet_video.media.video import Frame
 
 from .conftest import shared_path
 from .test_video import write_video

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from fgnet_video.cli import main
-from fgnet_video.model.checkpoints import load_model
+from fgnet_video.weights.checkpoints import load_model
 
 from .conftest import shared_path
 

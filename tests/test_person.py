@@ -12,13 +12,13 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from fgnet_video.analyze import analyze_video
+from fgnet_video.analysis.recording import analyze_video
 from fgnet_video.cli import main
 from fgnet_video.errors import UserError
 from fgnet_video.face.person import EMBED_FRAMES, PersonIdentifier
 from fgnet_video.face.track import TrackedFace
+from fgnet_video.media.video import VideoReader
 from fgnet_video.options import FaceSettings
-from fgnet_video.video import VideoReader
 
 from .conftest import REPO, shared_path
 

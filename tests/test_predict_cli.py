@@ -9,12 +9,12 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from fgnet_video import precision as precision_module
 from fgnet_video.aus import BP4D_AUS
 from fgnet_video.cli import main
-from fgnet_video.model.checkpoints import save_converted
+from fgnet_video.inference import precision as precision_module
 from fgnet_video.model.config import TINY
 from fgnet_video.model.init import random_model
+from fgnet_video.weights.checkpoints import save_converted
 
 from .conftest import shared_path
 

@@ -12,8 +12,8 @@ from PIL import Image
 from fgnet_video.cli import main
 from fgnet_video.errors import UserError
 from fgnet_video.face.still import ReleaseAligner
-from fgnet_video.images import read_rgb
-from fgnet_video.preprocess import collect_sources
+from fgnet_video.media.images import read_rgb
+from fgnet_video.train.preprocess import collect_sources
 
 from .conftest import shared_path
 from .test_video import write_video

@@ -15,17 +15,18 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from fgnet_video.batch import JobOutcome, analyze_inputs
 from fgnet_video.cli import main
 from fgnet_video.errors import UserError
 from fgnet_video.options import AnalyzeOptions
-from fgnet_video.plan import plan_jobs
+from fgnet_video.study.jobs import JobOutcome
+from fgnet_video.study.plan import plan_jobs
+from fgnet_video.study.run import analyze_inputs
 
 from .conftest import REPO, shared_path
 
 ray = pytest.importorskip("ray")
 
-from fgnet_video import ray_study  # noqa: E402 - after the skip
+from fgnet_video.study import ray_cluster  # noqa: E402 - after the skip
 
 FPS = 5  # 5 to 24 frames per recording
 
@@ -183,7 +184,7 @@ def test_sigterm_cancels_the_tasks_and_the_next_run_cleans_up(cluster, study, ti
 def test_a_model_a_worker_cannot_load_stops_the_run_with_one_line(cluster, study, tmp_path):
     broken = tmp_path / "broken.safetensors"  # a file: the driver's check passes
     broken.write_bytes(b"not safetensors" * 100)
-    with pytest.raises(ray_study.FatalError) as caught:
+    with pytest.raises(ray_cluster.FatalError) as caught:
         analyze_inputs(study[:2], AnalyzeOptions.from_kwargs(weights=str(broken), ray=""),
                        out_dir=tmp_path / "out")
     message = str(caught.value)
@@ -201,40 +202,40 @@ def test_what_escapes_a_task_is_a_failed_input_with_one_line(cluster, tmp_path):
         os._exit(1)
 
     raised = ray.remote(max_retries=0)(escape).remote()
-    outcome = ray_study._outcome(ray, raised, plan.jobs[0], plan)
+    outcome = ray_cluster._outcome(ray, raised, plan.jobs[0], plan)
     assert outcome == JobOutcome("failed", reason="ValueError: boom")
     assert "ValueError: boom" in (out / "a.failed.json").read_text()
     crashed = ray.remote(max_retries=0)(die).remote()
-    outcome = ray_study._outcome(ray, crashed, plan.jobs[1], plan)
+    outcome = ray_cluster._outcome(ray, crashed, plan.jobs[1], plan)
     assert outcome.status == "failed" and outcome.reason.startswith("Ray gave up on the task: ")
     assert "\n" not in outcome.reason
 
 
 def test_the_model_is_loaded_once_per_worker_process(tiny_weights):
     kwargs = AnalyzeOptions.from_kwargs(weights=str(tiny_weights)).model.engine_kwargs()
-    first = ray_study._engine(kwargs)
-    assert ray_study._engine(dict(kwargs)) is first
-    other = ray_study._engine({**kwargs, "batch_size": 2})
-    assert other is not first and other.batch_size == 2 and len(ray_study._engines) == 1
-    ray_study._engines.clear()
+    first = ray_cluster._engine(kwargs)
+    assert ray_cluster._engine(dict(kwargs)) is first
+    other = ray_cluster._engine({**kwargs, "batch_size": 2})
+    assert other is not first and other.batch_size == 2 and len(ray_cluster._engines) == 1
+    ray_cluster._engines.clear()
 
 
 def test_tasks_ask_for_the_device_and_cpus_they_use():
     cpu_node, gpu_node = {"CPU": 8.0}, {"CPU": 8.0, "GPU": 2.0}
-    assert ray_study.task_device("auto", [cpu_node]) == "cpu"
-    assert ray_study.task_device("auto", [cpu_node, gpu_node]) == "cuda"
-    assert ray_study.task_device("cuda:1", [gpu_node]) == "cuda"
+    assert ray_cluster.task_device("auto", [cpu_node]) == "cpu"
+    assert ray_cluster.task_device("auto", [cpu_node, gpu_node]) == "cuda"
+    assert ray_cluster.task_device("cuda:1", [gpu_node]) == "cuda"
     # the GPU a task was given, as torch numbers the node's visible GPUs
-    assert ray_study.task_gpu([2], visible="") == "cuda:2"
-    assert ray_study.task_gpu(["5"], visible="4,5,6") == "cuda:1"
+    assert ray_cluster.task_gpu([2], visible="") == "cuda:2"
+    assert ray_cluster.task_gpu(["5"], visible="4,5,6") == "cuda:1"
     with pytest.raises(UserError, match="2 GPUs instead of one"):
-        ray_study.task_gpu([0, 1], visible="")
+        ray_cluster.task_gpu([0, 1], visible="")
     with pytest.raises(UserError, match="unknown device"):
-        ray_study.task_device("tpu", [gpu_node])
+        ray_cluster.task_device("tpu", [gpu_node])
 
     def resources(nodes, **options):
         settings = AnalyzeOptions.from_kwargs(**options)
-        return ray_study.task_resources(ray_study._task_options(settings, nodes), nodes)
+        return ray_cluster.task_resources(ray_cluster._task_options(settings, nodes), nodes)
 
     assert resources([cpu_node]) == {"num_cpus": 1, "num_gpus": 0}
     assert resources([gpu_node], face_workers=3) == {"num_cpus": 3, "num_gpus": 1}

@@ -25,7 +25,7 @@ def analyze(*args: str):
 @pytest.fixture
 def broken_overlay_encoder(monkeypatch):
     """Every overlay frame fails to encode, as the encoder does on timestamps it refuses."""
-    from fgnet_video import overlay
+    from fgnet_video.analysis import overlay
     from fgnet_video.errors import UserError
 
     def refuse(self, scored):
@@ -58,8 +58,7 @@ def test_a_failing_overlay_on_overwrite_removes_the_previous_runs_overlay(
     table = tmp_path / "vox.csv"
     first = analyze(str(clip), "-o", str(table), "--overlay", "-w", str(tiny_weights), *SHORT)
     assert first.exit_code == 0 and (tmp_path / "vox.overlay.mp4").is_file()
-    from fgnet_video import overlay
-
+    from fgnet_video.analysis import overlay
     def refuse(self, scored):
         raise RuntimeError("encoder gone")
 
@@ -122,7 +121,7 @@ def three_people(tmp_path_factory) -> Path:
     import cv2
     import numpy as np
 
-    from fgnet_video.video import read_frames
+    from fgnet_video.media.video import read_frames
 
     frames = [f.image for f in read_frames(shared_path("media", "vox_talking.mp4"), end=0.48)]
     path = tmp_path_factory.mktemp("three") / "three_people.mp4"
@@ -161,7 +160,7 @@ def test_the_overlay_keeps_the_sound_before_the_first_frame(tiny_weights, tmp_pa
     import av
     import numpy as np
 
-    from fgnet_video.video import read_frames
+    from fgnet_video.media.video import read_frames
 
     faces = [f.image for f in read_frames(shared_path("media", "vox_talking.mp4"), end=0.4)]
     source = tmp_path / "late_video.mp4"

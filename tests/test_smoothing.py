@@ -10,13 +10,13 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from fgnet_video.analyze import analyze_video
+from fgnet_video.analysis.recording import analyze_video
+from fgnet_video.analysis.smoothing import DecisionSmoother
+from fgnet_video.analysis.stream import ROW_COLUMNS
+from fgnet_video.analysis.tables import au_table, decision_columns
 from fgnet_video.cli import main
 from fgnet_video.errors import UserError
 from fgnet_video.options import AnalyzeOptions
-from fgnet_video.outputs import au_table, decision_columns
-from fgnet_video.pipeline import ROW_COLUMNS
-from fgnet_video.smoothing import DecisionSmoother
 
 from .conftest import shared_path
 
@@ -165,9 +165,9 @@ def flickering_weights(tiny_weights: Path, scores: pd.Series, out: Path) -> Path
     import torch
 
     from fgnet_video.aus import BP4D_AUS
-    from fgnet_video.model.checkpoints import save_converted
     from fgnet_video.model.config import TINY
     from fgnet_video.model.init import random_model
+    from fgnet_video.weights.checkpoints import save_converted
 
     model = random_model(TINY, seed=0)
     with torch.no_grad():

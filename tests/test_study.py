@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from fgnet_video.cli import main
 from fgnet_video.errors import UserError
-from fgnet_video.plan import in_shard, parse_shard
+from fgnet_video.study.plan import in_shard, parse_shard
 
 from .conftest import REPO, shared_path
 

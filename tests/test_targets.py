@@ -6,16 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from fgnet_video.aus import (
+from fgnet_video.aus import BP4D_AUS, DISFA_AUS
+from fgnet_video.errors import UserError
+from fgnet_video.train.targets import (
     AU_ROIS,
-    BP4D_AUS,
-    DISFA_AUS,
     heatmap_targets,
     heatmap_targets_torch,
-    resolve_aus,
     roi_points,
+    trainable_aus,
 )
-from fgnet_video.errors import UserError
 
 from .conftest import shared_path
 
@@ -114,8 +113,8 @@ def test_au_without_roi_is_a_user_error() -> None:
     with pytest.raises(UserError, match="no ROI definition for AU 5"):
         heatmap_targets(_face_landmarks(), np.ones(2), (1, 5))
     with pytest.raises(UserError, match="twice"):
-        resolve_aus((1, 1))
-    assert resolve_aus("DISFA") == DISFA_AUS
+        trainable_aus((1, 1))
+    assert trainable_aus("DISFA") == DISFA_AUS
 
 
 def test_wrong_shapes_are_user_errors() -> None:

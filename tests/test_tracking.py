@@ -11,7 +11,7 @@ from fgnet_video.face.boxes import same_face
 from fgnet_video.face.detect import Detection
 from fgnet_video.face.landmarks import LandmarkPredictor
 from fgnet_video.face.track import FaceTracker, match_score, plausible_change
-from fgnet_video.video import read_frames
+from fgnet_video.media.video import read_frames
 
 from .conftest import shared_path
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from click.testing import CliRunner
 
-from fgnet_video.analyze import analyze_video
+from fgnet_video.analysis.recording import analyze_video
 from fgnet_video.cli import main
 
 from .conftest import shared_path

@@ -21,7 +21,6 @@ from fgnet_video.cli import main
 from fgnet_video.cli.evaluate import evaluate as evaluate_command
 from fgnet_video.cli.train import train as train_command
 from fgnet_video.errors import UserError
-from fgnet_video.model.checkpoints import load_model, save_converted
 from fgnet_video.model.config import TINY
 from fgnet_video.model.fgnet import FGNet
 from fgnet_video.settings import setting_default, setting_help
@@ -44,6 +43,7 @@ from fgnet_video.train.model_init import (
 )
 from fgnet_video.train.options import EvaluateOptions, TrainOptions
 from fgnet_video.train.sampler import EpochBatchSampler
+from fgnet_video.weights.checkpoints import load_model, save_converted
 
 from .conftest import metrics_records, shared_path
 

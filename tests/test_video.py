@@ -15,7 +15,7 @@ import pytest
 from av.bitstream import BitStreamFilterContext
 
 from fgnet_video.errors import UserError
-from fgnet_video.video import (
+from fgnet_video.media.video import (
     FrameSelector,
     TruncatedVideoWarning,
     VideoReader,

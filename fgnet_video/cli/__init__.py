@@ -10,7 +10,6 @@ import traceback
 
 import click
 
-from fgnet_video import __version__
 from fgnet_video.errors import (
     Terminated,
     UserError,
@@ -18,6 +17,7 @@ from fgnet_video.errors import (
     raise_on_sigterm,
     warnings_as_lines,
 )
+from fgnet_video.version import __version__
 
 
 class _Group(click.Group):

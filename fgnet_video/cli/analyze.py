@@ -74,13 +74,13 @@ _RAY_DEFAULT = ""  # the bare --ray flag: ray.init()'s default cluster
 @setting_option(FaceSettings, "people", "--people", metavar="NAME=PHOTO", multiple=True)
 def analyze(inputs, output, out_dir, overlay_to, **params) -> None:
     """Detect AUs in every frame of INPUTS (videos, folders, globs or a manifest CSV)."""
-    from fgnet_video.batch import analyze_inputs
+    from fgnet_video.study.run import analyze_inputs
 
     if overlay_to is not None:
         params["overlay"] = True
     options = AnalyzeOptions.from_kwargs(**given(params))
     if options.ray is not None:
-        from fgnet_video.ray_study import require_ray
+        from fgnet_video.study.ray_cluster import require_ray
 
         if options.ray and Path(options.ray).exists():  # a bare --ray took an input
             raise UserError(f"--ray {options.ray}: that is a file or folder, not a Ray "
@@ -123,7 +123,7 @@ class Reporter:
 
     def on_engine(self, engine) -> None:
         """Say where the model runs (its speed is measured when an ETA line needs it)."""
-        from fgnet_video.expectations import engine_line
+        from fgnet_video.analysis.eta import engine_line
 
         click.echo(f"fgnet-video: {engine_line(engine)}", err=True)
         self._engine = engine
@@ -131,13 +131,13 @@ class Reporter:
     def _measured_speed(self) -> tuple[float, str] | None:
         """(faces/s, device type) of the model, measured once; None before it is loaded."""
         if self._speed is None and self._engine is not None:
-            from fgnet_video.expectations import measure_faces_per_second
+            from fgnet_video.analysis.eta import measure_faces_per_second
 
             self._speed = (measure_faces_per_second(self._engine), self._engine.device.type)
         return self._speed
 
     def _expected_frames(self, job) -> int | None:
-        from fgnet_video.video import probe
+        from fgnet_video.media.video import probe
 
         try:
             return _sampling_total(probe(job.source), self.sampling)
@@ -147,7 +147,7 @@ class Reporter:
     def on_start(self, job):
         total = self._expected_frames(job)
         if (self.single or self.console.is_terminal) and (speed := self._measured_speed()):
-            from fgnet_video.expectations import eta_line
+            from fgnet_video.analysis.eta import eta_line
 
             click.echo(f"fgnet-video: {job.source.name}: {eta_line(total, *speed)}", err=True)
         if not self.console.is_terminal:

@@ -1,4 +1,4 @@
-"""`fgnet-video doctor`: print the environment report (see fgnet_video.doctor)."""
+"""`fgnet-video doctor`: print the environment report (see fgnet_video.reports.doctor)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ _MARKS = {True: click.style("ok", fg="green"), False: click.style("!!", fg="red"
 def doctor(build_kernels: bool, arch: str | None) -> None:
     """Report versions, the torch build (CPU-only or CUDA x.y) and whether it suits this
     machine's driver and GPUs, kernel build state, face model files and video libraries."""
-    from fgnet_video.doctor import environment_report, kernel_build_problem
+    from fgnet_video.reports.doctor import environment_report, kernel_build_problem
 
     if arch is not None:
         from fgnet_video.kernels.build import build_ahead

@@ -24,8 +24,8 @@ from fgnet_video.settings import given
               help="npz with the clamped heatmaps (N, n_AUs, 128, 128) and image names.")
 def predict(images, aligned, output, save_heatmaps, **params) -> None:
     """Predict AUs for IMAGES (files or folders of face images)."""
-    from fgnet_video.images import expand_image_paths
-    from fgnet_video.plan import check_outputs
+    from fgnet_video.media.images import expand_image_paths
+    from fgnet_video.study.plan import check_outputs
 
     model_options = ModelOptions(**given(params))
     paths = expand_image_paths(images)  # bad paths are refused before torch loads
@@ -33,10 +33,10 @@ def predict(images, aligned, output, save_heatmaps, **params) -> None:
     check_outputs([(paths[0], written)] + [(path, []) for path in paths[1:]],
                   extra_inputs=model_options.files())
 
-    from fgnet_video.inference import InferenceEngine
-    from fgnet_video.outputs import write_table
-    from fgnet_video.predict import predict_images
-    from fgnet_video.predict import save_heatmaps as write_heatmaps
+    from fgnet_video.analysis.stills import predict_images
+    from fgnet_video.analysis.stills import save_heatmaps as write_heatmaps
+    from fgnet_video.analysis.tables import write_table
+    from fgnet_video.inference.engine import InferenceEngine
 
     engine = InferenceEngine.from_weights(**model_options.engine_kwargs())
     table, heatmaps = predict_images(paths, engine, aligned=aligned,

@@ -33,7 +33,7 @@ def preprocess(sources, output, **params) -> None:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    from fgnet_video.preprocess import preprocess as run
+    from fgnet_video.train.preprocess import preprocess as run
 
     console = Console(stderr=True)
     with Progress("[bold]preprocess", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),

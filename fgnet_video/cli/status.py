@@ -12,7 +12,7 @@ def status(out_dir: str, inputs: tuple[str, ...]) -> None:
     """Report which inputs of the study in OUT_DIR are done, failed (with the reason) or
     missing; with INPUTS (as given to analyze) the missing ones are known too. Exit status 1
     while anything is failed or missing."""
-    from fgnet_video.status import study_status
+    from fgnet_video.study.status import study_status
 
     report = study_status(out_dir, inputs)
     click.echo(f"{len(report.done)} done, {len(report.failed)} failed, "

@@ -25,7 +25,7 @@ def weights() -> None:
               help="Converted .safetensors file to write.")
 def import_(model_file, psp, stylegan, dataset, output) -> None:
     """Convert a release model.pth (+ --psp encoder.pt) or a pSp encoder.pt to one file."""
-    from fgnet_video.model.checkpoints import load_model, save_converted
+    from fgnet_video.weights.checkpoints import load_model, save_converted
 
     loaded = load_model(model_file, psp=psp, stylegan=stylegan, dataset=dataset)
     save_converted(output, loaded.model, loaded.dataset, loaded.aus,
@@ -38,7 +38,7 @@ def import_(model_file, psp, stylegan, dataset, output) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the full metadata as JSON.")
 def info(file, as_json) -> None:
     """Show what a converted file holds: AU set, sizes, sources."""
-    from fgnet_video.model.checkpoints import describe, read_converted_metadata
+    from fgnet_video.weights.checkpoints import describe, read_converted_metadata
 
     meta = read_converted_metadata(file)
     if as_json:
@@ -61,9 +61,9 @@ def info(file, as_json) -> None:
 def init(preset_name, dataset, seed, output) -> None:
     """Write randomly initialised weights (for tests, benchmarks, training from scratch)."""
     from fgnet_video.aus import au_set
-    from fgnet_video.model.checkpoints import DEFAULT_DATASET, save_converted
     from fgnet_video.model.config import preset
     from fgnet_video.model.init import random_model
+    from fgnet_video.weights.checkpoints import DEFAULT_DATASET, save_converted
 
     name = (dataset or DEFAULT_DATASET).lower()
     model = random_model(preset(preset_name), seed=seed)
@@ -84,7 +84,7 @@ def download(names, force, offline) -> None:
 
     Prints the path of each converted file.
     """
-    from fgnet_video.weights import ensure_weights
+    from fgnet_video.weights.store import ensure_weights
 
     for path in ensure_weights(names, offline=offline or None, force=force):
         click.echo(str(path))

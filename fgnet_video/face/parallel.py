@@ -39,9 +39,9 @@ import numpy as np
 from fgnet_video.face import detect_worker
 from fgnet_video.face.detect import Detection, FaceDetector
 from fgnet_video.face.pipeline import Face, FacePipeline
+from fgnet_video.media.video import Frame
 from fgnet_video.options import FaceSettings
 from fgnet_video.threads import background
-from fgnet_video.video import Frame
 
 LOOK_AHEAD_BYTES = 256 * 2**20  # at most this much of decoded frames is read ahead
 TRACKED_QUEUE = 8  # frames tracked ahead of their alignment

@@ -34,7 +34,7 @@ from fgnet_video.errors import UserError
 from fgnet_video.face.landmarks import Box, dlib_module, model_file, to_dlib_rect
 from fgnet_video.face.still import ReleaseAligner
 from fgnet_video.face.track import TrackedFace
-from fgnet_video.images import read_rgb
+from fgnet_video.media.images import read_rgb
 from fgnet_video.options import parse_person
 
 FACE_DESCRIPTOR_MODEL = "dlib_face_recognition_resnet_model_v1.dat"

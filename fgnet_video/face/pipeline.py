@@ -23,8 +23,8 @@ from fgnet_video.face.detect import FaceDetector
 from fgnet_video.face.landmarks import Box, LandmarkPredictor
 from fgnet_video.face.person import FaceEmbedder, PersonIdentifier, named_references
 from fgnet_video.face.track import FaceTracker, TrackedFace
+from fgnet_video.media.video import Frame
 from fgnet_video.options import AlignMethod, FaceSettings
-from fgnet_video.video import Frame
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ Every op takes `impl=` (the stylegan2-ada `torch_utils/ops` shape; see impl.py):
 compiled plugin for CUDA tensors of fp32/fp16/bf16 when it builds, else the reference),
 "cuda" (the compiled plugin, required), "ref" (the reference), or None: the user's default,
 $FGNET_VIDEO_KERNELS, read once per process. `set_kernel_impl` sets the choice on every op
-module of a model. build.py builds and caches the plugin; library.py defines its two kernels
+module of a model. reference.py holds the references; build.py compiles and caches the
+plugin, plugin.py loads, checks and chooses it; library.py defines its two kernels
 as PyTorch operators (schemas, fake implementations, autograd), so the compiled path works
 with meta tensors, torch.compile and CUDA graphs.
 
@@ -13,10 +14,11 @@ This package imports nothing of fgnet_video but errors, atomic and cache, so imp
 never pulls in the model or the weights.
 """
 
-from fgnet_video.kernels.bias_act import fused_leaky_relu, fused_leaky_relu_ref
-from fgnet_video.kernels.build import load_plugin, plugin_status, reset_plugin_state
+from fgnet_video.kernels.bias_act import fused_leaky_relu
 from fgnet_video.kernels.impl import IMPL_ENV, IMPLS, default_impl, set_kernel_impl
-from fgnet_video.kernels.upfirdn2d import upfirdn2d, upfirdn2d_ref
+from fgnet_video.kernels.plugin import load_plugin, plugin_status, reset_plugin_state
+from fgnet_video.kernels.reference import fused_leaky_relu_ref, upfirdn2d_ref
+from fgnet_video.kernels.upfirdn2d import upfirdn2d
 
 __all__ = [
     "IMPLS",

@@ -20,40 +20,10 @@ as `impl` says ("auto", "cuda", "ref", or None for the user's default: see impl.
 
 from __future__ import annotations
 
-import math
-
 import torch
-import torch.nn.functional as F
 
-from fgnet_video.kernels.build import plugin_for
-
-SQRT2 = math.sqrt(2.0)
-
-
-def _check(x: torch.Tensor, bias: torch.Tensor | None, negative_slope: float,
-           scale: float) -> None:
-    if x.dim() < 2:
-        raise ValueError(f"fused_leaky_relu needs x with a channel dim 1, got {tuple(x.shape)}")
-    if bias is not None and (bias.dim() != 1 or bias.shape[0] != x.shape[1]):
-        raise ValueError(f"bias of shape {tuple(bias.shape)} does not match {x.shape[1]} channels")
-    if negative_slope < 0 or scale <= 0:
-        raise ValueError(f"need negative_slope >= 0 and scale > 0, got {negative_slope}, {scale}")
-
-
-def fused_leaky_relu_ref(x: torch.Tensor, bias: torch.Tensor | None = None,
-                         negative_slope: float = 0.2, scale: float = SQRT2) -> torch.Tensor:
-    """Reference fused bias + leaky ReLU in plain PyTorch (the path off CUDA)."""
-    _check(x, bias, negative_slope, scale)
-    if bias is None:
-        y = F.leaky_relu(x, negative_slope)
-    else:
-        y = x + bias.to(x.dtype).view(1, -1, *([1] * (x.dim() - 2)))
-        if torch.is_grad_enabled() and y.requires_grad:
-            y = F.leaky_relu(y, negative_slope)
-        else:  # inference: one buffer for the whole op
-            y = F.leaky_relu_(y, negative_slope)
-    # leaky_relu keeps its input (not its output) for backward, so scaling in place is safe
-    return y.mul_(scale)
+from fgnet_video.kernels.plugin import plugin_for
+from fgnet_video.kernels.reference import SQRT2, check_bias_act, fused_leaky_relu_ref
 
 
 def fused_leaky_relu(x: torch.Tensor, bias: torch.Tensor | None = None,
@@ -65,7 +35,7 @@ def fused_leaky_relu(x: torch.Tensor, bias: torch.Tensor | None = None,
     plugin = plugin_for(impl, x)
     if plugin is None:
         return fused_leaky_relu_ref(x, bias, negative_slope, scale)
-    _check(x, bias, negative_slope, scale)
+    check_bias_act(x, bias, negative_slope, scale)
     if bias is not None:
         bias = bias.to(x.dtype)
     return plugin.bias_act(x, bias, None, False, float(negative_slope), float(scale))

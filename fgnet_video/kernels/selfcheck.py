@@ -25,6 +25,7 @@ import torch
 
 from fgnet_video.atomic import atomic_path
 from fgnet_video.kernels.library import OpSet
+from fgnet_video.kernels.reference import fused_leaky_relu_ref, parse_pad, upfirdn2d_ref
 
 VERDICT_FILE = "selfcheck.json"
 TOLERANCES = {torch.float32: (1e-5, 1e-6), torch.float16: (1e-2, 1e-3),
@@ -82,8 +83,6 @@ def self_check(plugin: OpSet, device: torch.device, seed: int = 0) -> str | None
     """None when both operators of `plugin` match their references on `device` (see the
     module docstring), forward and through their autograd formulas, else one line naming the
     first op, dtype and error that do not."""
-    from fgnet_video.kernels.bias_act import fused_leaky_relu_ref
-    from fgnet_video.kernels.upfirdn2d import parse_pad, upfirdn2d_ref
 
     generator = torch.Generator(device="cpu").manual_seed(seed)
     kernel = _blur_kernel(device)

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from fgnet_video.inference.precision import autocast
 from fgnet_video.model.fgnet import FGNet
-from fgnet_video.precision import autocast
 from fgnet_video.train.flow import FlowHead, endpoint_error
 from fgnet_video.train.inpaint import masked_l1, roi_masks
 from fgnet_video.train.step import apply_gradients, heatmap_loss

@@ -31,12 +31,12 @@ import pandas as pd
 import torch
 
 from fgnet_video.atomic import save_npy
-from fgnet_video.aus import resolve_aus
 from fgnet_video.errors import UserError
 from fgnet_video.face.still import ReleaseAligner
-from fgnet_video.images import read_rgb
-from fgnet_video.inference import images_to_tensor
+from fgnet_video.inference.engine import images_to_tensor
+from fgnet_video.media.images import read_rgb
 from fgnet_video.train.progress import progress_bar, stderr_console
+from fgnet_video.train.targets import trainable_aus
 
 BadDataPolicy = Literal["skip", "fail"]
 DATASET_FOLDERS = {"bp4d": "BP4D", "disfa": "DISFA"}
@@ -178,9 +178,9 @@ def read_labels(
         raise UserError(f"{csv_path}: no 'image_path' column (header: {', '.join(frame.columns)})")
     columns = au_columns(list(frame.columns))
     if dataset == "custom":
-        aus = resolve_aus(tuple(columns))
+        aus = trainable_aus(tuple(columns))
     else:
-        aus = resolve_aus(dataset)
+        aus = trainable_aus(dataset)
         missing = [a for a in aus if a not in columns]
         if missing:
             raise UserError(

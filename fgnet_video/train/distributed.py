@@ -14,8 +14,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from fgnet_video.devices import resolve_device
 from fgnet_video.errors import UserError
+from fgnet_video.inference.devices import resolve_device
 
 
 @dataclass(frozen=True)

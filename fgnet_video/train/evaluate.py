@@ -18,9 +18,8 @@ from rich.table import Table
 
 from fgnet_video.aus import au_name
 from fgnet_video.errors import UserError
-from fgnet_video.model.checkpoints import read_converted_metadata
+from fgnet_video.inference.precision import autocast, autocast_dtype
 from fgnet_video.model.fgnet import FGNet, decode_heatmaps
-from fgnet_video.precision import autocast, autocast_dtype
 from fgnet_video.train.data import (
     DataIssues,
     FrameDataset,
@@ -38,7 +37,8 @@ from fgnet_video.train.metrics import AUCounts
 from fgnet_video.train.options import EvaluateOptions
 from fgnet_video.train.progress import progress_bar
 from fgnet_video.train.sampler import shard
-from fgnet_video.weights import load_weights
+from fgnet_video.weights.checkpoints import read_converted_metadata
+from fgnet_video.weights.store import load_weights
 
 
 @dataclass(frozen=True)
@@ -264,7 +264,7 @@ def load_for_evaluation(weights: str, psp: str | None, dataset: str,
                         model_dataset: str | None,
                         offline: bool | None = None) -> tuple[FGNet, tuple[int, ...], str]:
     """(model, its AU set, its dataset name) of a `--weights` value: a file or a known name
-    (fgnet_video.weights.load_weights; `offline` stops downloads). A converted file or known
+    (fgnet_video.weights.store.load_weights; `offline` stops downloads). A converted file or known
     name carries its own AU set; a release model.pth is taken to be trained on
     `model_dataset`, else on the evaluated dataset."""
     release = _release_file(weights)

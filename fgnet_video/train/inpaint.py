@@ -1,7 +1,7 @@
 """RoI inpainting: an auxiliary task on unlabeled faces (RTATL's regional task).
 
 Square patches centred on randomly chosen AU ROI points (the points of the heatmap targets,
-`fgnet_video.aus.roi_points`) are blanked in the encoder input (set to 0, mid-grey in
+`fgnet_video.train.targets.roi_points`) are blanked in the encoder input (set to 0, mid-grey in
 [-1, 1]); the generator's RGB image of the masked face, resized to the input size, must
 reproduce the original face inside the patches:
 
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fgnet_video.aus import AU_ROIS, LANDMARK_SPACE, roi_points
+from fgnet_video.train.targets import AU_ROIS, LANDMARK_SPACE, roi_points
 
 
 def distinct_roi_indices(aus: tuple[int, ...]) -> np.ndarray:

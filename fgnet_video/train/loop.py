@@ -1,7 +1,7 @@
 """The FG-Net training loop (the release's recipe by default).
 
 Each iteration: a batch of aligned faces -> raw heatmaps -> loss = MSE(raw[:, :n_aus],
-targets), targets from the landmarks and labels (fgnet_video.aus.heatmap_targets_torch)
+targets), targets from the landmarks and labels (fgnet_video.train.targets.heatmap_targets_torch)
 -> AdamW step after clipping the gradient norm. An epoch is a fixed number of iterations;
 after each, the validation F1 is computed, `last.safetensors` is written and
 `best.safetensors` when the F1 improved. `resume.pt` is written at the end of every epoch,
@@ -32,12 +32,11 @@ from pathlib import Path
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from fgnet_video.aus import au_name, resolve_aus
+from fgnet_video.aus import au_name
 from fgnet_video.errors import UserError
-from fgnet_video.model.checkpoints import save_converted
+from fgnet_video.inference.precision import autocast, autocast_dtype
 from fgnet_video.model.config import FGNetConfig
 from fgnet_video.model.fgnet import FGNet
-from fgnet_video.precision import autocast, autocast_dtype
 from fgnet_video.train.auxiliary import AuxiliaryModel, AuxSettings, auxiliary_step, loss_names
 from fgnet_video.train.data import (
     DataIssues,
@@ -75,6 +74,7 @@ from fgnet_video.train.state import (
     seed_everything,
 )
 from fgnet_video.train.step import apply_gradients, heatmap_loss
+from fgnet_video.train.targets import trainable_aus
 from fgnet_video.train.unlabeled import (
     CACHE_DIR,
     UnlabeledBatch,
@@ -85,6 +85,7 @@ from fgnet_video.train.unlabeled import (
     load_frames,
     split_sources,
 )
+from fgnet_video.weights.checkpoints import save_converted
 
 BEST_FILE = "best.safetensors"
 LAST_FILE = "last.safetensors"
@@ -236,7 +237,7 @@ class _Trainer:
         self.issues = DataIssues(options.on_bad_data)
         self.train_table = _load_split(options, "train", options.train_csv, self.issues, ctx,
                                        options.subset)
-        self.aus = resolve_aus(self.train_table.aus)
+        self.aus = trainable_aus(self.train_table.aus)
         self.val_table = None
         if options.validate:
             self.val_table = _load_split(options, "test", options.val_csv, self.issues, ctx,

@@ -8,19 +8,19 @@ import torch
 from torch import nn
 
 from fgnet_video.errors import UserError
-from fgnet_video.model.checkpoints import load_model
 from fgnet_video.model.config import FGNetConfig, preset
 from fgnet_video.model.fgnet import FGNet
 from fgnet_video.model.init import random_model
 from fgnet_video.train.options import TrainOptions
-from fgnet_video.weights import load_weights
+from fgnet_video.weights.checkpoints import load_model
+from fgnet_video.weights.store import load_weights
 
 
 def initial_model(options: TrainOptions, aus: tuple[int, ...]) -> tuple[FGNet, dict]:
     """(model, sources) from the run's initialisation; call after seeding torch.
 
     - weights: an FG-Net checkpoint (fine-tuning), a file or a known name fetched into the
-      cache unless `offline` (fgnet_video.weights.load_weights; a release model.pth gets
+      cache unless `offline` (fgnet_video.weights.store.load_weights; a release model.pth gets
       load_model's default AU set); output channels are reordered so each AU the checkpoint
       already predicts keeps its channel's weights;
     - psp (+ stylegan): pSp encoder and generator weights, a fresh interpreter;

@@ -67,7 +67,7 @@ def absolute_paths(values: dict) -> dict:
 @dataclass(frozen=True)
 class TrainOptions:
     """A training run. Initialisation: exactly one of `weights` (fine-tune an FG-Net
-    checkpoint: a file, or a known name fetched by `fgnet_video.weights.load_weights`; a
+    checkpoint: a file, or a known name fetched by `fgnet_video.weights.store.load_weights`; a
     release model.pth also needs `psp`), `psp` (+ optional `stylegan`: the release's starting
     point) or `preset` (random init, e.g. 'tiny'). Paths are made absolute on construction
     (`absolute_paths`).

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from fgnet_video.aus import heatmap_targets_torch
+from fgnet_video.train.targets import heatmap_targets_torch
 
 
 def heatmap_loss(raw: torch.Tensor, landmarks: torch.Tensor, labels: torch.Tensor,

@@ -1,7 +1,7 @@
 """Unlabeled frames for the auxiliary tasks (`train --unlabeled SRC... --aux ...`).
 
 A source is either
-- a video file: decoded and aligned once by `fgnet_video.preprocess.preprocess` (every frame,
+- a video file: decoded and aligned once by `fgnet_video.train.preprocess.preprocess` (every frame,
   the release's alignment) into the run's cache folder `<out>/unlabeled/`; `sources.json`
   there records the videos (path, size, modification time) so later runs and --resume reuse
   the cache;
@@ -30,8 +30,8 @@ import torch
 
 from fgnet_video.atomic import write_json
 from fgnet_video.errors import UserError
-from fgnet_video.images import IMAGE_SUFFIXES, read_rgb
-from fgnet_video.preprocess import IMAGES_DIR, preprocess, read_videos
+from fgnet_video.media.images import IMAGE_SUFFIXES, read_rgb
+from fgnet_video.media.video import VIDEO_SUFFIXES
 from fgnet_video.train.data import (
     DataIssues,
     LabelTable,
@@ -40,8 +40,8 @@ from fgnet_video.train.data import (
     landmark_file,
 )
 from fgnet_video.train.flow import flow_target
+from fgnet_video.train.preprocess import IMAGES_DIR, preprocess, read_videos
 from fgnet_video.train.progress import progress_bar, stderr_console
-from fgnet_video.video import VIDEO_SUFFIXES
 
 CACHE_DIR = "unlabeled"
 SOURCES_FILE = "sources.json"

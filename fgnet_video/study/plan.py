@@ -1,0 +1,255 @@
+"""The plan of an analysis: which inputs (`expand_inputs`), which outputs each one gets
+(`Job`, `OutputPaths`), all checked before any work starts (`plan_jobs`, `check_outputs`):
+nothing may replace an input, another output, or anything that is not a regular file, and
+nothing may land outside --out-dir.
+
+Inputs are video files, folders (searched recursively for videos), glob patterns, or a
+manifest CSV (a `path` column, else the first column; relative paths are relative to the
+manifest; an optional `name` column sets the output name). Each input gets
+`<out_dir>/<name>.csv` (or .parquet), `<name>.json` (the sidecar, committed last) and, if
+asked, `<name>.overlay.mp4`; `name` is the file's stem, or its path inside a given folder.
+This module imports nothing heavy, so a bad command line is refused before torch loads.
+
+Paths are compared after resolving links and `..` (`os.path.realpath`) and, for files that
+exist, by identity (device and inode), so a hard link or a second name of an input is caught
+too. A failed check is an `OutputClash`: one line and exit status 2, with nothing touched.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import hashlib
+import os
+import stat
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from fgnet_video.analysis.sidecar import TRACKS_SUFFIX, OutputPaths
+from fgnet_video.analysis.tables import table_format
+from fgnet_video.errors import UserError
+from fgnet_video.media.video import VIDEO_SUFFIXES, probe
+from fgnet_video.options import AnalyzeOptions
+
+
+class OutputClash(UserError):
+    """An output that would replace an input, another output or a non-regular file, or
+    that leaves the output folder."""
+
+    exit_code = 2
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of an existing file, None when it does not exist."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def _check_target(output: Path) -> None:
+    """A place we may write: absent, or a regular file (not a link, device, FIFO, folder)."""
+    try:
+        info = os.lstat(output)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise OutputClash(f"{output}: cannot be written ({exc.strerror})") from None
+    if stat.S_ISLNK(info.st_mode):
+        raise OutputClash(f"{output}: is a link; give the path of a regular file as output")
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+        raise OutputClash(f"{output}: is {kind}; outputs are written as new regular files")
+
+
+def check_outputs(units: Sequence[tuple[Path, Sequence[Path]]],
+                  out_dir: str | os.PathLike | None = None,
+                  extra_inputs: Iterable[Path] = ()) -> None:
+    """Refuse (OutputClash) a plan in which an output of `units` ((input, its outputs)
+    pairs) is an input (of any unit, or of `extra_inputs`: weights, manifests), another
+    output, a non-regular file or a link, or lies outside `out_dir` (when given)."""
+    inputs_by_path: dict[str, Path] = {}
+    inputs_by_id: dict[tuple[int, int], Path] = {}
+    for source in [u[0] for u in units] + list(extra_inputs):
+        inputs_by_path[os.path.realpath(source)] = source
+        identity = _identity(source)
+        if identity is not None:
+            inputs_by_id[identity] = source
+    root = os.path.realpath(out_dir) if out_dir is not None else None
+    outputs: dict[str, Path] = {}
+    for _, planned in units:
+        for output in planned:
+            real = os.path.realpath(output)
+            if root is not None and os.path.commonpath([root, real]) != root:
+                raise OutputClash(f"{output}: lies outside --out-dir {out_dir} (check the "
+                                  "manifest's names)")
+            _check_target(Path(output))
+            identity = _identity(Path(output))
+            source = inputs_by_path.get(real) or (inputs_by_id.get(identity) if identity
+                                                  else None)
+            if source is not None:
+                raise OutputClash(f"{output}: would replace the input {source}; choose "
+                                  "another output name")
+            if real in outputs:
+                raise OutputClash(f"{output}: two outputs of this run would be written there "
+                                  f"(also {outputs[real]})")
+            outputs[real] = Path(output)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input and the name its outputs take (relative, without suffix), or explicit
+    output paths (a single input analysed with -o)."""
+
+    source: Path
+    name: str
+    paths: OutputPaths | None = None
+
+    def outputs(self, out_dir: Path, fmt: str, overlay: bool, tracks: bool) -> OutputPaths:
+        """The explicit paths, else `<out_dir>/<name>.<fmt>` and the outputs beside it."""
+        if self.paths is not None:
+            return self.paths
+        base = out_dir / self.name
+        return OutputPaths.for_table(base.with_name(f"{base.name}.{fmt}"), overlay, tracks)
+
+
+def _manifest_jobs(manifest: Path) -> list[Job]:
+    try:
+        with open(manifest, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise UserError(f"{manifest}: unreadable manifest ({exc})") from None
+    if not rows:
+        raise UserError(f"{manifest}: the manifest lists no inputs")
+    column = "path" if "path" in rows[0] else next(iter(rows[0]))
+    jobs = []
+    for row in rows:
+        source = Path(row[column])
+        if not source.is_absolute():
+            source = manifest.parent / source
+        jobs.append(Job(source, row.get("name") or source.stem))
+    return jobs
+
+
+def _folder_jobs(folder: Path) -> list[Job]:
+    videos = sorted(p for p in folder.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
+    return [Job(p, str(p.relative_to(folder).with_suffix(""))) for p in videos]
+
+
+def expand_inputs(specs: Iterable[str]) -> list[Job]:
+    """Jobs for files, folders, glob patterns and manifest CSVs, in the order given.
+
+    A name that does not exist and matches no glob is still a job (it will fail with a clear
+    reason and be reported, without stopping the others).
+    """
+    jobs: list[Job] = []
+    for spec in specs:
+        path = Path(spec)
+        if path.is_dir():
+            jobs += _folder_jobs(path)
+        elif path.suffix.lower() == ".csv" and path.is_file():
+            jobs += _manifest_jobs(path)
+        elif not path.exists() and glob.has_magic(spec):
+            matches = sorted(glob.glob(spec, recursive=True))
+            if not matches:
+                raise UserError(f"{spec}: the pattern matches no file")
+            jobs += [Job(Path(m), Path(m).stem) for m in matches if Path(m).is_file()]
+        else:
+            jobs.append(Job(path, path.stem))
+    names: dict[str, Path] = {}
+    for job in jobs:
+        if job.name in names and names[job.name] != job.source:
+            raise UserError(f"{names[job.name]} and {job.source} would both write outputs named "
+                            f"{job.name!r}: list them in a manifest with distinct names")
+        names[job.name] = job.source
+    return list({job.name: job for job in jobs}.values())
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """(K, N) from 'K/N' (1 <= K <= N); UserError otherwise."""
+    try:
+        k, n = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise UserError(f"--shard takes K/N, e.g. 3/10, not {text!r}") from None
+    if not 1 <= k <= n:
+        raise UserError(f"--shard {text}: K must be between 1 and N")
+    return k, n
+
+
+def in_shard(name: str, shard: tuple[int, int]) -> bool:
+    """Whether the job whose outputs are named `name` belongs to shard (K, N): by a hash of
+    the name, so every job is in exactly one shard and adding inputs to a study never moves
+    another input to another shard."""
+    k, n = shard
+    return int(hashlib.sha256(name.encode()).hexdigest()[:12], 16) % n == k - 1
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The jobs of a run, where their outputs go, and the options they run with (the table
+    format resolved)."""
+
+    jobs: list[Job]
+    out_dir: Path
+    options: AnalyzeOptions
+
+    def outputs(self, job: Job) -> OutputPaths:
+        return job.outputs(self.out_dir, self.options.table_format or "csv",
+                           self.options.overlay, self.options.save_tracks)
+
+    def tracks_in(self, job: Job) -> Path | None:
+        """The saved tracks `job` replays: the --tracks file (one input), or
+        `<tracks folder>/<name>.tracks.npz`; None without --tracks."""
+        given = self.options.tracks
+        if given is None:
+            return None
+        if len(self.jobs) == 1 and job.paths is not None:
+            return Path(given)
+        return Path(given) / f"{job.name}{TRACKS_SUFFIX}"
+
+
+def plan_jobs(inputs: Iterable[str], options: AnalyzeOptions,
+              output: str | os.PathLike | None = None, out_dir: str | os.PathLike | None = None,
+              overlay_to: str | os.PathLike | None = None) -> Plan:
+    """The plan of an analysis: one input written to `output` (its sidecar beside it, its
+    overlay at `overlay_to` or beside it when `options.overlay`), or any number of inputs
+    written into `out_dir`. UserError for every inconsistent combination, OutputClash (exit
+    status 2) for outputs that would replace an input, another output, a non-regular file,
+    or leave `out_dir` (`check_outputs`). Nothing is written."""
+    if (output is None) == (out_dir is None):
+        raise UserError("give either -o FILE (one input) or --out-dir DIR")
+    if out_dir is not None and overlay_to is not None:
+        raise UserError("with --out-dir, give --overlay without a file name")
+    jobs = expand_inputs(inputs)
+    if not jobs:
+        raise UserError("no video found in the given inputs")
+    if options.shard is not None:
+        if out_dir is None:
+            raise UserError("--shard goes with --out-dir")
+        shard = parse_shard(options.shard)
+        jobs = [job for job in jobs if in_shard(job.name, shard)]  # may leave none
+    fmt = options.table_format or "csv"
+    if output is not None:
+        if len(jobs) > 1:
+            raise UserError(f"-o takes one input, got {len(jobs)}: use --out-dir")
+        probe(jobs[0].source)  # a missing or unreadable video: its one line, before any load
+        fmt = table_format(output, options.table_format)
+        paths = OutputPaths.for_table(output, overlay_to or options.overlay,
+                                      options.save_tracks)
+        jobs = [Job(jobs[0].source, paths.table.stem, paths)]
+    plan = Plan(jobs, Path(out_dir or "."), replace(options, table_format=fmt))
+    if options.tracks is not None:
+        folder = out_dir is not None
+        if not Path(options.tracks).exists():
+            raise UserError(f"--tracks {options.tracks}: no such "
+                            + ("folder" if folder else "file"))
+        if folder != Path(options.tracks).is_dir():
+            raise UserError(f"--tracks {options.tracks}: give "
+                            + ("the folder of a --save-tracks run with --out-dir" if folder
+                               else "the .tracks.npz file of the input with -o"))
+    tracks_in = [t for t in map(plan.tracks_in, jobs) if t is not None]
+    check_outputs([(job.source, plan.outputs(job).finals()) for job in jobs], out_dir,
+                  extra_inputs=options.model.files() + tracks_in)
+    return plan
