@@ -44,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from release_baseline import engine_for  # noqa: E402 - benchmarks/ is this script's folder
 from torch.utils.flop_counter import FlopCounterMode
 
 from fgnet_video.aus import BP4D_AUS
@@ -212,8 +213,8 @@ def run_modes(loaded: LoadedModel, device: torch.device, modes: list[Mode], batc
             print(f"{mode.name}: skipped ({row.skipped})", file=sys.stderr, flush=True)
             continue
         for batch in batches:
-            engine = InferenceEngine(loaded, device=str(device), precision=mode.precision,
-                                     batch_size=batch, **mode.switches)
+            engine = engine_for(loaded, mode.switches, device=str(device),
+                                precision=mode.precision, batch_size=batch)
             row.speeds[batch] = faces_per_second(engine, timing_faces[:batch], repeats)
             print(f"{mode.name}: batch {batch}: {row.speeds[batch][0]:.2f} faces/s",
                   file=sys.stderr, flush=True)
@@ -221,8 +222,8 @@ def run_modes(loaded: LoadedModel, device: torch.device, modes: list[Mode], batc
             if device.type == "cuda":
                 torch.cuda.empty_cache()
         if len(accuracy_faces):
-            engine = InferenceEngine(loaded, device=str(device), precision=mode.precision,
-                                     batch_size=min(len(accuracy_faces), 16), **mode.switches)
+            engine = engine_for(loaded, mode.switches, device=str(device),
+                                precision=mode.precision, batch_size=min(len(accuracy_faces), 16))
             prediction = engine.predict(accuracy_faces, keep_heatmaps=True)
             if reference is None:
                 reference, row.agreement = prediction, "reference"

@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from fgnet_video.errors import UserError
-from fgnet_video.inference.engine import Prediction
+from fgnet_video.inference.engine import EngineFacts, Prediction
 from fgnet_video.options import AnalyzeOptions
 from fgnet_video.study import model_server
 from fgnet_video.study.model_server import ModelClient, ModelServer
@@ -41,8 +42,9 @@ class RecordingEngine:
         means = images.reshape(len(images), -1).mean(axis=1)
         return Prediction(np.stack([means, -means], axis=1))
 
-    def record(self) -> dict:
-        return {"checkpoint": {}, "run": {"batch_size": self.batch_size}}
+    def describe(self) -> EngineFacts:
+        return EngineFacts(None, "0" * 64, {}, "bp4d", self.aus, ("early",), "cpu",
+                           torch.float32, self.batch_size)
 
 
 def faces(value: int, n: int) -> np.ndarray:
@@ -51,8 +53,8 @@ def faces(value: int, n: int) -> np.ndarray:
 
 def test_clients_ask_for_a_share_of_the_device_batch():
     server = ModelServer(RecordingEngine(batch_size=16), workers=3)
-    batch, aus, record = server.client_args()
-    assert batch == 5 and aus == (1, 2) and record["run"]["batch_size"] == 16  # 3 x 5 <= 16
+    batch, aus, facts = server.client_args()
+    assert batch == 5 and aus == (1, 2) and facts.batch_size == 16  # 3 x 5 <= 16
 
 
 def test_one_device_batch_mixes_the_faces_of_busy_workers():
@@ -150,7 +152,7 @@ def test_a_study_loads_the_model_once_and_gives_the_sequential_tables(tiny_weigh
 
     def remove_weights(engine) -> None:  # workers that read the weights would now fail
         loads.append(engine)
-        engine.record()  # the checkpoint's sha256 is read once per engine
+        engine.describe()  # the checkpoint's sha256 is read once per engine
         weights.unlink()
 
     shared = analyze_inputs(inputs, AnalyzeOptions.from_kwargs(

@@ -242,7 +242,7 @@ def analyze_to_files(
                 tracks.save(unit.partial(outputs.tracks))
                 recorded["tracks"] = output_record(unit.partial(outputs.tracks), outputs.tracks)
             write_json(unit.partial(outputs.sidecar), run_record(
-                path, engine.record(), reader, options, stats, fmt, started, recorded))
+                path, engine.describe(), reader, options, stats, fmt, started, recorded))
             unit.commit()
         except BaseException:
             rows.close()

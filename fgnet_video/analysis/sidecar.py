@@ -32,6 +32,7 @@ from fgnet_video.version import __version__
 
 if TYPE_CHECKING:
     from fgnet_video.analysis.stream import RunStats
+    from fgnet_video.inference.engine import EngineFacts
     from fgnet_video.media.video import VideoReader
     from fgnet_video.options import AnalyzeOptions
 
@@ -42,9 +43,9 @@ OVERLAY_SUFFIX = ".overlay.mp4"
 TRACKS_SUFFIX = ".tracks.npz"
 
 
-def run_record(path: Path, model: dict, reader: VideoReader, options: AnalyzeOptions,
+def run_record(path: Path, scorer: EngineFacts, reader: VideoReader, options: AnalyzeOptions,
                stats: RunStats, fmt: str, started: float, outputs: dict) -> dict:
-    """The run record of `path` analysed by a scorer whose `record()` is `model`."""
+    """The run record of `path` scored by the scorer `describe()` gave `scorer` for."""
     info = reader.info
     return {
         "tool": TOOL,
@@ -56,10 +57,14 @@ def run_record(path: Path, model: dict, reader: VideoReader, options: AnalyzeOpt
         "video": {"codec": info.codec, "width": info.width, "height": info.height,
                   "fps": info.fps, "duration": info.duration, "frames": info.frame_count,
                   "rotation": info.rotation, **reader.frame_timing()},
-        "checkpoint": model["checkpoint"],
+        "checkpoint": {"path": scorer.checkpoint_path, "sha256": scorer.sha256,
+                       "sources": scorer.sources, "dataset": scorer.dataset,
+                       "aus": list(scorer.aus), "features": list(scorer.features)},
         "settings": {"sampling": asdict(options.sampling), "face": asdict(options.face),
                      "format": fmt, "columns": options.columns, "smooth": options.smooth,
-                     **model["run"]},
+                     "device": scorer.device,
+                     "precision": str(scorer.dtype).removeprefix("torch."),
+                     "batch_size": scorer.batch_size},
         "outputs": outputs,
         "stats": stats.as_dict(),
     }

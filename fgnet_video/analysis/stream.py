@@ -29,7 +29,7 @@ from fgnet_video.options import FaceSettings
 from fgnet_video.threads import background
 
 if TYPE_CHECKING:
-    from fgnet_video.inference.engine import Prediction
+    from fgnet_video.inference.engine import EngineFacts, Prediction
 
 ROW_COLUMNS = ["frame", "timestamp", "face_id", "person_id", "person", "success", "confidence",
                "x", "y", "w", "h", "small_face"]
@@ -165,7 +165,7 @@ class Scorer(Protocol):
 
     def predict(self, images: list[np.ndarray]) -> Prediction: ...
 
-    def record(self) -> dict: ...
+    def describe(self) -> EngineFacts: ...
 
 
 class FrameBatcher:

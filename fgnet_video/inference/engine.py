@@ -33,6 +33,7 @@ from fgnet_video.inference.speed import (
     to_device,
     wrap_runner,
 )
+from fgnet_video.model.fgnet import FGNet
 from fgnet_video.options import ModelOptions, parse_batch_size
 from fgnet_video.weights.checkpoints import LoadedModel
 
@@ -76,6 +77,23 @@ class Prediction:
         return (self.scores > 0).astype(np.uint8)
 
 
+@dataclass(frozen=True)
+class EngineFacts:
+    """What scored a recording's faces (`describe()` of a scorer): the checkpoint (path,
+    sha256, sources, dataset, AU set, feature groups) and the run (device, dtype, batch
+    size). The run record (`fgnet_video.analysis.sidecar`) is written from it."""
+
+    checkpoint_path: str | None
+    sha256: str
+    sources: dict
+    dataset: str
+    aus: tuple[int, ...]
+    features: tuple[str, ...]
+    device: str
+    dtype: torch.dtype
+    batch_size: int
+
+
 @dataclass
 class _Fetch:
     """A batch's results on their way to the host; `ready` is None once they are there."""
@@ -97,10 +115,11 @@ class InferenceEngine:
     whose measured memory need fits in 80% of the free memory; on the CPU at most 16, as
     many as fit in 80% of the available memory (`batch_size.cpu_batch_size`). An
     out-of-memory error halves it in any case.
-    Speed switches (keyword only; see fgnet_video.inference.speed): channels_last, cuda_graphs,
-    compile, fp32_sensitive (under bf16/fp16 autocast, keep styles, mapping MLP and
-    demodulation in fp32; on by default), and the release's computation for benchmarks:
-    fused_modconv, render_rgb, reference_ops. The engine owns its model's switches.
+    Speed switches (keyword only; see fgnet_video.inference.speed): channels_last,
+    cuda_graphs, compile, fp32_sensitive (under bf16/fp16 autocast, keep styles, mapping MLP
+    and demodulation in fp32; on by default). The engine owns its model's switches;
+    `_prepare` and `_model_runner` are where a subclass changes the computation (the
+    benchmarks' release baseline does).
     """
 
     def __init__(self, loaded: LoadedModel, device: str = ModelOptions.device,
@@ -108,22 +127,18 @@ class InferenceEngine:
                  batch_size: int | str = ModelOptions.batch_size, *,
                  channels_last: bool = ModelOptions.channels_last,
                  cuda_graphs: bool = ModelOptions.cuda_graphs,
-                 compile: bool = ModelOptions.compile, fp32_sensitive: bool = True,
-                 fused_modconv: bool = False, render_rgb: bool = False,
-                 reference_ops: bool = False):
+                 compile: bool = ModelOptions.compile, fp32_sensitive: bool = True):
         requested_batch = parse_batch_size(batch_size)
         self.device = resolve_device(device)
         self.dtype = resolve_precision(precision, self.device)
-        self.settings = FastSettings(
-            channels_last=channels_last, fp32_sensitive=fp32_sensitive, cuda_graphs=cuda_graphs,
-            compile=compile, fused_modconv=fused_modconv, render_rgb=render_rgb,
-            reference_ops=reference_ops)
+        self.settings = FastSettings(channels_last=channels_last, fp32_sensitive=fp32_sensitive,
+                                     cuda_graphs=cuda_graphs, compile=compile)
         self.settings.check(self.device)
         self.loaded = loaded
         self.n_aus = len(loaded.aus)
         with current_device(self.device):
-            self.model = prepare_model(loaded.model.to(self.device).eval(), self.settings)
-            self._plain = ModelRunner(self.model, self.settings, self.dtype, self.n_aus)
+            self.model = self._prepare(loaded.model.to(self.device).eval())
+            self._plain = self._model_runner()
             self.batch_size = (self._auto_batch_size() if requested_batch == "auto"
                                else requested_batch)
             self._runner = wrap_runner(self._plain, self.batch_size)
@@ -141,6 +156,14 @@ class InferenceEngine:
                               offline=offline)
         return cls(loaded, **engine_options)
 
+    def _prepare(self, model: FGNet) -> FGNet:
+        """The model with this engine's switches applied (in place)."""
+        return prepare_model(model, self.settings)
+
+    def _model_runner(self) -> ModelRunner:
+        """What maps normalised faces on the device to (heatmaps, scores)."""
+        return ModelRunner(self.model, self.settings, self.dtype, self.n_aus)
+
     @property
     def image_size(self) -> int:
         return self.model.config.image_size
@@ -150,18 +173,14 @@ class InferenceEngine:
         """The AUs the loaded checkpoint scores, in score column order."""
         return self.loaded.aus
 
-    def record(self) -> dict:
-        """What an analysis's sidecar records about the model that scored it: "checkpoint"
-        (path, sha256, sources, dataset, AUs, features) and "run" (device, precision, batch
-        size)."""
+    def describe(self) -> EngineFacts:
+        """What scored the faces: the checkpoint's identity and how it ran."""
         loaded = self.loaded
-        return {"checkpoint": {"path": loaded.metadata.get("path"),
-                               "sha256": loaded.checkpoint_sha256(),
-                               "sources": loaded.metadata.get("sources", {}),
-                               "dataset": loaded.dataset, "aus": list(loaded.aus),
-                               "features": list(self.model.config.features)},
-                "run": {"device": str(self.device), "precision": str(self.dtype).replace(
-                    "torch.", ""), "batch_size": self.batch_size}}
+        return EngineFacts(
+            checkpoint_path=loaded.metadata.get("path"), sha256=loaded.checkpoint_sha256(),
+            sources=loaded.metadata.get("sources", {}), dataset=loaded.dataset,
+            aus=tuple(loaded.aus), features=tuple(self.model.config.features),
+            device=str(self.device), dtype=self.dtype, batch_size=self.batch_size)
 
     def _auto_batch_size(self) -> int:
         if self.device.type != "cuda":

@@ -17,9 +17,9 @@ device to (clamped heatmaps, scores):
 - compile: torch.compile (inductor) of the forward over the pure-PyTorch StyleGAN2 ops, which
   inductor fuses itself (the compiled plugin would only break its graph): `prepare_model`
   sets impl="ref" on the model's op modules; same buckets.
-- The release's computation, for the benchmarks' baseline: fused_modconv (per-sample
-  weights, grouped conv), render_rgb (the generator image is computed too), reference_ops
-  (the pure-PyTorch ops: `prepare_model` sets impl="ref" on the model's op modules).
+The release's own computation (per-sample weights with a grouped conv, the generator image
+rendered too, the pure-PyTorch ops), the benchmarks' baseline, is not a switch here: it
+lives with the benchmarks that use it (benchmarks/release_baseline.py).
 
 Otherwise the op modules keep impl=None, the user's default ($FGNET_VIDEO_KERNELS, see
 fgnet_video.kernels). Nothing here changes os.environ.
@@ -52,9 +52,6 @@ class FastSettings:
     fp32_sensitive: bool = True
     cuda_graphs: bool = False
     compile: bool = False
-    fused_modconv: bool = False
-    render_rgb: bool = False
-    reference_ops: bool = False
 
     def check(self, device: torch.device) -> None:
         """UserError for combinations that cannot run on `device`."""
@@ -65,9 +62,9 @@ class FastSettings:
 
     @property
     def kernel_impl(self) -> str | None:
-        """The StyleGAN2 ops' implementation on the model: "ref" for reference_ops and for
-        torch.compile, else None (the user's default)."""
-        return "ref" if self.reference_ops or self.compile else None
+        """The StyleGAN2 ops' implementation on the model: "ref" for torch.compile, else None
+        (the user's default)."""
+        return "ref" if self.compile else None
 
 
 def keep_sensitive_fp32(model: torch.nn.Module, enabled: bool) -> None:
@@ -82,8 +79,9 @@ def keep_sensitive_fp32(model: torch.nn.Module, enabled: bool) -> None:
 
 def prepare_model(model: FGNet, settings: FastSettings) -> FGNet:
     """Apply the switches that live on the model (in place), the ops' implementation
-    (`settings.kernel_impl`) included; returns the model."""
-    set_modconv_order(model.g_all, settings.fused_modconv)
+    (`settings.kernel_impl`) and the activation-modulation order of the modulated convs
+    included; returns the model."""
+    set_modconv_order(model.g_all, False)
     set_kernel_impl(model, settings.kernel_impl)
     keep_sensitive_fp32(model, settings.fp32_sensitive)
     memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
@@ -99,7 +97,10 @@ class ModelRunner:
     """Normalised faces (B, 3, S, S) on the model's device -> (clamped heatmaps of the first
     `n_aus` channels, scores), in `dtype` autocast with the settings' switches. A face whose
     raw heatmaps hold a non-finite value (an fp16 overflow) gets NaN scores, so the clamp
-    cannot pass it off as a valid answer."""
+    cannot pass it off as a valid answer. `render_rgb` also renders the generator's image,
+    which FG-Net never reads (the release did: benchmarks/release_baseline.py)."""
+
+    render_rgb = False
 
     def __init__(self, model: FGNet, settings: FastSettings, dtype: torch.dtype, n_aus: int):
         self.model, self.settings, self.dtype, self.n_aus = model, settings, dtype, n_aus
@@ -115,7 +116,7 @@ class ModelRunner:
         # must not keep casts made outside the graph
         with torch.autocast(x.device.type, dtype=self.dtype, cache_enabled=False,
                             enabled=self.dtype != torch.float32):
-            trace = self.model.trace(x, rgb=self.settings.render_rgb)
+            trace = self.model.trace(x, rgb=self.render_rgb)
         heatmaps, scores = decode_heatmaps(trace.heatmaps, self.n_aus)
         finite = torch.isfinite(trace.heatmaps[:, :self.n_aus]).flatten(1).all(dim=1)
         return heatmaps, scores.masked_fill(~finite[:, None], float("nan"))

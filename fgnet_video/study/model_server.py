@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fgnet_video.errors import Terminated, UserError, error_line
-from fgnet_video.inference.engine import InferenceEngine, Prediction
+from fgnet_video.inference.engine import EngineFacts, InferenceEngine, Prediction
 
 log = logging.getLogger(__name__)
 
@@ -55,15 +55,16 @@ class ModelClient:
     """The model as a worker process sees it (`fgnet_video.analysis.stream.Scorer`): `predict` is
     answered by the main process's `ModelServer` over `connection` (module docstring)."""
 
-    def __init__(self, connection, batch_size: int, aus: tuple, record: dict):
+    def __init__(self, connection, batch_size: int, aus: tuple, facts: EngineFacts):
         self.batch_size = batch_size
         self.aus = tuple(aus)
-        self._record = record
+        self._facts = facts
         self._connection = connection
         self._number = 0
 
-    def record(self) -> dict:
-        return self._record
+    def describe(self) -> EngineFacts:
+        """The server's engine, as `InferenceEngine.describe` gives it."""
+        return self._facts
 
     def predict(self, images: list[np.ndarray]) -> Prediction:
         """The scores (N, n_aus) of uint8 RGB aligned faces (N, H, W, 3); UserError with
@@ -93,7 +94,7 @@ class ModelServer:
         self._requests: list[_Request] = []
 
     def client_args(self) -> tuple:
-        return self.client_batch, tuple(self.engine.aus), self.engine.record()
+        return self.client_batch, tuple(self.engine.aus), self.engine.describe()
 
     def add(self, slot: int, number: int, images: np.ndarray) -> None:
         """A worker's request for the scores of `images`."""
