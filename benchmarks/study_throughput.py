@@ -27,9 +27,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from fgnet_video.analysis.sidecar import TRACKS_SUFFIX
 from fgnet_video.inference.engine import InferenceEngine
-from fgnet_video.options import AnalyzeOptions
+from fgnet_video.options import TRACKS_SUFFIX, AnalyzeOptions
 from fgnet_video.study.jobs import run_sequential
 from fgnet_video.study.local_workers import run_parallel
 from fgnet_video.study.plan import plan_jobs

@@ -23,6 +23,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
+from fgnet_video.aus import AU_SETS, DEFAULT_DATASET, names
 from fgnet_video.errors import UserError
 from fgnet_video.settings import setting, split_settings
 
@@ -33,6 +34,21 @@ ALIGN_METHODS: tuple[str, ...] = ("exact", "fast")
 PRECISION_NAMES: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 TABLE_FORMATS: tuple[str, ...] = ("csv", "parquet")
 TABLE_LAYOUTS: tuple[str, ...] = ("fgnet", "openface")
+# The files of one analysed recording beside its table NAME.csv (`fgnet_video.analysis.sidecar`)
+SIDECAR_SUFFIX = ".json"  # the run record
+FAILED_SUFFIX = ".failed.json"  # why the last run of the input failed (studies)
+OVERLAY_SUFFIX = ".overlay.mp4"
+TRACKS_SUFFIX = ".tracks.npz"
+# The known weights are the released models, one per AU set; `-w` defaults to this one.
+DEFAULT_WEIGHTS = DEFAULT_DATASET
+KNOWN_WEIGHTS_HELP = f"known name ({', '.join(sorted(AU_SETS))}: downloaded once into the cache)"
+# dlib's detectors find faces from this box side (px) up; smaller ones need an upscaled pass.
+DETECTOR_MIN_FACE = 80
+# Rows of faces under this box side (px) are flagged small_face: FG-Net's 256 px crop of them
+# is upsampled (the FFHQ crop spans about 2.3 box sides: 1.4x at 80 px, 2.8x at 40 px), so
+# their scores rest on less detail. It is the detector's limit, so the flag marks exactly
+# the faces of the upscaled pass.
+SMALL_FACE_SIDE = float(DETECTOR_MIN_FACE)
 
 
 @dataclass(frozen=True)
@@ -70,8 +86,8 @@ class FaceSettings:
     """How faces are found, followed and aligned.
 
     downscale: factor of the frame copy the detector scans; None = the passes of
-    `fgnet_video.face.detect.detection_passes` (a full-size pass for faces of 80 px and more,
-    an upscaled one for smaller faces down to min_face_size).
+    `fgnet_video.face.detect.detection_passes` (a full-size pass for faces of
+    DETECTOR_MIN_FACE px and more, an upscaled one for smaller faces down to min_face_size).
     aligned_size: side of the aligned crop (FG-Net reads 256).
     """
 
@@ -81,9 +97,10 @@ class FaceSettings:
                                     "...) and whenever tracking is unsure; track in between.")
     downscale: float | None = setting(None, "Factor of the one frame copy the detector scans "
                                             "(default: full size, plus an upscaled pass for "
-                                            "faces under 80 px).")
-    min_face_size: float = setting(40.0, "Smallest face side in pixels (faces under 80 px "
-                                   "take a second, upscaled detection pass).")
+                                            f"faces under {DETECTOR_MIN_FACE} px).")
+    min_face_size: float = setting(40.0, "Smallest face side in pixels (faces under "
+                                   f"{DETECTOR_MIN_FACE} px take a second, upscaled "
+                                   "detection pass).")
     max_faces: int | None = setting(None, "At most this many faces per frame (largest first).")
     min_confidence: float = setting(
         0.0, "Detector score a face needs (HOG margin or CNN confidence; 0 is dlib's default; "
@@ -164,13 +181,13 @@ class ModelOptions:
     """Which FG-Net weights run, where and how (the keywords of
     `InferenceEngine.from_weights`)."""
 
-    weights: str = setting(
-        "bp4d", "Known name (bp4d, disfa: downloaded once into the cache), a converted "
-                ".safetensors file, or the release's model.pth (with --psp).")
+    weights: str = setting(DEFAULT_WEIGHTS, f"K{KNOWN_WEIGHTS_HELP[1:]}, a converted .safetensors "
+                           "file, or the release's model.pth (with --psp).")
     psp: str | None = setting(None, "pSp encoder.pt: supplies latent_avg for a release "
                                     "model.pth.")
-    dataset: str | None = setting(None, "AU set of a release model.pth (default bp4d); a "
-                                        "converted file carries its own.")
+    dataset: str | None = setting(None, f"AU set of a release model.pth (default "
+                                        f"{DEFAULT_DATASET}); a converted file carries its "
+                                        "own.")
     features: str | None = setting(None, "Feature groups to use, e.g. 'early,middle' (the "
                                          "paper's '- Late' ablation, faster).")
     offline: bool | None = setting(None, "Never download weights (also FGNET_VIDEO_OFFLINE=1).")
@@ -192,8 +209,8 @@ class ModelOptions:
         if self.precision.lower() not in PRECISION_NAMES:
             raise UserError(f"unknown precision {self.precision!r} (use "
                             f"{', '.join(PRECISION_NAMES)})")
-        if self.dataset is not None and self.dataset.lower() not in ("bp4d", "disfa"):
-            raise UserError(f"unknown dataset {self.dataset!r} (use bp4d or disfa)")
+        if self.dataset is not None and self.dataset.lower() not in AU_SETS:
+            raise UserError(f"unknown dataset {self.dataset!r} (use {names(AU_SETS)})")
 
     def files(self) -> list[Path]:
         """The model files these options name that exist (inputs no output may replace)."""
@@ -224,11 +241,11 @@ class AnalyzeOptions:
         None, "Analyse only shard K of N of the inputs (K/N, e.g. 3/10; by a hash of each "
               "output name, so N array jobs cover every input once).")
     save_tracks: bool = setting(False, "Also save each recording's face tracks "
-                                       "(NAME.tracks.npz) for a later --tracks run.")
+                                       f"(NAME{TRACKS_SUFFIX}) for a later --tracks run.")
     tracks: str | None = setting(
         None, "Replay face tracks saved by --save-tracks (a file for one input, a folder of "
-              "NAME.tracks.npz for --out-dir): no detection, tracking or landmarks, the same "
-              "faces as the run that saved them.")
+              f"NAME{TRACKS_SUFFIX} for --out-dir): no detection, tracking or landmarks, the "
+              "same faces as the run that saved them.")
     jobs: int = setting(1, "Recordings analysed at once, each in a worker process (decode, "
                            "faces, outputs), all feeding one model loaded once on the "
                            "device.")

@@ -8,7 +8,8 @@ changes from run to run (start time, wall-clock timings, absolute paths); its re
 output's size and sha256 stays, so the saved tracks are compared through it. An overlay is
 not byte-reproducible even on unchanged code (two runs of the phone clip differ by a few
 levels in a few pixels after the H.264 round trip), so it is compared as every frame
-shrunk to 32x18 grey levels (`thumbnails`), within 2 levels.
+shrunk to 32x18 grey levels (`thumbnails`), within 2 levels. Every command's `--help` (its
+options, defaults and help texts) was frozen the same way, in tests/data/frozen_outputs/help/.
 """
 
 from __future__ import annotations
@@ -109,6 +110,29 @@ def test_analyze_writes_the_frozen_outputs(tmp_path):
         frozen = np.load(FROZEN / f"{name}.overlay.npy").astype(np.int16)
         assert frames.shape == frozen.shape, name
         assert np.abs(frames - frozen).max() <= 2, name
+
+
+HELP = FROZEN / "help"
+
+
+def _commands() -> list[list[str]]:
+    from fgnet_video.cli import main
+
+    return ([[]] + [[name] for name in main.commands]
+            + [["weights", name] for name in main.commands["weights"].commands])
+
+
+@pytest.mark.parametrize("command", _commands(), ids=lambda c: " ".join(c) or "fgnet-video")
+def test_every_command_keeps_its_options_and_help(command):
+    """`--help` of every command as frozen before the move (Click at 100 columns)."""
+    from click.testing import CliRunner
+
+    from fgnet_video.cli import main
+
+    result = CliRunner().invoke(main, [*command, "--help"], terminal_width=100,
+                                prog_name="fgnet-video")
+    assert result.exit_code == 0, result.output
+    assert result.output == (HELP / f"{'_'.join(command) or 'main'}.txt").read_text()
 
 
 if __name__ == "__main__":

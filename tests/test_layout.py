@@ -159,3 +159,15 @@ def test_every_documented_path_imports(path):
             found = getattr(found, attribute)
         return
     raise AssertionError(f"{path}: no such module")
+
+
+def test_facts_written_once_agree_where_they_meet():
+    from fgnet_video.aus import AU_SETS, DEFAULT_DATASET, LABEL_DATASETS
+    from fgnet_video.inference.precision import DTYPES
+    from fgnet_video.options import DEFAULT_WEIGHTS, PRECISION_NAMES
+    from fgnet_video.weights.store import KNOWN_WEIGHTS
+
+    assert set(KNOWN_WEIGHTS) == set(AU_SETS)  # one released model per AU set
+    assert DEFAULT_WEIGHTS in KNOWN_WEIGHTS and DEFAULT_DATASET in AU_SETS
+    assert set(AU_SETS) < set(LABEL_DATASETS)
+    assert set(DTYPES) == set(PRECISION_NAMES) - {"auto"}

@@ -1,5 +1,6 @@
 """The run record (the sidecar `<stem>.json` beside a table) and the failure record
-(`<stem>.failed.json`): their names, fields, writing and reading, in one place.
+(`<stem>.failed.json`): their fields, writing and reading, in one place (their suffixes,
+which help texts quote too, are in `fgnet_video.options`).
 
 The run record marks a unit of outputs complete: it is committed last (`fgnet_video.analysis
 .commit`) and holds, besides what produced the outputs (input, video, checkpoint, settings,
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fgnet_video.atomic import file_sha256, write_json
+from fgnet_video.options import FAILED_SUFFIX, OVERLAY_SUFFIX, SIDECAR_SUFFIX, TRACKS_SUFFIX
 from fgnet_video.version import __version__
 
 if TYPE_CHECKING:
@@ -37,10 +39,6 @@ if TYPE_CHECKING:
     from fgnet_video.options import AnalyzeOptions
 
 TOOL = "fgnet-video"
-SIDECAR_SUFFIX = ".json"
-FAILED_SUFFIX = ".failed.json"
-OVERLAY_SUFFIX = ".overlay.mp4"
-TRACKS_SUFFIX = ".tracks.npz"
 
 
 def run_record(path: Path, scorer: EngineFacts, reader: VideoReader, options: AnalyzeOptions,

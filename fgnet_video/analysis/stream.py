@@ -25,7 +25,7 @@ import pandas as pd
 from fgnet_video.analysis.tables import au_columns, au_table
 from fgnet_video.face.pipeline import Face, FacePipeline
 from fgnet_video.media.video import Frame, VideoReader
-from fgnet_video.options import FaceSettings
+from fgnet_video.options import SMALL_FACE_SIDE, FaceSettings
 from fgnet_video.threads import background
 
 if TYPE_CHECKING:
@@ -33,10 +33,6 @@ if TYPE_CHECKING:
 
 ROW_COLUMNS = ["frame", "timestamp", "face_id", "person_id", "person", "success", "confidence",
                "x", "y", "w", "h", "small_face"]
-# A face box side under which FG-Net's 256 px crop is upsampled (the FFHQ crop spans about 2.3
-# box sides: 1.4x at 80 px, 2.8x at 40 px), so its scores rest on less detail: flagged in the
-# small_face column, still scored.
-SMALL_FACE_SIDE = 80.0
 QUEUE_FRAMES = 32
 
 

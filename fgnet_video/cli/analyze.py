@@ -11,6 +11,7 @@ from fgnet_video.errors import UserError
 from fgnet_video.options import (
     ALIGN_METHODS,
     DETECTOR_KINDS,
+    OVERLAY_SUFFIX,
     TABLE_FORMATS,
     TABLE_LAYOUTS,
     AnalyzeOptions,
@@ -48,7 +49,7 @@ _RAY_DEFAULT = ""  # the bare --ray flag: ray.init()'s default cluster
 @click.option("--overlay", "overlay_to", is_flag=False, flag_value=_BESIDE, default=None,
               metavar="[FILE]",
               help="Also write an overlay video (FILE for a single input; bare flag: "
-                   "NAME.overlay.mp4 beside each table).")
+                   f"NAME{OVERLAY_SUFFIX} beside each table).")
 @setting_option(SamplingSettings, "fps", "--fps", type=click.FloatRange(min=0, min_open=True))
 @setting_option(SamplingSettings, "start", "--start", type=_SECONDS)
 @setting_option(SamplingSettings, "end", "--end", type=_SECONDS)

@@ -11,8 +11,9 @@ from functools import partial
 
 import click
 
+from fgnet_video.aus import AU_SETS, LABEL_DATASETS
 from fgnet_video.cli.options import setting_option
-from fgnet_video.options import PRECISION_NAMES
+from fgnet_video.options import KNOWN_WEIGHTS_HELP, PRECISION_NAMES
 from fgnet_video.settings import given
 from fgnet_video.train.options import EvaluateOptions
 
@@ -23,11 +24,10 @@ _option = partial(setting_option, EvaluateOptions)
 @click.command("evaluate")
 @click.option("--weights", "--checkpoint", "weights", required=True, multiple=True,
               metavar="NAME_OR_FILE",
-              help="Known name (bp4d, disfa: downloaded once into the cache) or checkpoint"
-              " file; '{fold}' in a file name picks one per fold. Repeat to compare runs side"
-              " by side.")
+              help=f"K{KNOWN_WEIGHTS_HELP[1:]} or checkpoint file; '{{fold}}' in a file name picks "
+              "one per fold. Repeat to compare runs side by side.")
 @click.option("--dataset", required=True,
-              type=click.Choice(["bp4d", "disfa", "custom"], case_sensitive=False),
+              type=click.Choice(LABEL_DATASETS, case_sensitive=False),
               help="Labels to score against (a BP4D model on disfa is cross-dataset).")
 @click.option("--data", required=True, type=click.Path(file_okay=False, path_type=str),
               help="Data root (label CSV paths are relative to it).")
@@ -35,7 +35,7 @@ _option = partial(setting_option, EvaluateOptions)
 @_option("all_folds", "--all-folds", is_flag=True)
 @_option("csvs", "--csv", multiple=True, type=_PATH)
 @_option("psp", "--psp", type=_PATH, metavar="FILE")
-@_option("model_dataset", "--model-dataset", type=click.Choice(["bp4d", "disfa"]))
+@_option("model_dataset", "--model-dataset", type=click.Choice(sorted(AU_SETS)))
 @_option("aus", "--aus", metavar="AUS")
 @_option("batch_size", "--batch-size", type=int)
 @_option("num_workers", "--num-workers", type=int)

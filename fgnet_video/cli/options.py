@@ -12,6 +12,7 @@ from dataclasses import MISSING
 
 import click
 
+from fgnet_video.aus import AU_SETS
 from fgnet_video.options import PRECISION_NAMES, ModelOptions, parse_count
 from fgnet_video.settings import setting_default, setting_help
 
@@ -54,7 +55,7 @@ class CountType(click.ParamType):
 
 
 dataset_option = setting_option(ModelOptions, "dataset", "--dataset",
-                                type=click.Choice(["bp4d", "disfa"], case_sensitive=False))
+                                type=click.Choice(sorted(AU_SETS), case_sensitive=False))
 
 
 def model_options(command):

@@ -11,6 +11,7 @@ from functools import partial
 
 import click
 
+from fgnet_video.aus import LABEL_DATASETS
 from fgnet_video.cli.options import setting_option
 from fgnet_video.options import PRECISION_NAMES
 from fgnet_video.settings import given
@@ -23,7 +24,7 @@ _option = partial(setting_option, TrainOptions)
 
 @click.command("train")
 @_option("dataset", "--dataset",
-         type=click.Choice(["bp4d", "disfa", "custom"], case_sensitive=False))
+         type=click.Choice(LABEL_DATASETS, case_sensitive=False))
 @_option("data", "--data", type=_FOLDER)
 @_option("out", "--out", required=True, type=_FOLDER)
 @_option("fold", "--fold", type=int)

@@ -60,10 +60,10 @@ def info(file, as_json) -> None:
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False))
 def init(preset_name, dataset, seed, output) -> None:
     """Write randomly initialised weights (for tests, benchmarks, training from scratch)."""
-    from fgnet_video.aus import au_set
+    from fgnet_video.aus import DEFAULT_DATASET, au_set
     from fgnet_video.model.config import preset
     from fgnet_video.model.init import random_model
-    from fgnet_video.weights.checkpoints import DEFAULT_DATASET, save_converted
+    from fgnet_video.weights.checkpoints import save_converted
 
     name = (dataset or DEFAULT_DATASET).lower()
     model = random_model(preset(preset_name), seed=seed)

@@ -34,12 +34,11 @@ from fgnet_video.face.landmarks import (
     from_dlib_rect,
     model_file,
 )
-from fgnet_video.options import DETECTOR_KINDS, DetectorKind, FaceSettings
+from fgnet_video.options import DETECTOR_KINDS, DETECTOR_MIN_FACE, DetectorKind, FaceSettings
 
 if TYPE_CHECKING:
     import dlib
 
-DLIB_MIN_FACE = 80  # box side (px) of the smallest face dlib's detectors find
 SMALL_FACE_MIN_SCORE = 0.5  # the least detector score of a face from the small-face pass
 
 
@@ -75,11 +74,11 @@ def detection_passes(min_face_size: float, downscale: float | None = None
         return [DetectionPass(float(downscale), float(min_face_size))]
     if not min_face_size > 0:
         raise ValueError(f"min_face_size must be positive, got {min_face_size}")
-    if min_face_size >= DLIB_MIN_FACE:
-        return [DetectionPass(DLIB_MIN_FACE / float(min_face_size), float(min_face_size))]
-    return [DetectionPass(1.0, DLIB_MIN_FACE),
-            DetectionPass(DLIB_MIN_FACE / float(min_face_size), float(min_face_size),
-                          DLIB_MIN_FACE, SMALL_FACE_MIN_SCORE)]
+    if min_face_size >= DETECTOR_MIN_FACE:
+        return [DetectionPass(DETECTOR_MIN_FACE / float(min_face_size), float(min_face_size))]
+    return [DetectionPass(1.0, DETECTOR_MIN_FACE),
+            DetectionPass(DETECTOR_MIN_FACE / float(min_face_size), float(min_face_size),
+                          DETECTOR_MIN_FACE, SMALL_FACE_MIN_SCORE)]
 
 
 def rescale(image: np.ndarray, scale: float) -> np.ndarray:
@@ -101,7 +100,7 @@ class FaceDetector:
     One instance per thread (dlib detectors are not thread-safe).
     """
 
-    def __init__(self, kind: DetectorKind = "hog", *, min_face_size: float = 80.0,
+    def __init__(self, kind: DetectorKind = "hog", *, min_face_size: float = DETECTOR_MIN_FACE,
                  downscale: float | None = None, upsample: int = 0,
                  threshold: float = 0.0) -> None:
         if kind not in DETECTOR_KINDS:

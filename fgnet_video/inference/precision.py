@@ -22,7 +22,6 @@ from fgnet_video.options import PRECISION_NAMES
 
 DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16,
                                   "bf16": torch.bfloat16}
-assert set(DTYPES) == set(PRECISION_NAMES) - {"auto"}
 
 # CPU feature flags (as /proc/cpuinfo spells them) that give native bf16 arithmetic
 NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})

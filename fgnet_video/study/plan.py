@@ -26,11 +26,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from fgnet_video.analysis.sidecar import TRACKS_SUFFIX, OutputPaths
+from fgnet_video.analysis.sidecar import OutputPaths
 from fgnet_video.analysis.tables import table_format
 from fgnet_video.errors import UserError
 from fgnet_video.media.video import VIDEO_SUFFIXES, probe
-from fgnet_video.options import AnalyzeOptions
+from fgnet_video.options import TRACKS_SUFFIX, AnalyzeOptions
 
 
 class OutputClash(UserError):

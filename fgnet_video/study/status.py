@@ -17,13 +17,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fgnet_video.analysis.sidecar import (
-    FAILED_SUFFIX,
-    SIDECAR_SUFFIX,
-    OutputPaths,
-    read_failure_reason,
-)
+from fgnet_video.analysis.sidecar import OutputPaths, read_failure_reason
 from fgnet_video.errors import UserError
+from fgnet_video.options import FAILED_SUFFIX, SIDECAR_SUFFIX
 from fgnet_video.study.plan import expand_inputs
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from rich.table import Table
 
-from fgnet_video.aus import au_name
+from fgnet_video.aus import AU_SETS, au_name
 from fgnet_video.errors import UserError
 from fgnet_video.inference.precision import autocast, autocast_dtype
 from fgnet_video.model.fgnet import FGNet, decode_heatmaps
@@ -268,7 +268,7 @@ def load_for_evaluation(weights: str, psp: str | None, dataset: str,
     name carries its own AU set; a release model.pth is taken to be trained on
     `model_dataset`, else on the evaluated dataset."""
     release = _release_file(weights)
-    if release and model_dataset is None and dataset.lower() in ("bp4d", "disfa"):
+    if release and model_dataset is None and dataset.lower() in AU_SETS:
         model_dataset = dataset
     loaded = load_weights(weights, psp=psp, dataset=model_dataset if release else None,
                           offline=offline)

@@ -11,8 +11,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
+from fgnet_video.aus import AU_SETS, LABEL_DATASETS, names
 from fgnet_video.errors import UserError
-from fgnet_video.options import ModelOptions
+from fgnet_video.options import KNOWN_WEIGHTS_HELP, ModelOptions
 from fgnet_video.settings import setting, setting_help
 
 # Options that only change how a run executes, not what it computes: they may differ when
@@ -27,8 +28,8 @@ AUX_TASKS = ("inpaint", "flow")
 # Path options made absolute when the options are built (see `absolute_paths`).
 PATH_OPTIONS = ("data", "train_csv", "val_csv", "psp", "stylegan")
 
-_WEIGHTS_FORMS = ("a known name (bp4d, disfa: downloaded once into the cache), a converted"
-                  " .safetensors file or the release's model.pth")
+_WEIGHTS_FORMS = (f"a {KNOWN_WEIGHTS_HELP}, a converted .safetensors file or the release's "
+                  "model.pth")
 _OFFLINE_HELP = setting_help(ModelOptions, "offline")
 _DEVICE_HELP = setting_help(ModelOptions, "device")
 
@@ -156,8 +157,8 @@ class TrainOptions:
                                 for name in (*PATH_OPTIONS, "weights", "unlabeled")})
         for name, value in paths.items():
             object.__setattr__(self, name, value)
-        if self.dataset.lower() not in ("bp4d", "disfa", "custom"):
-            raise UserError(f"--dataset must be bp4d, disfa or custom, not {self.dataset!r}")
+        if self.dataset.lower() not in LABEL_DATASETS:
+            raise UserError(f"--dataset must be {names(LABEL_DATASETS)}, not {self.dataset!r}")
         positive = {"batch_size": self.batch_size, "epochs": self.epochs,
                     "iterations": self.iterations, "eval_batch_size": self.eval_batch_size,
                     "log_every": self.log_every}
@@ -297,9 +298,9 @@ class EvaluateOptions:
             raise UserError(f"--batch-size must be at least 1, not {self.batch_size}")
         if self.num_workers < 0:
             raise UserError("--num-workers must be >= 0")
-        if self.model_dataset is not None and self.model_dataset.lower() not in ("bp4d",
-                                                                                 "disfa"):
-            raise UserError(f"--model-dataset must be bp4d or disfa, not {self.model_dataset!r}")
+        if self.model_dataset is not None and self.model_dataset.lower() not in AU_SETS:
+            raise UserError(f"--model-dataset must be {names(AU_SETS)}, not "
+                            f"{self.model_dataset!r}")
 
     @property
     def folds(self) -> tuple[int, ...]:

@@ -27,7 +27,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from fgnet_video.atomic import atomic_path, file_sha256
-from fgnet_video.aus import au_set
+from fgnet_video.aus import DEFAULT_DATASET, au_set
 from fgnet_video.errors import UserError
 from fgnet_video.model.config import FULL, FGNetConfig
 from fgnet_video.model.fgnet import FGNet
@@ -36,7 +36,6 @@ from fgnet_video.version import __version__
 METADATA_KEY = "fgnet_video"
 FORMAT_VERSION = 1
 RELEASE_PARTS = ("interpreter", "g_all", "pspencoder")
-DEFAULT_DATASET = "bp4d"
 
 
 @dataclass

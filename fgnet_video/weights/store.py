@@ -28,6 +28,7 @@ from rich.console import Console
 from fgnet_video.atomic import atomic_path, file_sha256
 from fgnet_video.cache import cache_dir, file_lock
 from fgnet_video.errors import UserError
+from fgnet_video.options import DEFAULT_WEIGHTS
 from fgnet_video.weights.checkpoints import (
     LoadedModel,
     load_model,
@@ -39,7 +40,6 @@ from fgnet_video.weights.download import download, drive_url, partial_path
 OFFLINE_ENV = "FGNET_VIDEO_OFFLINE"
 MANIFEST_NAME = "manifest.json"
 LOCK_NAME = ".lock"
-DEFAULT_WEIGHTS = "bp4d"
 
 
 @dataclass(frozen=True)
