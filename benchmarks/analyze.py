@@ -34,7 +34,8 @@ from fgnet_video.media.video import VideoReader, read_frames
 from fgnet_video.model.config import TINY
 from fgnet_video.model.init import random_model
 from fgnet_video.options import FaceSettings
-from fgnet_video.weights.checkpoints import LoadedModel, load_model
+from fgnet_video.weights.checkpoints import load_model
+from fgnet_video.weights.loaded import LoadedModel
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_videos" / "astronaut.mp4"
 

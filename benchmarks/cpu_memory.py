@@ -29,7 +29,7 @@ def measure(preset_name: str, batch: int) -> dict:
     from fgnet_video.inference.engine import InferenceEngine
     from fgnet_video.model.config import preset
     from fgnet_video.model.init import random_model
-    from fgnet_video.weights.checkpoints import LoadedModel
+    from fgnet_video.weights.loaded import LoadedModel
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     model = random_model(preset(preset_name), seed=0)

@@ -141,7 +141,8 @@ def parity_and_precision(device: str, dry_run: bool, work: Path) -> dict:
     from fgnet_video.inference.engine import InferenceEngine, Prediction
     from fgnet_video.model.config import TINY
     from fgnet_video.model.init import random_model
-    from fgnet_video.weights.checkpoints import LoadedModel, load_model
+    from fgnet_video.weights.checkpoints import load_model
+    from fgnet_video.weights.loaded import LoadedModel
 
     result: dict = {}
     if dry_run:

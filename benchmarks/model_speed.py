@@ -58,7 +58,8 @@ from fgnet_video.model.config import FGNetConfig, preset
 from fgnet_video.model.fgnet import FGNet
 from fgnet_video.model.init import random_model
 from fgnet_video.model.stylegan2 import set_modconv_order
-from fgnet_video.weights.checkpoints import LoadedModel, load_model
+from fgnet_video.weights.checkpoints import load_model
+from fgnet_video.weights.loaded import LoadedModel
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 RELEASE = {"fused_modconv": True, "render_rgb": True, "reference_ops": True}

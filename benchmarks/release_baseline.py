@@ -18,7 +18,7 @@ from fgnet_video.inference.speed import ModelRunner
 from fgnet_video.kernels import set_kernel_impl
 from fgnet_video.model.fgnet import FGNet
 from fgnet_video.model.stylegan2 import set_modconv_order
-from fgnet_video.weights.checkpoints import LoadedModel
+from fgnet_video.weights.loaded import LoadedModel
 
 RELEASE_PARTS = ("fused_modconv", "render_rgb", "reference_ops")
 

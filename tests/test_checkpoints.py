@@ -16,12 +16,9 @@ from fgnet_video.cli import main
 from fgnet_video.errors import UserError
 from fgnet_video.model.config import TINY
 from fgnet_video.model.init import random_model
-from fgnet_video.weights.checkpoints import (
-    METADATA_KEY,
-    infer_config,
-    load_model,
-    read_converted_metadata,
-)
+from fgnet_video.weights.checkpoints import load_model
+from fgnet_video.weights.metadata import METADATA_KEY, read_converted_metadata
+from fgnet_video.weights.release import infer_config
 
 from .conftest import shared_path
 

@@ -38,7 +38,7 @@ def import_(model_file, psp, stylegan, dataset, output) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the full metadata as JSON.")
 def info(file, as_json) -> None:
     """Show what a converted file holds: AU set, sizes, sources."""
-    from fgnet_video.weights.checkpoints import describe, read_converted_metadata
+    from fgnet_video.weights.metadata import describe, read_converted_metadata
 
     meta = read_converted_metadata(file)
     if as_json:

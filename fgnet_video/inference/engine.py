@@ -35,7 +35,7 @@ from fgnet_video.inference.speed import (
 )
 from fgnet_video.model.fgnet import FGNet
 from fgnet_video.options import ModelOptions, parse_batch_size
-from fgnet_video.weights.checkpoints import LoadedModel
+from fgnet_video.weights.loaded import LoadedModel
 
 log = logging.getLogger(__name__)
 

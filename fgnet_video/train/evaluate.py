@@ -37,7 +37,7 @@ from fgnet_video.train.metrics import AUCounts
 from fgnet_video.train.options import EvaluateOptions
 from fgnet_video.train.progress import progress_bar
 from fgnet_video.train.sampler import shard
-from fgnet_video.weights.checkpoints import read_converted_metadata
+from fgnet_video.weights.metadata import read_converted_metadata
 from fgnet_video.weights.store import load_weights
 
 

@@ -216,24 +216,47 @@ def _aux_settings(options: TrainOptions) -> AuxSettings | None:
 
 
 class _Trainer:
+    """One training run: built from its options (or the resume state in its folder), then
+    `run()`. Each step of the construction is a method, in this order: options, data,
+    model, optimisation, progress, log."""
+
     def __init__(self, options: TrainOptions, ctx: DistContext, device: torch.device):
         self.ctx = ctx
         self.device = device
-        out = options.out_dir
-        self.state_path = out / STATE_FILE
+        self.out = options.out_dir  # the folder given now (a resumed run may have moved)
+        self.state_path = self.out / STATE_FILE
         state = self._check_out_dir(options)
-        if state is not None:
-            stored = TrainOptions.from_dict(state.options)
-            options = stored.resumed_with(
-                {k: v for k, v in options.to_dict().items() if k in RUNTIME_OPTIONS}
-            )
-        self.options = options
+        self.options = self._effective_options(options, state)
+        self._set_determinism()
+        self._load_data()
+        seed_everything(self.options.seed)
+        self._build_model(state)
+        self._build_optimisation()
+        self._restore_progress(state)
+        self._open_log(state)
+
+    def _effective_options(self, options: TrainOptions, state: ResumeState | None
+                           ) -> TrainOptions:
+        """A resumed run keeps its stored options but for the runtime ones given now."""
+        if state is None:
+            return options
+        stored = TrainOptions.from_dict(state.options)
+        return stored.resumed_with(
+            {k: v for k, v in options.to_dict().items() if k in RUNTIME_OPTIONS})
+
+    def _set_determinism(self) -> None:
+        """Mixed precision, and deterministic algorithms when asked (else cuDNN autotuning)."""
+        options, device = self.options, self.device
         self.amp_dtype = autocast_dtype(options.precision, device)
         if options.deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = device.type == "cuda" and not options.deterministic
 
+    def _load_data(self) -> None:
+        """The training and validation label tables, their AU set, and the unlabeled frames
+        of the auxiliary tasks."""
+        options, ctx = self.options, self.ctx
         self.issues = DataIssues(options.on_bad_data)
         self.train_table = _load_split(options, "train", options.train_csv, self.issues, ctx,
                                        options.subset)
@@ -248,7 +271,9 @@ class _Trainer:
         self.aux = _aux_settings(options)
         self.unlabeled = _load_unlabeled(options, self.issues, ctx) if self.aux else None
 
-        seed_everything(options.seed)
+    def _build_model(self, state: ResumeState | None) -> None:
+        """The model (initial, or as resumed) and the flow head, on the device."""
+        options, device = self.options, self.device
         if state is None:
             self.model, self.sources = initial_model(options, self.aus)
         else:
@@ -266,43 +291,56 @@ class _Trainer:
                 self.flow_head.load_state_dict(state.aux["flow_head"])
             self.flow_head.to(device)
         self.model.to(device)
+
+    def _build_optimisation(self) -> None:
+        """What trains (the reached parameters, the flow head), the optimizer, the loss
+        scaler, and the network the steps run (with the auxiliary heads, under DDP)."""
+        options, device = self.options, self.device
         trainable = freeze_unreached(self.model, rgb=self.aux is not None and self.aux.inpaint)
         if self.flow_head is not None:
             trainable += list(self.flow_head.parameters())
         self.optimizer = make_optimizer(trainable, options, device)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
         self.net = self.model if self.aux is None else AuxiliaryModel(self.model, self.flow_head)
-        if ctx.enabled:
+        if self.ctx.enabled:
             self.net = DistributedDataParallel(
                 self.net, device_ids=[device.index] if device.type == "cuda" else None
             )
         self.loss_names = loss_names(options.aux_tasks)
 
+    def _restore_progress(self, state: ResumeState | None) -> None:
+        """Where the run stands (epoch, iteration, step, best F1) and the random state: from
+        the resume state, or from the start."""
+        options, ctx = self.options, self.ctx
         self.epoch = self.iteration = self.step = 0
         self.best_f1: float | None = None
         self.best_epoch: int | None = None
         self.last_f1: float | None = None
         self.last_losses: dict[str, float] | None = None
         self.grad_norm = torch.zeros(())
-        log_bytes = None
         if state is None:
             seed_everything(options.seed + ctx.rank)
+            return
+        self.optimizer.load_state_dict(state.optimizer)
+        self.scaler.load_state_dict(state.scaler)
+        self.epoch, self.iteration, self.step = state.epoch, state.iteration, state.step
+        self.best_f1, self.best_epoch = state.best_f1, state.best_epoch
+        self.issues.restore(state.bad_frames)
+        if len(state.rng) == ctx.world_size:
+            restore_rng(state.rng[ctx.rank])
         else:
-            self.optimizer.load_state_dict(state.optimizer)
-            self.scaler.load_state_dict(state.scaler)
-            self.epoch, self.iteration, self.step = state.epoch, state.iteration, state.step
-            self.best_f1, self.best_epoch = state.best_f1, state.best_epoch
-            self.issues.restore(state.bad_frames)
-            log_bytes = state.log_bytes
-            if len(state.rng) == ctx.world_size:
-                restore_rng(state.rng[ctx.rank])
-            else:
-                seed_everything(options.seed + ctx.rank + state.step)
+            seed_everything(options.seed + ctx.rank + state.step)
+
+    def _open_log(self, state: ResumeState | None) -> None:
+        """The run folder, its options file and metrics log (a resumed log cut back to what
+        the resume state saw), the datasets, and the log's start or resume event."""
+        options, ctx, out = self.options, self.ctx, self.out
         if ctx.is_main:
             out.mkdir(parents=True, exist_ok=True)
             if state is None:
                 write_run_options(out, options)
-        self.log = MetricsLog(out / LOG_FILE, ctx.is_main, truncate_to=log_bytes)
+        self.log = MetricsLog(out / LOG_FILE, ctx.is_main,
+                              truncate_to=None if state is None else state.log_bytes)
         self.train_set = FrameDataset(self.train_table, self.model.config.image_size)
         self.unlabeled_set = None
         if self.aux is not None:

@@ -29,13 +29,10 @@ from fgnet_video.atomic import atomic_path, file_sha256
 from fgnet_video.cache import cache_dir, file_lock
 from fgnet_video.errors import UserError
 from fgnet_video.options import DEFAULT_WEIGHTS
-from fgnet_video.weights.checkpoints import (
-    LoadedModel,
-    load_model,
-    read_converted_metadata,
-    save_converted,
-)
+from fgnet_video.weights.checkpoints import load_model, save_converted
 from fgnet_video.weights.download import download, drive_url, partial_path
+from fgnet_video.weights.loaded import LoadedModel
+from fgnet_video.weights.metadata import read_converted_metadata
 
 OFFLINE_ENV = "FGNET_VIDEO_OFFLINE"
 MANIFEST_NAME = "manifest.json"
