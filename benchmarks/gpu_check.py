@@ -277,6 +277,21 @@ def sidecar_figures(sidecar: Path) -> dict | None:
             "faces_per_s": round(stats["faces"] / seconds, 1), "stages_s": stats["stages"]}
 
 
+def _commit() -> str:
+    """The checked-out commit (with '+changes' when the tree differs from it), or 'unknown'
+    where there is no git repository (a copied working tree)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        return commit + ("+changes" if git("status", "--porcelain", "--untracked-files=no")
+                         else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
 def write_report(out: Path, results: list[dict], args: argparse.Namespace) -> None:
     import torch
 
@@ -285,7 +300,8 @@ def write_report(out: Path, results: list[dict], args: argparse.Namespace) -> No
     header = {"device": device, "torch": torch.__version__, "cuda": torch.version.cuda,
               "budget_s": args.budget,
               "python": platform.python_version(), "cores": os.cpu_count(),
-              "dry_run": args.dry_run, "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+              "dry_run": args.dry_run, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+              "commit": _commit()}
     out.mkdir(parents=True, exist_ok=True)
     (out / "gpu_check.json").write_text(json.dumps({"machine": header, "steps": results},
                                                    indent=2) + "\n")

@@ -113,7 +113,7 @@ def test_a_failed_overlay_costs_neither_the_table_nor_leaves_a_partial(clip, tmp
     monkeypatch.setattr("fgnet_video.analysis.overlay.OverlayWriter.finish", broken_finish)
     result = run(str(clip), "-w", str(tiny_weights), "-o", str(out), "--overwrite",
                  "--overlay", "--fps", "5", *SHORT)
-    # the table never depends on the overlay (issue 17): the new table and sidecar replace
+    # the table never depends on the overlay: the new table and sidecar replace
     # the old ones, the sidecar says the overlay failed, and no overlay or partial is left
     assert result.exit_code == 0 and "No space left" in result.output
     after = snapshot(tmp_path)

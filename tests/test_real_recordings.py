@@ -1,4 +1,4 @@
-"""Real recordings (issue 17): the table never depends on the overlay, and media facts are
+"""Real recordings: the table never depends on the overlay, and media facts are
 reported as they are."""
 
 from __future__ import annotations

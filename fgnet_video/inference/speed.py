@@ -6,10 +6,10 @@ device to (clamped heatmaps, scores):
 
 - fp32_sensitive: under autocast, the pSp style heads, the mapping MLP (with its PixelNorm)
   and every modulated conv's style s and demodulation d run in fp32 (about 0.1 GFLOP of the
-  504 per face); the convolutions stay in reduced precision. Measured with bf16 on five real
-  faces (reference checkpoint, benchmarks/precision_islands.py): the largest score error
-  against fp32 falls from 0.022 to 0.011; keeping the heatmap head conv in fp32 as well
-  changes nothing. decode_heatmaps always clamps and averages in fp32.
+  504 per face); the convolutions stay in reduced precision. This halves the largest score
+  error of bf16 against fp32 (benchmarks/precision_islands.py; figures in RESULTS.md,
+  measured on random reference weights). decode_heatmaps always clamps and averages in
+  fp32.
 - channels_last: the pSp encoder and the interpreter (plain convolutions) in NHWC memory
   format; the generator stays NCHW, its compiled ops work on contiguous NCHW planes.
 - cuda_graphs: one CUDA graph per batch-size bucket (powers of two up to the batch size, the

@@ -17,8 +17,9 @@ with one line.
 
 Signals: an interrupt of the main process (SIGINT, or SIGTERM with the CLI's handler) stops
 the workers (SIGTERM: a busy worker unwinds its job, which removes its partial outputs;
-SIGKILL after WORKER_STOP_SECONDS) and leaves queued jobs unstarted. A worker ignores SIGINT
-(the main process decides) and stops by itself when the main process dies.
+SIGKILL after WORKER_STOP_SECONDS, whose partials the main process then removes) and leaves
+queued jobs unstarted. A worker ignores SIGINT (the main process decides) and stops by
+itself when the main process dies.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import wait
 from typing import TYPE_CHECKING, Any
 
+from fgnet_video.analysis.commit import remove_stale_partials
 from fgnet_video.errors import (
     Terminated,
     UserError,
@@ -139,6 +141,10 @@ def run_parallel(plan: Plan, engine: InferenceEngine, n_jobs: int, on_end: OnEnd
                     workers[slot].send(("scores", number, answer))
     except BaseException:
         stop_processes([worker.process for worker in workers])
+        for worker in workers:  # one killed after its grace period could not clean up
+            if worker.job is not None:
+                outputs = plan.outputs(worker.job)
+                remove_stale_partials([*outputs.finals(), outputs.failure_record])
         raise
     for worker in workers:
         worker.send(None)
