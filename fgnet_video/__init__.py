@@ -29,5 +29,5 @@ EXPORTS = {
     "plot_table": "reports.plot",
     "AnalyzeOptions": "options",
 }
-__all__ = ["__version__", *EXPORTS]
-__getattr__, __dir__ = lazy_exports(__name__, EXPORTS)
+__all__ = ["__version__"]
+lazy_exports(globals(), EXPORTS)

@@ -4,12 +4,14 @@ so importing a package (e.g. `fgnet_video` before torch) stays cheap."""
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
 
 
-def lazy_exports(package: str, names: dict[str, str]) -> tuple[Callable, Callable]:
-    """(`__getattr__`, `__dir__`) for `package` exporting each name of `names` from its
-    module (a dotted path relative to `package`)."""
+def lazy_exports(namespace: dict, names: dict[str, str]) -> None:
+    """Make the package whose globals are `namespace` export each name of `names` from its
+    module (a dotted path relative to the package), imported on first access (PEP 562):
+    sets the package's `__getattr__`, `__dir__` and `__all__` (kept after names already in
+    `__all__`)."""
+    package = namespace["__name__"]
 
     def getattr_(name: str):
         module = names.get(name)
@@ -17,7 +19,6 @@ def lazy_exports(package: str, names: dict[str, str]) -> tuple[Callable, Callabl
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
         return getattr(importlib.import_module(f"{package}.{module}"), name)
 
-    def dir_() -> list[str]:
-        return sorted(names)
-
-    return getattr_, dir_
+    namespace["__getattr__"] = getattr_
+    namespace["__dir__"] = lambda: sorted({*namespace, *names})
+    namespace["__all__"] = [*namespace.get("__all__", ()), *names]

@@ -142,11 +142,16 @@ def test_default_engine_on_cpu_is_the_plain_fp32_forward(tiny_weights):
     {"fp32_sensitive": False},
 ], ids=["channels_last", "no-fp32-islands"])
 def test_switches_keep_fp32_results(tiny_weights, switches):
-    faces = _faces(4)
-    reference = InferenceEngine(load_model(tiny_weights), device="cpu", batch_size=3)
     switched = InferenceEngine(load_model(tiny_weights), device="cpu", batch_size=3, **switches)
+    assert_fp32_results_of_the_default_engine(switched, tiny_weights)
+
+
+def assert_fp32_results_of_the_default_engine(engine: InferenceEngine, weights) -> None:
+    """`engine` gives the default engine's heatmaps and scores, to fp32 rounding."""
+    faces = _faces(4)
+    reference = InferenceEngine(load_model(weights), device="cpu", batch_size=3)
     a = reference.predict(faces, keep_heatmaps=True)
-    b = switched.predict(faces, keep_heatmaps=True)
+    b = engine.predict(faces, keep_heatmaps=True)
     np.testing.assert_allclose(b.heatmaps, a.heatmaps, atol=2e-5)
     np.testing.assert_allclose(b.scores, a.scores, atol=1e-6)
 

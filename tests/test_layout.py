@@ -171,3 +171,22 @@ def test_facts_written_once_agree_where_they_meet():
     assert DEFAULT_WEIGHTS in KNOWN_WEIGHTS and DEFAULT_DATASET in AU_SETS
     assert set(AU_SETS) < set(LABEL_DATASETS)
     assert set(DTYPES) == set(PRECISION_NAMES) - {"auto"}
+
+
+def test_the_public_api_is_at_the_package_root_and_loads_lazily():
+    import subprocess
+    import sys
+
+    code = ("import sys, fgnet_video\n"
+            "assert 'torch' not in sys.modules, 'importing fgnet_video loaded torch'\n"
+            "for name in fgnet_video.__all__:\n"
+            "    assert getattr(fgnet_video, name) is not None, name\n"
+            "print(len(fgnet_video.__all__))\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) >= 10
+    import fgnet_video
+
+    with pytest.raises(AttributeError, match="no attribute 'not_an_export'"):
+        fgnet_video.not_an_export  # noqa: B018

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sys
 
-import numpy as np
 import pytest
 
 from fgnet_video.inference.engine import InferenceEngine
@@ -13,7 +12,7 @@ from fgnet_video.model.stylegan2 import ModulatedConv2d
 from fgnet_video.weights.checkpoints import load_model
 
 from .conftest import REPO
-from .test_fast_inference import _faces, _impls
+from .test_fast_inference import _impls, assert_fp32_results_of_the_default_engine
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 from release_baseline import ReleaseEngine, engine_for  # noqa: E402
@@ -24,13 +23,8 @@ from release_baseline import ReleaseEngine, engine_for  # noqa: E402
     {"fused_modconv": True, "render_rgb": True, "reference_ops": True},
 ], ids=["grouped", "release"])
 def test_the_release_computation_keeps_the_fp32_results(tiny_weights, parts):
-    faces = _faces(4)
-    default = InferenceEngine(load_model(tiny_weights), device="cpu", batch_size=3)
     release = ReleaseEngine(load_model(tiny_weights), device="cpu", batch_size=3, **parts)
-    a = default.predict(faces, keep_heatmaps=True)
-    b = release.predict(faces, keep_heatmaps=True)
-    np.testing.assert_allclose(b.heatmaps, a.heatmaps, atol=2e-5)
-    np.testing.assert_allclose(b.scores, a.scores, atol=1e-6)
+    assert_fp32_results_of_the_default_engine(release, tiny_weights)
 
 
 def test_each_release_part_reaches_the_model(tiny_weights):

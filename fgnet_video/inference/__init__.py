@@ -4,9 +4,4 @@ devices and precisions, and the accuracy guard.
 
 from fgnet_video.lazy import lazy_exports
 
-EXPORTS = {
-    "InferenceEngine": "engine",
-    "Prediction": "engine",
-}
-__all__ = list(EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, EXPORTS)
+lazy_exports(globals(), {"InferenceEngine": "engine", "Prediction": "engine"})

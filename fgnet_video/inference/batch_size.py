@@ -9,10 +9,13 @@ available host memory (estimated from the full model's measured figure).
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 
 import torch
+
+log = logging.getLogger(__name__)
 
 AUTO_BATCH_CAP = 64  # 64 faces are ~32 TFLOP of work per batch: enough to fill a GPU
 AUTO_BATCH_CPU = 16  # the most faces per CPU batch: larger batches are no faster there
@@ -89,3 +92,24 @@ def free_device_memory(device: torch.device) -> int:
     PyTorch's cache holds unused."""
     free, _ = torch.cuda.mem_get_info(device)
     return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+
+
+def auto_batch_size(device: torch.device, config, run: Callable[[int], object]) -> int:
+    """The batch of `--batch-size auto`: on the CPU `cpu_batch_size(config)`; on a GPU the
+    largest that fits its free memory, from the need of `run(n)` (a forward pass of n faces)
+    measured by `measure_face_memory`; 1 when the probe itself runs out of memory."""
+    if device.type != "cuda":
+        chosen = cpu_batch_size(config)
+        log.info("CPU batch size %d (%.0f MiB per face estimated)", chosen,
+                 cpu_face_bytes(config) / 2**20)
+        return chosen
+    try:
+        fixed, per_face = measure_face_memory(run, device)
+    except torch.OutOfMemoryError:
+        torch.cuda.empty_cache()
+        log.warning("out of memory on %s while probing the batch size: using 1", device)
+        return 1
+    chosen = fit_batch_size(free_device_memory(device), fixed, per_face)
+    log.info("batch size %d (%.0f MiB per face, %.0f MiB fixed)", chosen, per_face / 2**20,
+             fixed / 2**20)
+    return chosen

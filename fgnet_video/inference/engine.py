@@ -17,13 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from fgnet_video.errors import UserError
-from fgnet_video.inference.batch_size import (
-    cpu_batch_size,
-    cpu_face_bytes,
-    fit_batch_size,
-    free_device_memory,
-    measure_face_memory,
-)
+from fgnet_video.inference.batch_size import auto_batch_size
 from fgnet_video.inference.devices import current_device, exact_fp32, resolve_device
 from fgnet_video.inference.precision import precision_name, resolve_precision
 from fgnet_video.inference.speed import (
@@ -183,11 +177,8 @@ class InferenceEngine:
             device=str(self.device), dtype=self.dtype, batch_size=self.batch_size)
 
     def _auto_batch_size(self) -> int:
-        if self.device.type != "cuda":
-            chosen = cpu_batch_size(self.model.config)
-            log.info("CPU batch size %d (%.0f MiB per face estimated)", chosen,
-                     cpu_face_bytes(self.model.config) / 2**20)
-            return chosen
+        """`--batch-size auto` for this model on this device (`batch_size.auto_batch_size`),
+        probing with forward passes of blank faces."""
         size = self.image_size
 
         @torch.inference_mode()
@@ -196,17 +187,7 @@ class InferenceEngine:
             with exact_fp32(self.device):
                 self._plain(normalise_faces(faces, size))
 
-        try:
-            fixed, per_face = measure_face_memory(run, self.device)
-        except torch.OutOfMemoryError:
-            torch.cuda.empty_cache()
-            log.warning("out of memory on %s while probing the batch size: using 1",
-                        self.device)
-            return 1
-        chosen = fit_batch_size(free_device_memory(self.device), fixed, per_face)
-        log.info("batch size %d (%.0f MiB per face, %.0f MiB fixed)", chosen,
-                 per_face / 2**20, fixed / 2**20)
-        return chosen
+        return auto_batch_size(self.device, self.model.config, run)
 
     @torch.inference_mode()
     def _run(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -2,10 +2,4 @@
 
 from fgnet_video.lazy import lazy_exports
 
-EXPORTS = {
-    "VideoReader": "video",
-    "read_frames": "video",
-    "probe": "video",
-}
-__all__ = list(EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, EXPORTS)
+lazy_exports(globals(), {"VideoReader": "video", "read_frames": "video", "probe": "video"})

@@ -2,9 +2,4 @@
 
 from fgnet_video.lazy import lazy_exports
 
-EXPORTS = {
-    "summarize": "summary",
-    "plot_table": "plot",
-}
-__all__ = list(EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, EXPORTS)
+lazy_exports(globals(), {"summarize": "summary", "plot_table": "plot"})

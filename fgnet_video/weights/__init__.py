@@ -4,10 +4,8 @@ checkpoint formats.
 
 from fgnet_video.lazy import lazy_exports
 
-EXPORTS = {
+lazy_exports(globals(), {
     "load_weights": "store",
     "resolve_weights": "store",
     "ensure_weights": "store",
-}
-__all__ = list(EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, EXPORTS)
+})
