@@ -51,7 +51,7 @@ def run_record(path: Path, scorer: EngineFacts, reader: VideoReader, options: An
         "finished": True,
         "truncated": stats.truncated,
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-        "input": {"path": str(path), "bytes": path.stat().st_size},
+        "input": {"path": os.path.abspath(path), "bytes": path.stat().st_size},
         "video": {"codec": info.codec, "width": info.width, "height": info.height,
                   "fps": info.fps, "duration": info.duration, "frames": info.frame_count,
                   "rotation": info.rotation, **reader.frame_timing()},
@@ -75,14 +75,11 @@ def write_failure_record(path: Path, source: Path, reason: str) -> None:
 
 
 def read_failure_reason(path: Path) -> str | None:
-    """The reason a failure record at `path` gives; None when there is none to read."""
-    try:
-        record: Any = json.loads(path.read_text())
-    except (OSError, ValueError):
+    """The reason a failure record at `path` gives (one line); None when it is not one."""
+    record = _load_json(path)
+    if not isinstance(record, dict) or record.get("tool") != TOOL or "outputs" in record:
         return None
-    if not isinstance(record, dict):
-        return None
-    return str(record.get("reason", "failed"))
+    return " ".join(str(record.get("reason", "failed")).split())
 
 
 @dataclass(frozen=True)
@@ -116,23 +113,18 @@ class OutputPaths:
 
     @classmethod
     def from_sidecar(cls, sidecar: Path) -> OutputPaths | None:
-        """The outputs a sidecar records, beside it; None when it is not a readable
-        fgnet-video sidecar."""
-        try:
-            meta = json.loads(sidecar.read_text())
-        except (OSError, ValueError):
+        """The outputs a run record lists, beside it; None when it is not a valid run record
+        (`read_run_record`)."""
+        record = read_run_record(sidecar)
+        if record is None:
             return None
-        recorded = meta.get("outputs") if isinstance(meta, dict) else None
-        if meta.get("tool") != TOOL or not isinstance(recorded, dict):
-            return None
+        outputs = record["outputs"]
 
         def beside(role: str) -> Path | None:
-            entry = recorded.get(role)
-            return sidecar.with_name(entry["name"]) if isinstance(entry, dict) else None
+            entry = outputs.get(role)
+            return None if entry is None else sidecar.with_name(entry["name"])
 
-        table = beside("table")
-        return None if table is None else cls(table, sidecar, beside("overlay"),
-                                              beside("tracks"))
+        return cls(beside("table"), sidecar, beside("overlay"), beside("tracks"))
 
     def finals(self) -> list[Path]:
         """Every output, in commit order: table, overlay, tracks, sidecar (which marks
@@ -141,20 +133,97 @@ class OutputPaths:
                 if p is not None]
 
     def complete(self) -> bool:
-        """True when the sidecar says the run finished and every output it records is beside
-        it with the recorded size and sha256 (so a table from another run, or a half
+        """True when a valid run record says the run finished and every output it lists is
+        beside it with the recorded size and sha256 (so a table from another run, or a half
         committed one, is not taken for complete)."""
-        try:
-            meta = json.loads(self.sidecar.read_text())
-        except (OSError, ValueError):
+        record = read_run_record(self.sidecar)
+        if record is None or record.get("finished") is not True:
             return False
-        if not isinstance(meta, dict) or meta.get("finished") is not True:
-            return False
-        recorded = meta.get("outputs") or {}
+        recorded = record["outputs"]
         wanted = {"table": self.table, "overlay": self.overlay, "tracks": self.tracks}
         return all(path is None or _matches(path, recorded.get(role))
                    or (role == "overlay" and _failed(path, recorded.get(role)))
                    for role, path in wanted.items())
+
+
+MAX_RECORD_BYTES = 1 << 20  # a run record is a few KB; anything larger is not one
+OUTPUT_ROLES = ("table", "overlay", "tracks")
+
+
+def _plain_name(name: object) -> bool:
+    """A file name beside the record: no folder part, no way out of the folder."""
+    return (isinstance(name, str) and name not in ("", ".", "..") and "/" not in name
+            and "\\" not in name and "\0" not in name)
+
+
+def _valid_entry(entry: object) -> bool:
+    if entry is None:
+        return True
+    if not isinstance(entry, dict) or not _plain_name(entry.get("name")):
+        return False
+    if isinstance(entry.get("failed"), str):
+        return True
+    size = entry.get("bytes")
+    return (isinstance(size, int) and not isinstance(size, bool) and size >= 0
+            and isinstance(entry.get("sha256"), str))
+
+
+def _load_json(path: Path) -> Any:
+    """The JSON value in the file at `path` (at most MAX_RECORD_BYTES); None when it cannot
+    be read or parsed (deep nesting included)."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_RECORD_BYTES + 1)
+        if len(data) > MAX_RECORD_BYTES:
+            return None
+        return json.loads(data)
+    except (OSError, ValueError, RecursionError):
+        return None
+
+
+def read_run_record(path: Path) -> dict | None:
+    """The run record at `path` when it is one: a JSON object of this tool whose "outputs"
+    maps each role (table required; overlay, tracks) to null or an entry with a plain file
+    name (never a path out of the record's folder) and its size and sha256, or the reason
+    it failed. None for anything else (missing, unreadable, malformed, another tool's JSON):
+    such a unit is incomplete, and is redone."""
+    record = _load_json(path)
+    if not isinstance(record, dict) or record.get("tool") != TOOL:
+        return None
+    outputs = record.get("outputs")
+    if (not isinstance(outputs, dict) or outputs.get("table") is None
+            or not all(_valid_entry(outputs.get(role)) for role in OUTPUT_ROLES)):
+        return None
+    return record
+
+
+def finished_files(folder: Path) -> dict[str, Path]:
+    """Every file a run record or failure record in `folder` claims, as realpath -> the
+    unit's run record: the record itself, the outputs it lists, the unit's failure record,
+    and the recording it analysed. The output guard (`fgnet_video.analysis.guard`) keeps
+    them from being written over by anything but their own unit."""
+    claimed: dict[str, Path] = {}
+    try:
+        candidates = sorted(folder.glob(f"*{SIDECAR_SUFFIX}"))
+    except OSError:
+        return claimed
+    for path in candidates:
+        record = read_run_record(path)  # by content: x.failed.json may be unit x.failed's
+        if record is None:
+            if path.name.endswith(FAILED_SUFFIX) and read_failure_reason(path) is not None:
+                owner = path.with_name(path.name.removesuffix(FAILED_SUFFIX) + SIDECAR_SUFFIX)
+                claimed.setdefault(os.path.realpath(path), owner)
+            continue
+        files = [path, path.with_suffix(FAILED_SUFFIX)]
+        files += [path.with_name(entry["name"]) for entry in record["outputs"].values()
+                  if entry is not None]
+        source = record.get("input", {}).get("path") if isinstance(record.get("input"),
+                                                                    dict) else None
+        if isinstance(source, str) and source:
+            files.append(Path(source))
+        for file in files:
+            claimed[os.path.realpath(file)] = path
+    return claimed
 
 
 def output_record(path: Path, final: Path) -> dict:

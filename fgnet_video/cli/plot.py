@@ -13,8 +13,8 @@ import click
               help="Image to write: .png, .pdf or .svg.")
 def plot(table, output) -> None:
     """Plot an analyze TABLE (CSV or Parquet): per person, AU activity and scores over time."""
+    from fgnet_video.analysis.guard import check_outputs
     from fgnet_video.reports.plot import plot_table, save_plot
-    from fgnet_video.study.plan import check_outputs
 
     check_outputs([(Path(table), [Path(output)])])
     figure = plot_table(table)

@@ -24,8 +24,8 @@ from fgnet_video.settings import given
               help="npz with the clamped heatmaps (N, n_AUs, 128, 128) and image names.")
 def predict(images, aligned, output, save_heatmaps, **params) -> None:
     """Predict AUs for IMAGES (files or folders of face images)."""
+    from fgnet_video.analysis.guard import check_outputs
     from fgnet_video.media.images import expand_image_paths
-    from fgnet_video.study.plan import check_outputs
 
     model_options = ModelOptions(**given(params))
     paths = expand_image_paths(images)  # bad paths are refused before torch loads

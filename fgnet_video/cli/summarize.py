@@ -23,9 +23,9 @@ _SECONDS = click.FloatRange(min=0)
 @setting_option(EventSettings, "bridge", "--bridge", type=_SECONDS, metavar="SECONDS")
 def summarize(table, output, **params) -> None:
     """Summarise an analyze TABLE (CSV or Parquet) per person and AU."""
+    from fgnet_video.analysis.guard import check_outputs
     from fgnet_video.reports.summary import summarize as summarize_table
     from fgnet_video.reports.summary import write_summary
-    from fgnet_video.study.plan import check_outputs
 
     settings = EventSettings(**given(params))
     if output is not None:

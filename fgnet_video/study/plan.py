@@ -1,7 +1,6 @@
 """The plan of an analysis: which inputs (`expand_inputs`), which outputs each one gets
-(`Job`, `OutputPaths`), all checked before any work starts (`plan_jobs`, `check_outputs`):
-nothing may replace an input, another output, or anything that is not a regular file, and
-nothing may land outside --out-dir.
+(`Job`, `OutputPaths`), all checked before any work starts (`plan_jobs`, through the output
+guard `fgnet_video.analysis.guard.check_outputs`).
 
 Inputs are video files, folders (searched recursively for videos), glob patterns, or a
 manifest CSV (a `path` column, else the first column; relative paths are relative to the
@@ -9,10 +8,6 @@ manifest; an optional `name` column sets the output name). Each input gets
 `<out_dir>/<name>.csv` (or .parquet), `<name>.json` (the sidecar, committed last) and, if
 asked, `<name>.overlay.mp4`; `name` is the file's stem, or its path inside a given folder.
 This module imports nothing heavy, so a bad command line is refused before torch loads.
-
-Paths are compared after resolving links and `..` (`os.path.realpath`) and, for files that
-exist, by identity (device and inode), so a hard link or a second name of an input is caught
-too. A failed check is an `OutputClash`: one line and exit status 2, with nothing touched.
 """
 
 from __future__ import annotations
@@ -21,81 +16,16 @@ import csv
 import glob
 import hashlib
 import os
-import stat
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from fgnet_video.analysis.guard import PlannedUnit, check_outputs
 from fgnet_video.analysis.sidecar import OutputPaths
 from fgnet_video.analysis.tables import table_format
 from fgnet_video.errors import UserError
 from fgnet_video.media.video import VIDEO_SUFFIXES, probe
 from fgnet_video.options import TRACKS_SUFFIX, AnalyzeOptions
-
-
-class OutputClash(UserError):
-    """An output that would replace an input, another output or a non-regular file, or
-    that leaves the output folder."""
-
-    exit_code = 2
-
-
-def _identity(path: Path) -> tuple[int, int] | None:
-    """(device, inode) of an existing file, None when it does not exist."""
-    try:
-        info = os.stat(path)
-    except OSError:
-        return None
-    return info.st_dev, info.st_ino
-
-
-def _check_target(output: Path) -> None:
-    """A place we may write: absent, or a regular file (not a link, device, FIFO, folder)."""
-    try:
-        info = os.lstat(output)
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        raise OutputClash(f"{output}: cannot be written ({exc.strerror})") from None
-    if stat.S_ISLNK(info.st_mode):
-        raise OutputClash(f"{output}: is a link; give the path of a regular file as output")
-    if not stat.S_ISREG(info.st_mode):
-        kind = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file"
-        raise OutputClash(f"{output}: is {kind}; outputs are written as new regular files")
-
-
-def check_outputs(units: Sequence[tuple[Path, Sequence[Path]]],
-                  out_dir: str | os.PathLike | None = None,
-                  extra_inputs: Iterable[Path] = ()) -> None:
-    """Refuse (OutputClash) a plan in which an output of `units` ((input, its outputs)
-    pairs) is an input (of any unit, or of `extra_inputs`: weights, manifests), another
-    output, a non-regular file or a link, or lies outside `out_dir` (when given)."""
-    inputs_by_path: dict[str, Path] = {}
-    inputs_by_id: dict[tuple[int, int], Path] = {}
-    for source in [u[0] for u in units] + list(extra_inputs):
-        inputs_by_path[os.path.realpath(source)] = source
-        identity = _identity(source)
-        if identity is not None:
-            inputs_by_id[identity] = source
-    root = os.path.realpath(out_dir) if out_dir is not None else None
-    outputs: dict[str, Path] = {}
-    for _, planned in units:
-        for output in planned:
-            real = os.path.realpath(output)
-            if root is not None and os.path.commonpath([root, real]) != root:
-                raise OutputClash(f"{output}: lies outside --out-dir {out_dir} (check the "
-                                  "manifest's names)")
-            _check_target(Path(output))
-            identity = _identity(Path(output))
-            source = inputs_by_path.get(real) or (inputs_by_id.get(identity) if identity
-                                                  else None)
-            if source is not None:
-                raise OutputClash(f"{output}: would replace the input {source}; choose "
-                                  "another output name")
-            if real in outputs:
-                raise OutputClash(f"{output}: two outputs of this run would be written there "
-                                  f"(also {outputs[real]})")
-            outputs[real] = Path(output)
 
 
 @dataclass(frozen=True)
@@ -250,6 +180,10 @@ def plan_jobs(inputs: Iterable[str], options: AnalyzeOptions,
                             + ("the folder of a --save-tracks run with --out-dir" if folder
                                else "the .tracks.npz file of the input with -o"))
     tracks_in = [t for t in map(plan.tracks_in, jobs) if t is not None]
-    check_outputs([(job.source, plan.outputs(job).finals()) for job in jobs], out_dir,
-                  extra_inputs=options.model.files() + tracks_in)
+    units = []
+    for job in jobs:  # a unit writes its files and run record, and removes its failure record
+        outputs = plan.outputs(job)
+        units.append(PlannedUnit(job.source, [*outputs.finals(), outputs.failure_record],
+                                 record=outputs.sidecar))
+    check_outputs(units, out_dir, extra_inputs=options.model.files() + tracks_in)
     return plan

@@ -17,10 +17,13 @@ outputs stay as they were). A worker whose parent dies stops by itself.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable
 from dataclasses import replace
 
+from fgnet_video.analysis.sidecar import read_run_record
 from fgnet_video.options import AnalyzeOptions
+from fgnet_video.study.freshness import stale_reason
 from fgnet_video.study.jobs import (
     JobOutcome,
     OnEnd,
@@ -30,7 +33,7 @@ from fgnet_video.study.jobs import (
     failed,
     run_sequential,
 )
-from fgnet_video.study.plan import plan_jobs
+from fgnet_video.study.plan import Job, Plan, plan_jobs
 
 
 def analyze_inputs(
@@ -56,7 +59,7 @@ def analyze_inputs(
     for job in plan.jobs:  # what needs no model is settled first
         if not job.source.exists():
             outcome = failed(job, plan, f"{job.source}: no such file")
-        elif not plan.options.overwrite and plan.outputs(job).complete():
+        elif not plan.options.overwrite and _finished(job, plan):
             outcome = JobOutcome("skipped")
         else:
             todo.append(job)
@@ -83,3 +86,24 @@ def analyze_inputs(
     else:
         ran = run_sequential(plan, engine, on_start, on_end)
     return summary.merged(ran)
+
+
+class RedoneWarning(UserWarning):
+    """A unit whose outputs exist is analysed again: they were made with other settings,
+    or their run record is not valid."""
+
+
+def _finished(job: Job, plan: Plan) -> bool:
+    """Whether `job`'s outputs are complete and answer this plan's options; when they exist
+    but do not, a RedoneWarning says why the recording is analysed again."""
+    outputs = plan.outputs(job)
+    if outputs.complete():
+        reason = stale_reason(outputs, plan.options)
+        if reason is None:
+            return True
+        warnings.warn(f"{job.name}: analysed again, its outputs were made with other "
+                      f"settings ({reason})", RedoneWarning, stacklevel=2)
+    elif outputs.sidecar.exists() and read_run_record(outputs.sidecar) is None:
+        warnings.warn(f"{outputs.sidecar}: not a valid run record; {job.name} is analysed "
+                      "again", RedoneWarning, stacklevel=2)
+    return False

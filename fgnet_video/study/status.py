@@ -49,7 +49,7 @@ def _names_in(folder: Path) -> list[str]:
     names = set()
     for path in folder.rglob(f"*{SIDECAR_SUFFIX}"):
         relative = str(path.relative_to(folder))
-        if relative.endswith(FAILED_SUFFIX):
+        if relative.endswith(FAILED_SUFFIX) and read_failure_reason(path) is not None:
             names.add(relative.removesuffix(FAILED_SUFFIX))
         elif OutputPaths.from_sidecar(path) is not None:
             names.add(relative.removesuffix(SIDECAR_SUFFIX))

@@ -1,0 +1,108 @@
+"""The output guard every command that writes goes through, before it touches anything: no
+output may replace an input of the command, another output of it, a file of a finished
+analysis (its table, run record, overlay, saved tracks or failure record, and the recording
+it analysed, as its run record names them), a link, a folder or a device, or lie outside
+--out-dir. A refusal is an `OutputClash`: one line, exit status 2, nothing touched.
+
+Paths are compared after resolving links and `..` (`os.path.realpath`) and, for files that
+exist, by identity (device and inode), so a hard link or a second name is caught too. A unit
+of `analyze` may replace the files its own run record lists (a rerun of that recording).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from fgnet_video.analysis.sidecar import finished_files
+from fgnet_video.errors import UserError
+
+
+@dataclass(frozen=True)
+class PlannedUnit:
+    """What one unit of a command will write: its input (None when it has none), its
+    outputs, and, for an analysis, the run record it writes (the files that record lists
+    are its own to replace)."""
+
+    source: Path | None
+    outputs: Sequence[Path]
+    record: Path | None = None
+
+
+class OutputClash(UserError):
+    """An output that would replace an input, another output or a non-regular file, or
+    that leaves the output folder."""
+
+    exit_code = 2
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of an existing file, None when it does not exist."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def _check_target(output: Path) -> None:
+    """A place we may write: absent, or a regular file (not a link, device, FIFO, folder)."""
+    try:
+        info = os.lstat(output)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise OutputClash(f"{output}: cannot be written ({exc.strerror})") from None
+    if stat.S_ISLNK(info.st_mode):
+        raise OutputClash(f"{output}: is a link; give the path of a regular file as output")
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+        raise OutputClash(f"{output}: is {kind}; outputs are written as new regular files")
+
+
+def check_outputs(units: Iterable[PlannedUnit | tuple[Path | None, Sequence[Path]]],
+                  out_dir: str | os.PathLike | None = None,
+                  extra_inputs: Iterable[Path] = ()) -> None:
+    """Refuse (OutputClash) a plan in which an output of `units` (PlannedUnits, or
+    (input, outputs) pairs) is an input (of any unit, or of `extra_inputs`: weights,
+    manifests, tracks), another output, a file of a finished analysis other than the unit's
+    own, a non-regular file or a link, or lies outside `out_dir` (when given)."""
+    units = [u if isinstance(u, PlannedUnit) else PlannedUnit(*u) for u in units]
+    inputs_by_path: dict[str, Path] = {}
+    inputs_by_id: dict[tuple[int, int], Path] = {}
+    for source in [u.source for u in units if u.source is not None] + list(extra_inputs):
+        inputs_by_path[os.path.realpath(source)] = Path(source)
+        identity = _identity(Path(source))
+        if identity is not None:
+            inputs_by_id[identity] = Path(source)
+    root = os.path.realpath(out_dir) if out_dir is not None else None
+    finished: dict[str, dict[str, Path]] = {}  # folder -> finished_files(folder)
+    outputs: dict[str, Path] = {}
+    for unit in units:
+        own = os.path.realpath(unit.record) if unit.record is not None else None
+        for output in map(Path, unit.outputs):
+            real = os.path.realpath(output)
+            if root is not None and os.path.commonpath([root, real]) != root:
+                raise OutputClash(f"{output}: lies outside --out-dir {out_dir} (check the "
+                                  "manifest's names)")
+            _check_target(output)
+            identity = _identity(output)
+            source = inputs_by_path.get(real) or (inputs_by_id.get(identity) if identity
+                                                  else None)
+            if source is not None:
+                raise OutputClash(f"{output}: would replace the input {source}; choose "
+                                  "another output name")
+            if real in outputs:
+                raise OutputClash(f"{output}: two outputs of this run would be written there "
+                                  f"(also {outputs[real]})")
+            folder = os.path.dirname(real)
+            if folder not in finished:
+                finished[folder] = finished_files(Path(folder))
+            record = finished[folder].get(real)
+            if record is not None and os.path.realpath(record) != own:
+                raise OutputClash(f"{output}: would replace a file of the analysis recorded in "
+                                  f"{record}; choose another output name")
+            outputs[real] = output

@@ -1,0 +1,129 @@
+"""The output guard (fgnet_video.analysis.guard) for every command that writes: no output may
+replace an input, a file of a finished analysis (table, run record, overlay, saved tracks,
+failure record, the recording it analysed) or its JSON twin; a refusal is one line, exit
+status 2, nothing touched."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from fgnet_video.analysis.guard import OutputClash, PlannedUnit, check_outputs
+from fgnet_video.analysis.sidecar import finished_files, read_run_record
+from fgnet_video.cli import main
+
+from .conftest import shared_path
+
+
+def _run(*args: str):
+    return CliRunner().invoke(main, list(args))
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, tiny_weights) -> Path:
+    """A folder with interview.mp4 analysed into aus.csv + aus.json + aus.tracks.npz."""
+    folder = tmp_path_factory.mktemp("finished")
+    shutil.copy(shared_path("media", "vox_talking.mp4"), folder / "interview.mp4")
+    result = _run("analyze", str(folder / "interview.mp4"), "-o", str(folder / "aus.csv"),
+                  "-w", str(tiny_weights), "--fps", "2", "--save-tracks")
+    assert result.exit_code == 0, result.output
+    return folder
+
+
+@pytest.fixture
+def study(finished, tmp_path, tiny_weights) -> Path:
+    """A copy of `finished`, analysed again in place (an analysis may redo its own files;
+    the run record then names this copy's recording)."""
+    folder = tmp_path / "study"
+    shutil.copytree(finished, folder)
+    result = _run("analyze", str(folder / "interview.mp4"), "-o", str(folder / "aus.csv"),
+                  "-w", str(tiny_weights), "--fps", "2", "--save-tracks", "--overwrite")
+    assert result.exit_code == 0, result.output
+    return folder
+
+
+def _assert_refused(result, folder: Path, before: dict[str, str], what: str) -> None:
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fgnet-video: error: "), result.output
+    assert what in lines[0], lines[0]
+    assert _digests(folder) == before  # nothing touched
+
+
+@pytest.mark.parametrize("output, what", [
+    ("interview.mp4", "would replace a file of the analysis recorded in"),  # the recording
+    ("aus.tracks.npz", "would replace a file of the analysis recorded in"),  # saved tracks
+    ("aus.txt", "aus.json: would replace a file of the analysis"),  # the twin is the record
+    ("aus.failed.csv", "aus.failed.json"),  # the failure record's name
+])
+def test_summarize_never_writes_over_a_finished_analysis(study, output, what):
+    before = _digests(study)
+    result = _run("summarize", str(study / "aus.csv"), "-o", str(study / output))
+    _assert_refused(result, study, before, what)
+
+
+def test_plot_never_writes_over_a_run_record(study):
+    before = _digests(study)
+    result = _run("plot", str(study / "aus.csv"), "-o", str(study / "aus.json"))
+    _assert_refused(result, study, before, "would replace")
+
+
+def test_a_single_output_never_removes_another_units_record(study, tiny_weights):
+    """-o res.failed.csv, then -o res.csv: res.csv's failure record would be the first
+    run's run record."""
+    first = _run("analyze", str(study / "interview.mp4"), "-o", str(study / "res.failed.csv"),
+                 "-w", str(tiny_weights), "--fps", "2")
+    assert first.exit_code == 0, first.output
+    before = _digests(study)
+    result = _run("analyze", str(study / "interview.mp4"), "-o", str(study / "res.csv"),
+                  "-w", str(tiny_weights), "--fps", "2")
+    _assert_refused(result, study, before, "res.failed.json")
+    assert read_run_record(study / "res.failed.json") is not None
+
+
+def test_an_input_named_like_a_failure_record_is_never_deleted(study, tiny_weights):
+    video = study / "z.failed.json"
+    shutil.copy(study / "interview.mp4", video)
+    before = _digests(study)
+    result = _run("analyze", str(video), "-o", str(study / "z.csv"), "-w", str(tiny_weights))
+    _assert_refused(result, study, before, "would replace the input")
+
+
+def test_a_study_never_replaces_a_finished_units_record_with_a_failure_record(
+        tmp_path, tiny_weights):
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    shutil.copy(shared_path("media", "vox_talking.mp4"), inputs / "x.failed.mp4")
+    done = _run("analyze", str(inputs / "x.failed.mp4"), "--out-dir", str(out), "-w",
+                str(tiny_weights), "--fps", "2")
+    assert done.exit_code == 0, done.output
+    (inputs / "x.mp4").write_bytes(b"")  # x's failure record would be x.failed.json
+    before = _digests(out)
+    result = _run("analyze", str(inputs), "--out-dir", str(out), "-w", str(tiny_weights),
+                  "--fps", "2")
+    _assert_refused(result, out, before, "x.failed.json")
+
+
+def test_finished_files_are_what_valid_records_claim(study, tmp_path):
+    claimed = finished_files(study)
+    names = {Path(p).name for p in claimed}
+    assert {"aus.csv", "aus.json", "aus.tracks.npz", "aus.failed.json",
+            "interview.mp4"} <= names
+    # a record naming a path out of its folder is no record: it claims nothing
+    (study / "evil.json").write_text(
+        '{"tool": "fgnet-video", "finished": true, "outputs": {"table": '
+        '{"name": "../outside.csv", "bytes": 1, "sha256": "0"}}}')
+    assert not any(Path(p).name == "outside.csv" for p in finished_files(study))
+    check_outputs([PlannedUnit(None, [tmp_path / "outside.csv"])])  # not protected
+    with pytest.raises(OutputClash, match="would replace a file of the analysis"):
+        check_outputs([PlannedUnit(None, [study / "aus.csv"])])
+    check_outputs([PlannedUnit(None, [study / "aus.csv"], record=study / "aus.json")])
