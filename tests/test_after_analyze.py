@@ -19,8 +19,9 @@ from tests.conftest import shared_path
 # Person 0: ten frames 0.1 s apart, AU01 runs [0, 0.2), [0.3, 0.4), [0.6, 0.9).
 P0_TIMES = [round(0.1 * k, 1) for k in range(10)]
 P0_AU01 = [1, 1, 0, 1, 0, 0, 1, 1, 1, 0]
-# Person 1: seen at 0, 0.1, then (after 0.4 s away) 0.5, 0.6; frames last 0.1, 0.4, 0.1 and
-# the median spacing 0.1: 0.7 s. AU01 runs [0, 0.1), [0.6, 0.7): a gap of 0.5 s.
+# Person 1: seen at 0, 0.1, then (after 0.3 s without their face) 0.5, 0.6; each frame counts
+# one frame interval (the table's median spacing, 0.1 s): 0.4 s seen, the time away not.
+# AU01 runs [0, 0.1), [0.6, 0.7): a gap of 0.5 s.
 P1_TIMES = [0.0, 0.1, 0.5, 0.6]
 P1_AU01 = [1, 0, 0, 1]
 
@@ -57,11 +58,32 @@ def test_summary_counts_by_hand():
     assert p0["median_event_s"] == pytest.approx(0.2)
     assert (p0["first_onset_s"], p0["last_onset_s"]) == pytest.approx((0.0, 0.6))
     p1 = row(summary, 1, "AU01")
-    assert p1["frames"] == 4 and p1["seconds"] == pytest.approx(0.7)
+    assert p1["frames"] == 4 and p1["seconds"] == pytest.approx(0.4)
     assert p1["active_share"] == pytest.approx(0.5) and p1["events"] == 2
     quiet = row(summary, 0, "AU02")
     assert quiet["events"] == 0 and quiet["active_share"] == 0
     assert math.isnan(quiet["mean_event_s"]) and math.isnan(quiet["first_onset_s"])
+
+
+def test_time_without_the_persons_face_is_neither_seen_nor_active():
+    """25 fps; a person found in frames 0-8 and 100-108 only, AU01 active in all 18: 0.72 s
+    seen; at --bridge 0 two events of 0.36 s (the 3.64 s between them is not an event); a
+    --bridge covering the gap joins them."""
+    frames = [*range(9), *range(100, 109)]
+    rows = [{"frame": k, "timestamp": k / 25, "face_id": 0 if k in frames else None,
+             "success": int(k in frames), "confidence": 0.9,
+             "AU01_score": 0.5 if k in frames else None, "AU01": 1 if k in frames else None}
+            for k in range(120)]
+    table = pd.DataFrame(rows)
+    for name in ("face_id", "success", "AU01"):
+        table[name] = table[name].astype("Int64")
+    found = row(summarize(table), 0, "AU01")
+    assert found["frames"] == 18 and found["seconds"] == pytest.approx(0.72)
+    assert found["events"] == 2 and found["mean_event_s"] == pytest.approx(0.36)
+    assert (found["first_onset_s"], found["last_onset_s"]) == pytest.approx((0.0, 4.0))
+    bridged = row(summarize(table, bridge=3.64), 0, "AU01")
+    assert bridged["events"] == 1 and bridged["mean_event_s"] == pytest.approx(4.36)
+    assert row(summarize(table, bridge=3.6), 0, "AU01")["events"] == 2
 
 
 @pytest.mark.parametrize("options, events, mean, last_onset", [
@@ -90,7 +112,7 @@ def test_person_column_wins_over_face_id():
     assert person_key(table) == "person_id"
     summary = summarize(table)
     assert summary.columns[0] == "person_id"
-    assert row(summary, "bob", "AU01")["seconds"] == pytest.approx(0.7)
+    assert row(summary, "bob", "AU01")["seconds"] == pytest.approx(0.4)
 
 
 def test_openface_layout_reads_the_same():
@@ -110,7 +132,7 @@ def test_summarize_cli_writes_csv_and_nested_json(tmp_path):
     nested = json.loads(out.with_suffix(".json").read_text())
     assert nested["person_key"] == "face_id" and nested["settings"]["bridge"] == 0.1
     assert nested["persons"]["0"]["aus"]["AU01"]["events"] == 2
-    assert nested["persons"]["1"]["seconds"] == pytest.approx(0.7)
+    assert nested["persons"]["1"]["seconds"] == pytest.approx(0.4)
     assert nested["persons"]["0"]["aus"]["AU02"]["mean_event_s"] is None
 
 

@@ -8,14 +8,16 @@ Only rows with a face (`success` 1 and a person) belong to a person.
 
 Definitions, per person, with that person's rows sorted by time (t_1 < ... < t_n):
 
-- frame duration d_i = t_{i+1} - t_i (a frame lasts until the person's next analysed
-  frame); the last frame lasts the median of those spacings (a person seen in one frame
-  only: the median spacing of all the table's timestamps, 0 when it has one);
+- the frame interval T = the median spacing of all the table's timestamps (the sampling:
+  1/fps of the video, or of `--fps`; 0 for a table of one frame);
+- frame duration d_i = min(t_{i+1} - t_i, T), and d_n = T: a frame counts one frame
+  interval, and time without the person's face (not detected, out of view) is not counted;
 - `frames` = n, `seconds` = sum of d_i;
 - `active_share` = share of the n frames whose decision is 1 (a missing decision counts as
   inactive);
-- a run = maximal sequence of consecutive rows with decision 1, lasting from the onset t_i
-  of its first frame to the end t_j + d_j of its last;
+- a run = maximal sequence of consecutive rows with decision 1 and no gap between them
+  (t_{i+1} - t_i at most GAP_INTERVALS frame intervals), lasting from the onset t_i of its
+  first frame to the end t_j + d_j of its last;
 - events: runs, in order, with every two consecutive ones joined when the gap between them
   (next onset - previous end) is at most `bridge` seconds (`EventSettings`), then those
   shorter than `min_event` seconds dropped (comparisons allow 1 ns of rounding);
@@ -103,25 +105,35 @@ def median_spacing(times: np.ndarray) -> float:
     return float(np.median(np.diff(distinct))) if len(distinct) > 1 else 0.0
 
 
-def frame_durations(times: np.ndarray, last: float) -> np.ndarray:
-    """How long each frame at sorted `times` lasts: until the next one; the last lasts the
-    median spacing, or `last` when there is a single frame."""
-    gaps = np.diff(times)
-    return np.append(gaps, float(np.median(gaps)) if len(gaps) else last)
+# A gap between a person's frames wider than this many frame intervals means frames without
+# them (not detected, out of view): their runs break there (jitter of variable frame rates
+# stays below it).
+GAP_INTERVALS = 1.5
+
+
+def frame_durations(times: np.ndarray, interval: float) -> np.ndarray:
+    """How long each frame at sorted `times` counts as seen: one frame `interval` (the
+    table's median spacing), less when the next frame comes sooner; time without the person
+    is not counted."""
+    gaps = np.append(np.diff(times), interval)
+    return np.minimum(gaps, interval)
 
 
 def events(times: np.ndarray, durations: np.ndarray, active: np.ndarray,
            settings: EventSettings | None = None) -> list[tuple[float, float]]:
     """The (onset, end) seconds of the events of one AU of one person (frames at sorted
-    `times` lasting `durations`, `active` 0/1): runs of active frames, joined across gaps of
-    at most `settings.bridge` s, then those shorter than `settings.min_event` s dropped."""
+    `times` lasting `durations`, `active` 0/1): runs of active frames without a gap between
+    them (GAP_INTERVALS), each from its first frame's time to its last frame's end, joined
+    across gaps of at most `settings.bridge` s, then those shorter than `settings.min_event`
+    s dropped."""
     settings = settings or EventSettings()
-    edges = np.diff(np.concatenate([[0], np.asarray(active, dtype=np.int8), [0]]))
-    starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1
+    active = np.asarray(active, dtype=bool)
     joined: list[tuple[float, float]] = []
-    for first, last in zip(starts, stops, strict=True):
-        onset, end = float(times[first]), float(times[last] + durations[last])
-        if joined and onset - joined[-1][1] <= settings.bridge + ROUNDING:
+    limit = GAP_INTERVALS * (float(np.max(durations)) if len(durations) else 0.0)
+    for i in np.flatnonzero(active):
+        onset, end = float(times[i]), float(times[i] + durations[i])
+        continues = (i > 0 and active[i - 1] and times[i] - times[i - 1] <= limit + ROUNDING)
+        if joined and (continues or onset - joined[-1][1] <= settings.bridge + ROUNDING):
             joined[-1] = (joined[-1][0], end)
         else:
             joined.append((onset, end))
@@ -153,11 +165,11 @@ def summarize(table: pd.DataFrame | str | os.PathLike, **options: Any) -> pd.Dat
     faces = table[(table["success"] == 1) & table[key].notna()]
     if faces.empty:
         raise UserError("no face in the table: nothing to summarise")
-    fallback = median_spacing(table["timestamp"].to_numpy(dtype=np.float64))
+    interval = median_spacing(table["timestamp"].to_numpy(dtype=np.float64))
     records = []
     for person, rows in faces.sort_values([key, "timestamp"]).groupby(key, sort=True):
         times = rows["timestamp"].to_numpy(dtype=np.float64)
-        durations = frame_durations(times, fallback)
+        durations = frame_durations(times, interval)
         for au in aus:
             active = rows[au].fillna(0).to_numpy(dtype=np.int8) == 1
             records.append({key: person, "au": au,
