@@ -36,11 +36,14 @@ class DriveStub:
     """Serves files by `?id=` like Google Drive: Range requests, an optional confirmation
     page (`form`: usercontent form with confirm+uuid; `link`: uc page with a confirm= link
     and a download_warning cookie; `cookie`: the cookie alone; `refuse`: a quota page), an
-    optional transfer cut short after `cut_after` bytes (`cuts` times)."""
+    optional transfer cut short after `cut_after` bytes (`cuts` times), optionally without a
+    Content-Length (`no_length`: then the cut looks like the end of the file)."""
 
     def __init__(self, files: dict[str, bytes], page: str | None = None,
-                 cut_after: int | None = None, cuts: int = 0, honour_range: bool = True):
+                 cut_after: int | None = None, cuts: int = 0, honour_range: bool = True,
+                 no_length: bool = False):
         self.files, self.page, self.honour_range = files, page, honour_range
+        self.no_length = no_length
         self.cut_after, self.cuts = cut_after, cuts
         self.requests: list[dict] = []
 
@@ -102,7 +105,8 @@ class DriveStub:
                 return
         request.send_response(206 if start else 200)
         request.send_header("Content-Type", "application/octet-stream")
-        request.send_header("Content-Length", str(len(data) - start))
+        if not self.no_length:
+            request.send_header("Content-Length", str(len(data) - start))
         if start:
             request.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
         request.end_headers()
@@ -386,12 +390,38 @@ def test_redownload_that_differs_from_its_record_is_refused(serve, tmp_path, rel
     assert not (tmp_path / "cache" / PSP_FFHQ.filename).exists()
 
 
-def test_unreadable_release_file_suggests_downloading_again(serve, tmp_path, release):
+def test_unreadable_release_file_is_removed_and_fetched_again_next_time(serve, tmp_path,
+                                                                        release):
     serve({**_release_files(release), BP4D_ID: b"\x00not a checkpoint"})
-    with pytest.raises(UserError, match=r"fgnet-bp4d-model.pth: .*; download again "
-                                        r"with: fgnet-video weights download bp4d --force"):
+    with pytest.raises(UserError, match=r"BP4D model.pth: the downloaded bytes are not the "
+                                        r"expected file .*run the command again"):
         resolve_weights("bp4d")
     assert not (tmp_path / "cache" / "bp4d.safetensors").exists()
+    serve(_release_files(release))
+    assert resolve_weights("bp4d")[0].endswith("bp4d.safetensors")
+
+
+@pytest.mark.parametrize("served, options, what", [
+    (_payload(200_000), {}, "not a complete PyTorch checkpoint: unrecognised bytes"),
+    (None, {"cut_after": 1 << 20, "cuts": 5, "no_length": True},
+     "not a complete PyTorch checkpoint: a cut-off zip archive"),
+])
+def test_a_download_is_checked_before_it_gets_its_name_or_a_record(serve, tmp_path, release,
+                                                                   served, options, what):
+    files = _release_files(release)
+    if served is None:  # the real checkpoint, padded past 1 MB, then cut there
+        files[BP4D_ID] = files[BP4D_ID] + bytes(2 << 20)
+    else:
+        files[BP4D_ID] = served
+    serve(files, **options)
+    with pytest.raises(UserError, match=what):
+        resolve_weights("bp4d")
+    cache = tmp_path / "cache"
+    assert not (cache / "fgnet-bp4d-model.pth").exists()
+    assert not list(cache.glob(".*fgnet-bp4d-model.pth*"))  # the partial is gone too
+    manifest = cache / "manifest.json"
+    assert not manifest.exists() or "fgnet-bp4d-model.pth" not in json.loads(
+        manifest.read_text())["files"]
 
 
 def test_offline_error_says_how_to_place_files_by_hand(serve, tmp_path, release, monkeypatch):

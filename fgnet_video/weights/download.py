@@ -224,6 +224,10 @@ def retry_delays(attempts: int, retry_delay: float) -> list[float]:
     return [retry_delay * attempt for attempt in range(attempts)]
 
 
+class NotTheFile(UserError):
+    """A download arrived whole, but its bytes are not the file that was asked for."""
+
+
 def download(
     url: str,
     dest: str | os.PathLike,
@@ -232,6 +236,7 @@ def download(
     retry_delay: float | None = None,
     progress: bool = True,
     timeout: float | None = None,
+    check: Callable[[Path], None] | None = None,
 ) -> Path:
     """Fetch `url` into `dest`, resuming a partial `.NAME.part` left by an earlier attempt.
 
@@ -240,7 +245,9 @@ def download(
     continuing from the bytes already on disk; `timeout` (default TIMEOUT_S) bounds every wait
     for a connection or for data. A 4xx or a web page instead of the file is a UserError at
     once. The partial file is kept on failure. With `progress`, a terminal shows a status
-    while connecting and a progress bar while bytes arrive.
+    while connecting and a progress bar while bytes arrive. `check(partial)`, when given,
+    runs once every byte has arrived and before the file gets its final name: a UserError
+    from it removes the partial and is raised (the bytes are not the expected file).
     """
     dest = Path(dest)
     label = label or dest.name
@@ -272,6 +279,14 @@ def download(
         except (_Interrupted, http.client.HTTPException, OSError) as exc:
             reason = str(exc) or type(exc).__name__
         else:
+            if check is not None:
+                try:
+                    check(part)
+                except UserError as exc:
+                    part.unlink(missing_ok=True)
+                    raise NotTheFile(f"{label}: the downloaded bytes are not the expected "
+                                     f"file ({exc}); they were removed (run the command "
+                                     "again to download it again)") from None
             os.replace(part, dest)
             return dest
     kept = part.stat().st_size if part.exists() else 0

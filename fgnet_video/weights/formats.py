@@ -7,6 +7,7 @@ import os
 import pickle
 import re
 import warnings
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -41,6 +42,21 @@ def sniff(head: bytes) -> str:
     if all(32 <= byte < 127 or byte in b"\t\r\n" for byte in head):
         return "text"
     return "unrecognised bytes (random data?)"
+
+
+def check_torch_archive(path: str | os.PathLike) -> None:
+    """UserError unless `path` is a complete torch.save archive: a zip file whose directory
+    (at its end, so a cut-off file has none) lists a data.pkl. Reads the directory only."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        with open(path, "rb") as handle:
+            head = handle.read(64)
+        what = "a cut-off zip archive" if head.startswith(b"PK") else sniff(head)
+        raise UserError(f"not a complete PyTorch checkpoint: {what}") from None
+    if not any(name.endswith("data.pkl") for name in names):
+        raise UserError("a zip archive, but not a PyTorch checkpoint (no data.pkl)")
 
 
 def torch_load(path: str | os.PathLike) -> Mapping:

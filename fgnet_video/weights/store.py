@@ -30,7 +30,8 @@ from fgnet_video.cache import cache_dir, file_lock
 from fgnet_video.errors import UserError
 from fgnet_video.options import DEFAULT_WEIGHTS
 from fgnet_video.weights.checkpoints import load_model, save_converted
-from fgnet_video.weights.download import download, drive_url, partial_path
+from fgnet_video.weights.download import NotTheFile, download, drive_url, partial_path
+from fgnet_video.weights.formats import check_torch_archive
 from fgnet_video.weights.loaded import LoadedModel
 from fgnet_video.weights.metadata import read_converted_metadata
 
@@ -199,7 +200,10 @@ def _fetch(home: Path, manifest: Manifest, file: ReleaseFile, known: KnownWeight
     else:
         source = f"gdrive:{file.drive_id}"
         try:
-            download(drive_url(file.drive_id), path, label=file.title, progress=progress)
+            download(drive_url(file.drive_id), path, label=file.title, progress=progress,
+                     check=check_torch_archive)
+        except NotTheFile:
+            raise
         except UserError as exc:
             raise _download_error(exc, home, known) from None
         problem = manifest.mismatch(path)
