@@ -44,6 +44,10 @@ DEFAULT_WEIGHTS = DEFAULT_DATASET
 KNOWN_WEIGHTS_HELP = f"known name ({', '.join(sorted(AU_SETS))}: downloaded once into the cache)"
 # dlib's detectors find faces from this box side (px) up; smaller ones need an upscaled pass.
 DETECTOR_MIN_FACE = 80
+# The smallest --min-face: the small-face pass scans frames upscaled DETECTOR_MIN_FACE /
+# min_face, so this bounds it at 4x (a 1080p frame becomes 7680x4320); FG-Net's crop of a
+# 20 px face is already upsampled about 5.6x.
+SMALLEST_MIN_FACE = 20.0
 # Rows of faces under this box side (px) are flagged small_face: FG-Net's 256 px crop of them
 # is upsampled (the FFHQ crop spans about 2.3 box sides: 1.4x at 80 px, 2.8x at 40 px), so
 # their scores rest on less detail. It is the detector's limit, so the flag marks exactly
@@ -129,8 +133,17 @@ class FaceSettings:
             raise UserError(f"detect_every must be at least 1, got {self.detect_every}")
         if self.downscale is not None and not self.downscale > 0:
             raise UserError(f"downscale must be positive, got {self.downscale}")
-        if not self.min_face_size > 0:
-            raise UserError(f"min_face_size must be positive, got {self.min_face_size}")
+        if not (math.isfinite(self.min_face_size)
+                and self.min_face_size >= SMALLEST_MIN_FACE):
+            raise UserError(
+                f"--min-face must be a number of pixels from {SMALLEST_MIN_FACE:g} up, got "
+                f"{self.min_face_size:g}: the detector sees faces from {DETECTOR_MIN_FACE} px, "
+                f"so --min-face {SMALLEST_MIN_FACE:g} already scans frames upscaled "
+                f"{DETECTOR_MIN_FACE / SMALLEST_MIN_FACE:g}x")
+        if not math.isfinite(self.min_confidence):
+            raise UserError(f"--min-confidence must be a finite number, got {self.min_confidence}")
+        if self.downscale is not None and not math.isfinite(self.downscale):
+            raise UserError(f"--downscale must be a finite number, got {self.downscale}")
         if self.max_faces is not None and self.max_faces < 1:
             raise UserError(f"max_faces must be at least 1, got {self.max_faces}")
         object.__setattr__(self, "face_workers", parse_count(self.face_workers,

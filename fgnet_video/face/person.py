@@ -58,6 +58,12 @@ class FaceEmbedder:
         return np.array(descriptor, dtype=np.float64)
 
 
+# A reference photo is searched for its face at most this large (longer side, px): a camera's
+# 110-megapixel photo would otherwise take minutes and gigabytes; a face in a photo this
+# size still spans hundreds of pixels.
+PHOTO_MAX_SIDE = 4000
+
+
 def named_references(people: Sequence[str],
                      embedder: FaceEmbedder) -> list[tuple[str, np.ndarray]]:
     """(name, descriptor of the largest face of the photo) of each 'NAME=PHOTO'."""
@@ -66,7 +72,7 @@ def named_references(people: Sequence[str],
     aligner = ReleaseAligner()
     references = []
     for name, photo in map(parse_person, people):
-        image = read_rgb(photo)
+        image = read_rgb(photo, max_side=PHOTO_MAX_SIDE)
         face = aligner.largest_face(image)
         if face is None:
             raise UserError(f"{photo}: no face found in the photo of {name}")

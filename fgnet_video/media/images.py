@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -17,8 +18,10 @@ from fgnet_video.media.video import special_file_kind
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
-def read_rgb(path: str | os.PathLike) -> np.ndarray:
-    """The image at `path` as a uint8 (H, W, 3) RGB array (PIL decode, as the release).
+def read_rgb(path: str | os.PathLike, max_side: int | None = None) -> np.ndarray:
+    """The image at `path` as a uint8 (H, W, 3) RGB array (PIL decode, as the release); with
+    `max_side`, scaled down (aspect kept, decoded at a reduced size where the format allows)
+    so that neither side exceeds it.
 
     Raises UserError for a missing file, one that is not a regular file (a FIFO would block,
     a device never ends: neither is opened), one PIL cannot read, and an image over PIL's
@@ -31,8 +34,15 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
     if not stat.S_ISREG(mode):
         raise UserError(f"{path}: is {special_file_kind(mode)}, not a regular image file")
     try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
+        with warnings.catch_warnings():
+            if max_side is not None:  # read at a bounded size: PIL's size warning is moot
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                if max_side is not None and max(image.size) > max_side:
+                    image.draft("RGB", (max_side, max_side))  # JPEG: decoded at 1/2 .. 1/8
+                    image = image.convert("RGB")
+                    image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+                return np.asarray(image.convert("RGB"))
     except Image.DecompressionBombError as exc:
         raise UserError(f"{path}: image too large ({_bomb_size(exc)})") from None
     except (UnidentifiedImageError, OSError) as exc:

@@ -1,0 +1,46 @@
+"""Options and inputs that would run away get a bound a user can understand: the smallest
+face, finite thresholds, the size a reference photo is searched at."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from fgnet_video.cli import main
+from fgnet_video.errors import UserError
+from fgnet_video.face.person import PHOTO_MAX_SIDE
+from fgnet_video.media.images import read_rgb
+from fgnet_video.options import SMALLEST_MIN_FACE, FaceSettings
+
+
+@pytest.mark.parametrize("value", [1.0, 19.9, float("inf"), float("nan")])
+def test_min_face_is_bounded_by_the_detectors_upscaling(value):
+    with pytest.raises(UserError, match=r"--min-face must be a number of pixels from 20 up.*"
+                                        r"upscaled 4x"):
+        FaceSettings(min_face_size=value)
+    assert FaceSettings(min_face_size=SMALLEST_MIN_FACE).min_face_size == 20
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_min_confidence_must_be_finite(value):
+    with pytest.raises(UserError, match="--min-confidence must be a finite number"):
+        FaceSettings(min_confidence=value)
+
+
+def test_min_face_one_is_refused_at_once_by_the_command(tmp_path):
+    result = CliRunner().invoke(main, ["analyze", "clip.mp4", "-o", str(tmp_path / "a.csv"),
+                                       "--min-face", "1"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        "fgnet-video: error: --min-face must be a number of pixels from 20 up, got 1: the "
+        "detector sees faces from 80 px, so --min-face 20 already scans frames upscaled 4x"]
+
+
+def test_a_huge_photo_is_read_at_a_bounded_size(tmp_path):
+    photo = tmp_path / "huge.jpg"  # 110 megapixels
+    Image.fromarray(np.full((8000, 13750, 3), 128, np.uint8)).save(photo, quality=30)
+    image = read_rgb(photo, max_side=PHOTO_MAX_SIDE)
+    assert max(image.shape[:2]) <= PHOTO_MAX_SIDE and image.shape[2] == 3
+    assert image.shape[1] / image.shape[0] == pytest.approx(13750 / 8000, rel=0.01)
