@@ -44,3 +44,25 @@ def test_a_huge_photo_is_read_at_a_bounded_size(tmp_path):
     image = read_rgb(photo, max_side=PHOTO_MAX_SIDE)
     assert max(image.shape[:2]) <= PHOTO_MAX_SIDE and image.shape[2] == 3
     assert image.shape[1] / image.shape[0] == pytest.approx(13750 / 8000, rel=0.01)
+
+
+def test_plot_of_thousands_of_tracks_draws_the_most_seen_and_says_so(tmp_path):
+    import pandas as pd
+
+    from fgnet_video.reports.plot import MAX_PERSONS, plot_table
+
+    frames = [(k, track) for k in range(400) for track in (k % 397, 5000 + k % 3)]
+    table = pd.DataFrame({"frame": [k for k, _ in frames],
+                          "timestamp": [k / 25 for k, _ in frames],
+                          "face_id": [t for _, t in frames], "success": 1,
+                          "confidence": 0.9, "AU01_score": 0.5, "AU01": 1})
+    table = pd.concat([table, pd.DataFrame({"frame": range(400, 5400),
+                                            "timestamp": [k / 25 for k in range(400, 5400)],
+                                            "face_id": range(10_000, 15_000), "success": 1,
+                                            "confidence": 0.9, "AU01_score": 0.5,
+                                            "AU01": 1})], ignore_index=True)
+    with pytest.warns(UserWarning, match=f"{MAX_PERSONS} of 5400 face_id values shown"):
+        figure = plot_table(table)
+    titles = [ax.get_title(loc="left") for ax in figure.axes]
+    assert len(titles) == MAX_PERSONS
+    assert any(t.startswith("face_id 5000:") for t in titles)  # seen in 134 frames

@@ -16,6 +16,7 @@ Matplotlib runs with its Agg backend (no display needed).
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,10 @@ from fgnet_video.errors import UserError
 from fgnet_video.reports.summary import as_au_table, median_spacing, person_key, read_au_table
 
 MAX_POINTS = 2000
+# At most this many panels: a table with thousands of face tracks (no person ids) would
+# take minutes and gigabytes to draw one panel each; the persons seen in the most frames
+# are drawn, and the figure and a warning say so.
+MAX_PERSONS = 24
 ROW_HALF = 0.4  # half the height of an AU's row, in row units
 TRACE_REACH = 0.9  # the largest absolute score is drawn this far from the centre to the edge
 IMAGE_SUFFIXES = (".png", ".pdf", ".svg")
@@ -65,8 +70,9 @@ def _spans(active: np.ndarray, grid: tuple[float, float, int]) -> list[tuple[flo
 
 def plot_table(table: pd.DataFrame | str | os.PathLike, max_points: int = MAX_POINTS):
     """The matplotlib Figure of an analyze table (or the path of one): one panel (Axes) per
-    person, in the order of `summary.person_key`. UserError for a table that is not
-    analyze's or has no face."""
+    person, in the order of `summary.person_key` (at most MAX_PERSONS: those seen in the
+    most frames, with a warning). UserError for a table that is not analyze's or has no
+    face."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -84,6 +90,14 @@ def plot_table(table: pd.DataFrame | str | os.PathLike, max_points: int = MAX_PO
     start, width, count = grid
     centres = start + width * np.arange(count)
     persons = list(faces.groupby(key, sort=True))
+    if len(persons) > MAX_PERSONS:
+        kept = sorted(persons, key=lambda item: -len(item[1]))[:MAX_PERSONS]
+        note = (f"{MAX_PERSONS} of {len(persons)} {key} values shown: those seen in the most "
+                "frames")
+        warnings.warn(note, stacklevel=2)
+        persons = sorted(kept, key=lambda item: item[0])
+    else:
+        note = None
     colors = matplotlib.colormaps["tab10"].colors
     figure = Figure(figsize=(11, 0.8 + len(persons) * (0.9 + 0.32 * len(aus))),
                     layout="constrained")
@@ -110,6 +124,8 @@ def plot_table(table: pd.DataFrame | str | os.PathLike, max_points: int = MAX_PO
         ax.set_xlim(start - width / 2, start + (count - 0.5) * width)
         ax.grid(axis="x", color="0.9", lw=0.5)
     axes[-1].set_xlabel("time (s)")
+    if note is not None:
+        figure.suptitle(note, fontsize=10)
     return figure
 
 
