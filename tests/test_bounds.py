@@ -66,3 +66,24 @@ def test_plot_of_thousands_of_tracks_draws_the_most_seen_and_says_so(tmp_path):
     titles = [ax.get_title(loc="left") for ax in figure.axes]
     assert len(titles) == MAX_PERSONS
     assert any(t.startswith("face_id 5000:") for t in titles)  # seen in 134 frames
+
+
+def test_a_ray_address_where_nothing_listens_is_one_line_at_once(tmp_path):
+    import socket
+
+    from fgnet_video.study.ray_cluster import check_reachable
+
+    with socket.socket() as probe:  # a port that was free a moment ago
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(UserError, match=rf"--ray 127.0.0.1:{port}: nothing answers there "
+                                        r"\(connection refused\)"):
+        check_reachable(f"127.0.0.1:{port}")
+    with pytest.raises(UserError, match="give auto, HOST:PORT or ray://HOST:PORT"):
+        check_reachable("nowhere")
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        check_reachable(f"ray://127.0.0.1:{server.getsockname()[1]}")
+    check_reachable("auto")
+    check_reachable(None)

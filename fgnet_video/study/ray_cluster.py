@@ -46,6 +46,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -155,6 +156,28 @@ def task_resources(task_options: AnalyzeOptions, nodes: list[dict]) -> dict[str,
     return {"num_cpus": cpus, "num_gpus": gpus}
 
 
+RAY_CONNECT_TIMEOUT_S = 10.0  # nothing answering at a cluster's address by then: one line
+
+
+def check_reachable(address: str | None, timeout: float = RAY_CONNECT_TIMEOUT_S) -> None:
+    """UserError unless something accepts a TCP connection at `address` ('HOST:PORT' or
+    'ray://HOST:PORT') within `timeout` seconds (Ray itself retries a dead address for
+    minutes); 'auto' and a bare --ray (local or RAY_ADDRESS) are not probed."""
+    if not address or address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"--ray {address}: give auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        reason = (f"no answer within {timeout:g} s" if isinstance(exc, TimeoutError)
+                  else (exc.strerror or str(exc)).lower())
+        raise UserError(f"--ray {address}: nothing answers there ({reason}); start the "
+                        "cluster's head first (ray start --head) or check the address") from None
+
+
 @contextmanager
 def _connected(ray: Any, address: str | None) -> Iterator[None]:
     """This process connected to Ray: an existing connection as it is, else `ray.init`
@@ -163,6 +186,7 @@ def _connected(ray: Any, address: str | None) -> Iterator[None]:
     if ray.is_initialized():
         yield
         return
+    check_reachable(address)
     previous = signal.getsignal(signal.SIGTERM)
     try:
         ray.init(address=address or None)
