@@ -493,3 +493,37 @@ def test_files_pass_through_and_bad_specs_are_user_errors(serve, tmp_path):
     result = CliRunner().invoke(main, ["weights", "download", "nope"])
     assert result.exit_code == 1 and "unknown weights name 'nope'" in result.output
     assert stub.requests == []
+
+
+def test_a_trickling_server_is_cut_instead_of_waited_for(tmp_path, monkeypatch):
+    """One byte every 0.1 s never times out a read; the rate bound ends it."""
+
+    class Trickle(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's naming
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            try:
+                for _ in range(1000):
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(0.1)
+            except OSError:
+                pass
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    monkeypatch.setattr(download_module, "RATE_WINDOW_S", 0.5)
+    monkeypatch.setattr(download_module, "MIN_RATE", 100)
+    try:
+        with pytest.raises(UserError, match=r"download failed after 2 attempts \(too slow: "):
+            download_module.download(f"http://127.0.0.1:{server.server_address[1]}/f",
+                                     tmp_path / "f.bin", attempts=2, retry_delay=0,
+                                     progress=False)
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -6,7 +6,8 @@ in a later one; it is renamed to its final name only when every byte has arrived
 
 Never silent, never stuck: every connection attempt and every read waits at most TIMEOUT_S
 seconds, and ATTEMPTS attempts with their back-off (`retry_delays`) add up to under 30 s on a
-server that accepts the connection and never answers. On a terminal a "connecting to HOST"
+server that accepts the connection and never answers; a server that trickles bytes is cut
+when it averages under MIN_RATE over RATE_WINDOW_S. On a terminal a "connecting to HOST"
 status shows while no byte has arrived, then a progress bar.
 
 Google Drive answers a large file with an HTML page instead of the file ("can't scan for
@@ -49,6 +50,11 @@ DEFAULT_DRIVE_URL = "https://drive.usercontent.google.com/download"
 CHUNK = 1 << 20
 MAX_PAGE = 1 << 20
 TIMEOUT_S = 8.0  # the longest wait for a connection, or for the next bytes of an answer
+# A transfer slower than MIN_RATE bytes/s over any RATE_WINDOW_S is cut (and resumed by the
+# next attempt): a server that trickles bytes never times out a single read, so this bounds
+# a download at about its size / MIN_RATE.
+MIN_RATE = 16 * 1024
+RATE_WINDOW_S = 30.0
 ATTEMPTS = 3
 RETRY_DELAY_S = 1.0  # attempt k (from 0) waits k * RETRY_DELAY_S first
 USER_AGENT = f"fgnet-video/{__version__} (+urllib)"
@@ -211,9 +217,17 @@ def _transfer(url: str, part: Path, label: str, timeout: float, console: Console
             raise _Interrupted(f"the server resumed at byte {offset}, not {start}: starting over")
         with open(part, "ab" if offset else "wb") as out, \
                 _progress(label, total, offset, console) as advance:
-            while block := response.read(CHUNK):
+            window_start, window_bytes = time.monotonic(), 0
+            while block := response.read1(CHUNK):  # what has arrived, up to CHUNK
                 out.write(block)
                 advance(len(block))
+                window_bytes += len(block)
+                elapsed = time.monotonic() - window_start
+                if elapsed >= RATE_WINDOW_S:
+                    if window_bytes < MIN_RATE * elapsed:
+                        raise _Interrupted(f"too slow: {window_bytes} bytes in the last "
+                                           f"{elapsed:.0f} s")
+                    window_start, window_bytes = time.monotonic(), 0
             written = out.tell()
     if total is not None and written != total:
         raise _Interrupted(f"connection closed after {written} of {total} bytes")
