@@ -87,3 +87,69 @@ def test_a_ray_address_where_nothing_listens_is_one_line_at_once(tmp_path):
         check_reachable(f"ray://127.0.0.1:{server.getsockname()[1]}")
     check_reachable("auto")
     check_reachable(None)
+
+
+# -- saved tracks that are not what they claim --------------------------------------------------
+
+@pytest.fixture(scope="module")
+def saved_tracks(tmp_path_factory, tiny_weights):
+    """(video, tracks file, its arrays) of vox_talking at 2 frames per second."""
+    import shutil
+
+    from .conftest import shared_path
+
+    folder = tmp_path_factory.mktemp("tracks")
+    video = folder / "v.mp4"
+    shutil.copy(shared_path("media", "vox_talking.mp4"), video)
+    result = CliRunner().invoke(main, ["analyze", str(video), "-o", str(folder / "v.csv"), "-w",
+                                       str(tiny_weights), "--fps", "2", "--save-tracks"])
+    assert result.exit_code == 0, result.output
+    tracks = folder / "v.tracks.npz"
+    with np.load(tracks) as data:
+        arrays = {key: data[key] for key in data.files}
+    return video, tracks, arrays
+
+
+def _damaged(arrays: dict, name: str) -> dict:
+    arrays = dict(arrays)
+    if name == "landmarks_far":
+        arrays["landmarks"] = arrays["landmarks"] * 1e6
+    elif name == "short_face_id":
+        arrays["face_id"] = arrays["face_id"][:-1]
+    elif name == "meta_list":
+        arrays["meta"] = np.asarray("[1, 2]")
+    elif name == "no_landmarks":
+        del arrays["landmarks"]
+    elif name == "one_id_twice":
+        n = len(arrays["face_frame"])
+        arrays["face_frame"] = np.zeros(n, arrays["face_frame"].dtype)
+        arrays["face_id"] = np.zeros(n, arrays["face_id"].dtype)
+    return arrays
+
+
+@pytest.mark.parametrize("damage, what", [
+    ("truncated", "not a readable tracks file (it is cut off or damaged)"),
+    ("random", "not a readable tracks file (it holds Python objects or is no NumPy file"),
+    ("landmarks_far", "landmarks lies outside any frame"),
+    ("short_face_id", "face_id has shape"),
+    ("meta_list", "its meta is not a JSON object"),
+    ("no_landmarks", "not a tracks file: no landmarks array"),
+    ("one_id_twice", "frame 0 holds face id 0 more than once"),
+])
+def test_damaged_tracks_are_one_line_naming_the_file(saved_tracks, tmp_path, tiny_weights,
+                                                     damage, what):
+    video, tracks, arrays = saved_tracks
+    bad = tmp_path / "bad.tracks.npz"
+    if damage == "truncated":
+        bad.write_bytes(tracks.read_bytes()[: tracks.stat().st_size // 2])
+    elif damage == "random":
+        bad.write_bytes(np.random.default_rng(0).bytes(5000))
+    else:
+        np.savez_compressed(bad, **_damaged(arrays, damage))
+    result = CliRunner().invoke(main, ["analyze", str(video), "-o", str(tmp_path / "o.csv"),
+                                       "-w", str(tiny_weights), "--fps", "2", "--tracks",
+                                       str(bad)])
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert lines[-1].startswith(f"fgnet-video: error: {bad}: ") and what in lines[-1], lines
+    assert "allow_pickle" not in result.output and "Traceback" not in result.output

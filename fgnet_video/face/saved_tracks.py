@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from collections import defaultdict
 from dataclasses import asdict
 from pathlib import Path
@@ -99,6 +100,60 @@ class TrackWriter:
             )
 
 
+# (name, trailing shape) of the per-face arrays, each with one row per face
+FACE_ARRAYS = {"face_frame": (), "face_id": (), "person_id": (), "person": (), "box": (4,),
+               "landmarks": (68, 2), "confidence": (), "detected": ()}
+MAX_COORDINATE = 1e5  # px: landmarks and boxes beyond this lie in no frame
+
+
+def read_tracks(path: Path) -> tuple[dict[str, np.ndarray], dict]:
+    """The arrays and meta of a tracks file, checked: UserError naming the file and what is
+    wrong with it (not an archive, cut off, a missing or mis-shaped array, coordinates out
+    of any frame, one face id twice in a frame, meta that is not a JSON object)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if not hasattr(data, "files"):
+                raise UserError(f"{path}: a single NumPy array, not a tracks file (.npz)")
+            arrays = {key: data[key] for key in data.files}
+    except UserError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        what = ("holds Python objects or is no NumPy file at all"
+                if "pickle" in str(exc) else "is cut off or damaged")
+        raise UserError(f"{path}: not a readable tracks file (it {what})") from None
+    missing = [name for name in ("meta", "frames", "times", *FACE_ARRAYS) if name not in arrays]
+    if missing:
+        raise UserError(f"{path}: not a tracks file: no {', '.join(missing)} array")
+    try:
+        meta = json.loads(str(arrays.pop("meta")))
+    except ValueError:
+        meta = None
+    if not isinstance(meta, dict):
+        raise UserError(f"{path}: damaged tracks file: its meta is not a JSON object")
+    faces = len(arrays["face_frame"])
+    for name, trailing in FACE_ARRAYS.items():
+        if arrays[name].shape != (faces, *trailing):
+            raise UserError(f"{path}: damaged tracks file: {name} has shape "
+                            f"{arrays[name].shape}, not {(faces, *trailing)}")
+    for name in ("box", "landmarks", "confidence", "times"):
+        values = arrays[name]
+        if values.dtype.kind not in "fiu" or not np.isfinite(values).all():
+            raise UserError(f"{path}: damaged tracks file: {name} holds non-numbers")
+    for name in ("box", "landmarks"):
+        if np.abs(arrays[name]).max(initial=0) > MAX_COORDINATE:
+            raise UserError(f"{path}: damaged tracks file: {name} lies outside any frame "
+                            f"(up to {np.abs(arrays[name]).max():.3g} px)")
+    pairs = np.stack([arrays["face_frame"], arrays["face_id"]], axis=1) if faces else None
+    if pairs is not None and len(np.unique(pairs, axis=0)) != faces:
+        frame, face = next((int(f), int(i)) for (f, i), n in zip(
+            *np.unique(pairs, axis=0, return_counts=True), strict=True) if n > 1)
+        raise UserError(f"{path}: damaged tracks file: frame {frame} holds face id {face} "
+                        "more than once")
+    if not set(arrays["face_frame"].tolist()) <= set(arrays["frames"].tolist()):
+        raise UserError(f"{path}: damaged tracks file: faces in frames it does not list")
+    return arrays, meta
+
+
 class TrackReplay:
     """The face stage of a run that replays saved tracks: `process(frame)` gives the frame's
     faces aligned from the stored landmarks (the `FacePipeline.process` contract)."""
@@ -106,12 +161,7 @@ class TrackReplay:
     def __init__(self, path: str | os.PathLike, source: str | os.PathLike,
                  sampling: SamplingSettings, face: FaceSettings):
         path = Path(path)
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {key: data[key] for key in data.files}
-            meta = json.loads(str(arrays.pop("meta")))
-        except (OSError, ValueError, KeyError) as exc:
-            raise UserError(f"{path}: not a readable tracks file ({exc})") from None
+        arrays, meta = read_tracks(path)
         if meta.get("version") != FORMAT_VERSION:
             raise UserError(f"{path}: tracks file version {meta.get('version')} is not "
                             f"{FORMAT_VERSION}")
