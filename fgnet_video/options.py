@@ -159,8 +159,11 @@ class FaceSettings:
             raise UserError(f"--people names must differ, got {names}")
 
 
+MAX_COUNT = 4096  # the most faces per batch or worker processes anyone can mean
+
+
 def parse_count(value: int | str, option: str) -> int | str:
-    """A positive int, or 'auto'; UserError (naming `option`) otherwise."""
+    """An int from 1 to MAX_COUNT, or 'auto'; UserError (naming `option`) otherwise."""
     if isinstance(value, str):
         text = value.strip().lower()
         if text == "auto":
@@ -168,8 +171,8 @@ def parse_count(value: int | str, option: str) -> int | str:
         if not text.isdigit():
             raise UserError(f"{option} must be a positive integer or 'auto', not {value!r}")
         value = int(text)
-    if value < 1:
-        raise UserError(f"{option} must be at least 1, not {value}")
+    if not 1 <= value <= MAX_COUNT:
+        raise UserError(f"{option} must be from 1 to {MAX_COUNT} (or auto), not {value}")
     return int(value)
 
 

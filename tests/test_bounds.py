@@ -153,3 +153,59 @@ def test_damaged_tracks_are_one_line_naming_the_file(saved_tracks, tmp_path, tin
     lines = result.output.strip().splitlines()
     assert lines[-1].startswith(f"fgnet-video: error: {bad}: ") and what in lines[-1], lines
     assert "allow_pickle" not in result.output and "Traceback" not in result.output
+
+
+# -- errors that name the problem, not a Python exception ---------------------------------------
+
+@pytest.mark.parametrize("manifest, what", [
+    ("path,name\nclip.mp4,x\x00y\n",
+     "line 2: the name holds a control character (a NUL byte or a line break?)"),
+    ("name,path\nx\n", "line 2 gives no path"),
+    ("path,name\nclip.mp4," + "n" * 300 + "\n",
+     "line 2: the name has a part of 300 bytes (at most 200 make a file name)"),
+])
+def test_bad_manifest_rows_are_refused_at_planning(tmp_path, manifest, what):
+    (tmp_path / "clip.mp4").write_bytes(b"")
+    (tmp_path / "m.csv").write_text(manifest)
+    result = CliRunner().invoke(main, ["analyze", str(tmp_path / "m.csv"), "--out-dir",
+                                       str(tmp_path / "out")])
+    assert result.exit_code == 1, result.output
+    assert result.output.strip() == f"fgnet-video: error: {tmp_path / 'm.csv'}: {what}"
+
+
+def test_an_absurd_batch_size_is_refused_with_its_range():
+    from fgnet_video.options import ModelOptions
+
+    with pytest.raises(UserError, match=r"--batch-size must be from 1 to 4096 \(or auto\), "
+                                        r"not 99999999999999999999"):
+        ModelOptions(batch_size="99999999999999999999")
+
+
+@pytest.mark.parametrize("command", ["summarize", "plot"])
+def test_tables_that_are_no_regular_files_say_what_they_are(tmp_path, command):
+    import os
+
+    fifo = tmp_path / "fifo.csv"
+    os.mkfifo(fifo)
+    (tmp_path / "zero.csv").symlink_to("/dev/zero")
+    for table, kind in ((fifo, "a FIFO (named pipe)"), (tmp_path / "zero.csv", "a device")):
+        args = [command, str(table)] + (["-o", str(tmp_path / "p.png")] if command == "plot"
+                                        else [])
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 1
+        assert result.output.strip() == (f"fgnet-video: error: {table}: is {kind}, not a "
+                                         "regular table file")
+
+
+def test_a_table_without_timestamps_is_refused(tmp_path):
+    import pandas as pd
+
+    table = tmp_path / "t.csv"
+    pd.DataFrame({"frame": [0, 1], "timestamp": [0.0, float("nan")], "face_id": [0, 0],
+                  "success": [1, 1], "confidence": [1.0, 1.0], "AU01_score": [0.1, 0.2],
+                  "AU01": [1, 0]}).to_csv(table, index=False)
+    for args in (["summarize", str(table)], ["plot", str(table), "-o", str(tmp_path / "p.png")]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 1
+        assert result.output.strip() == (f"fgnet-video: error: {table}: row 2 has no "
+                                         "timestamp (a number of seconds)")

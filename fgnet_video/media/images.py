@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from fgnet_video.errors import UserError
-from fgnet_video.media.video import special_file_kind
+from fgnet_video.paths import special_file_kind
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 

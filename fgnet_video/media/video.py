@@ -26,6 +26,7 @@ import numpy as np
 
 from fgnet_video.errors import UserError
 from fgnet_video.options import SamplingSettings
+from fgnet_video.paths import special_file_kind
 from fgnet_video.threads import background
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv",
@@ -83,20 +84,6 @@ def _open_container(path: Path) -> av.container.InputContainer:
         container.close()
         raise UserError(f"{path}: contains no video stream")
     return container
-
-
-def special_file_kind(mode: int) -> str:
-    """What a file that is not a regular file is ('a folder', 'a FIFO (named pipe)', 'a
-    device', ...), from its `st_mode`."""
-    if stat.S_ISDIR(mode):
-        return "a folder"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO (named pipe)"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "a special file"
 
 
 def _ffmpeg_reason(exc: BaseException) -> str:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ from fgnet_video.analysis.tables import OPENFACE_PRESENCE, decision_columns, wri
 from fgnet_video.atomic import write_json
 from fgnet_video.errors import UserError
 from fgnet_video.options import EventSettings
+from fgnet_video.paths import special_file_kind
 from fgnet_video.settings import split_settings
 
 PERSON_KEYS = ("person_id", "person", "face_id")
@@ -76,6 +78,10 @@ def as_au_table(table: pd.DataFrame, source: str = "table") -> pd.DataFrame:
                         f"{', '.join(missing)})")
     if table.empty:
         raise UserError(f"{source}: the table has no rows")
+    times = pd.to_numeric(table["timestamp"], errors="coerce").to_numpy(dtype=np.float64)
+    if not np.isfinite(times).all():
+        row = int(np.flatnonzero(~np.isfinite(times))[0])
+        raise UserError(f"{source}: row {row + 1} has no timestamp (a number of seconds)")
     key = person_key(table)
     ids = table[key]
     if pd.api.types.is_float_dtype(ids) and (ids.dropna() % 1 == 0).all():
@@ -86,8 +92,14 @@ def as_au_table(table: pd.DataFrame, source: str = "table") -> pd.DataFrame:
 def read_au_table(path: str | os.PathLike) -> pd.DataFrame:
     """An analyze table from a CSV or Parquet file (by suffix), checked (`as_au_table`)."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such file")
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot be read ({exc.strerror})") from None
+    if not stat.S_ISREG(mode):
+        raise UserError(f"{path}: is {special_file_kind(mode)}, not a regular table file")
     try:
         table = (pd.read_parquet(path) if path.suffix.lower() == ".parquet"
                  else pd.read_csv(path))

@@ -26,6 +26,7 @@ from fgnet_video.analysis.tables import table_format
 from fgnet_video.errors import UserError
 from fgnet_video.media.video import VIDEO_SUFFIXES, probe
 from fgnet_video.options import TRACKS_SUFFIX, AnalyzeOptions
+from fgnet_video.paths import name_problem
 
 
 @dataclass(frozen=True)
@@ -55,11 +56,19 @@ def _manifest_jobs(manifest: Path) -> list[Job]:
         raise UserError(f"{manifest}: the manifest lists no inputs")
     column = "path" if "path" in rows[0] else next(iter(rows[0]))
     jobs = []
-    for row in rows:
-        source = Path(row[column])
+    for number, row in enumerate(rows, start=2):  # line numbers, after the header
+        value = row.get(column)
+        if not isinstance(value, str) or not value.strip():
+            raise UserError(f"{manifest}: line {number} gives no {column}")
+        name = row.get("name") or Path(value).stem
+        for what, text in ((column, value), ("name", name)):
+            problem = name_problem(text)
+            if problem is not None:
+                raise UserError(f"{manifest}: line {number}: the {what} {problem}")
+        source = Path(value)
         if not source.is_absolute():
             source = manifest.parent / source
-        jobs.append(Job(source, row.get("name") or source.stem))
+        jobs.append(Job(source, name))
     return jobs
 
 
