@@ -209,3 +209,46 @@ def test_a_table_without_timestamps_is_refused(tmp_path):
         assert result.exit_code == 1
         assert result.output.strip() == (f"fgnet-video: error: {table}: row 2 has no "
                                          "timestamp (a number of seconds)")
+
+
+def test_two_inputs_with_one_output_name_are_a_refused_plan(tmp_path):
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "clip.mp4").write_bytes(b"")
+    result = CliRunner().invoke(main, ["analyze", str(tmp_path / "a" / "clip.mp4"),
+                                       str(tmp_path / "b" / "clip.mp4"), "--out-dir",
+                                       str(tmp_path / "out")])
+    assert result.exit_code == 2 and "would both write outputs named 'clip'" in result.output
+
+
+def test_a_checkpoint_claiming_a_known_dataset_must_hold_its_aus(tmp_path):
+    from fgnet_video.model.config import TINY
+    from fgnet_video.model.init import random_model
+    from fgnet_video.weights.checkpoints import load_model, save_converted
+
+    path = save_converted(tmp_path / "two.safetensors", random_model(TINY, seed=0), "bp4d",
+                          (1, 2))
+    with pytest.raises(UserError, match=r"says bp4d but lists AUs \[1, 2\], not bp4d's "
+                                        r"\[1, 2, 4, 6"):
+        load_model(path)
+    custom = save_converted(tmp_path / "c.safetensors", random_model(TINY, seed=0), "custom",
+                            (1, 2))
+    assert load_model(custom).aus == (1, 2)
+
+
+def test_a_full_disk_while_writing_weights_is_one_line(tmp_path, monkeypatch):
+    from safetensors import SafetensorError
+
+    from fgnet_video.weights import checkpoints
+
+    def full(*args, **kwargs):
+        raise SafetensorError("Error while serializing: IoError(No space left on device)")
+
+    monkeypatch.setattr(checkpoints, "save_file", full)
+    result = CliRunner().invoke(main, ["weights", "init", "--preset", "tiny", "-o",
+                                       str(tmp_path / "w.safetensors")])
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        f"fgnet-video: error: {tmp_path / 'w.safetensors'}: could not be written (Error while "
+        "serializing: IoError(No space left on device))")
+    assert list(tmp_path.iterdir()) == []  # no partial left behind

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from fgnet_video.analysis.guard import PlannedUnit, check_outputs
+from fgnet_video.analysis.guard import OutputClash, PlannedUnit, check_outputs
 from fgnet_video.analysis.sidecar import OutputPaths
 from fgnet_video.analysis.tables import table_format
 from fgnet_video.errors import UserError
@@ -100,7 +100,7 @@ def expand_inputs(specs: Iterable[str]) -> list[Job]:
     names: dict[str, Path] = {}
     for job in jobs:
         if job.name in names and names[job.name] != job.source:
-            raise UserError(f"{names[job.name]} and {job.source} would both write outputs named "
+            raise OutputClash(f"{names[job.name]} and {job.source} would both write outputs named "
                             f"{job.name!r}: list them in a manifest with distinct names")
         names[job.name] = job.source
     return list({job.name: job for job in jobs}.values())

@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from fgnet_video.aus import au_name
+from fgnet_video.aus import AU_SETS, CUSTOM_DATASET, au_name
 from fgnet_video.errors import UserError
 from fgnet_video.inference.precision import autocast, autocast_dtype
 from fgnet_video.model.config import FGNetConfig
@@ -538,7 +538,11 @@ class _Trainer:
         return counts
 
     def _dataset_name(self) -> str:
-        return self.options.dataset.lower()
+        """The dataset the checkpoints are saved under: the training set's, when the run
+        scores its full AU set; else custom (a converted file named after a known dataset
+        holds exactly its AUs)."""
+        name = self.options.dataset.lower()
+        return name if AU_SETS.get(name, self.aus) == self.aus else CUSTOM_DATASET
 
     def _skipped(self) -> int:
         return len(self.issues.found)

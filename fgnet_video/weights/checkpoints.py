@@ -19,6 +19,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from safetensors import SafetensorError
 from safetensors.torch import save_file
 
 from fgnet_video.atomic import atomic_path
@@ -26,7 +27,7 @@ from fgnet_video.errors import UserError
 from fgnet_video.model.config import FGNetConfig
 from fgnet_video.model.fgnet import FGNet
 from fgnet_video.version import __version__
-from fgnet_video.weights.formats import is_safetensors, torch_load
+from fgnet_video.weights.formats import first_line, is_safetensors, torch_load
 from fgnet_video.weights.loaded import LoadedModel, build_model, load_part
 from fgnet_video.weights.metadata import FORMAT_VERSION, METADATA_KEY, open_converted
 from fgnet_video.weights.release import RELEASE_PARTS, load_psp, load_release
@@ -103,7 +104,10 @@ def save_converted(
     }
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={METADATA_KEY: json.dumps(meta)})
+        try:
+            save_file(tensors, str(tmp), metadata={METADATA_KEY: json.dumps(meta)})
+        except SafetensorError as exc:  # e.g. a full disk, which safetensors reports so
+            raise UserError(f"{path}: could not be written ({first_line(exc)})") from None
     return path
 
 

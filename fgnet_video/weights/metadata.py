@@ -9,6 +9,7 @@ import os
 
 from safetensors import safe_open
 
+from fgnet_video.aus import AU_SETS
 from fgnet_video.errors import UserError
 from fgnet_video.model.config import FULL, FGNetConfig
 from fgnet_video.weights.formats import first_line
@@ -71,6 +72,10 @@ def _checked_metadata(path: str | os.PathLike, raw: str) -> dict:
         raise bad(f"its config is invalid ({exc})") from None
     if not 0 < len(meta["aus"]) <= config.n_heatmaps:
         raise bad(f"its metadata lists {len(meta['aus'])} AUs for {config.n_heatmaps} heatmaps")
+    known = AU_SETS.get(meta["dataset"].lower())
+    if known is not None and tuple(meta["aus"]) != known:
+        raise bad(f"its metadata says {meta['dataset']} but lists AUs {meta['aus']}, not "
+                  f"{meta['dataset']}'s {list(known)}")
     return meta
 
 
