@@ -127,3 +127,16 @@ def test_finished_files_are_what_valid_records_claim(study, tmp_path):
     with pytest.raises(OutputClash, match="would replace a file of the analysis"):
         check_outputs([PlannedUnit(None, [study / "aus.csv"])])
     check_outputs([PlannedUnit(None, [study / "aus.csv"], record=study / "aus.json")])
+
+
+def test_a_study_into_its_own_input_folder_with_overlays_resumes(tmp_path, tiny_weights):
+    folder = tmp_path / "study"
+    folder.mkdir()
+    shutil.copy(shared_path("media", "vox_talking.mp4"), folder / "talk.mp4")
+    args = ["analyze", str(folder), "--out-dir", str(folder), "-w", str(tiny_weights), "--fps",
+            "2", "--overlay"]
+    first = _run(*args)
+    assert first.exit_code == 0 and (folder / "talk.overlay.mp4").exists(), first.output
+    again = _run(*args)
+    assert again.exit_code == 0, again.output
+    assert "0 done, 1 skipped, 0 failed" in again.output, again.output

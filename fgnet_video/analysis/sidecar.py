@@ -197,6 +197,22 @@ def read_run_record(path: Path) -> dict | None:
     return record
 
 
+def recorded_outputs(folder: Path) -> set[str]:
+    """The realpaths of the outputs the valid run records in `folder` list (tables,
+    overlays, saved tracks): files this tool wrote, never inputs of a study."""
+    found: set[str] = set()
+    try:
+        candidates = sorted(folder.glob(f"*{SIDECAR_SUFFIX}"))
+    except OSError:
+        return found
+    for path in candidates:
+        record = read_run_record(path)
+        if record is not None:
+            found |= {os.path.realpath(path.with_name(entry["name"]))
+                      for entry in record["outputs"].values() if entry is not None}
+    return found
+
+
 def finished_files(folder: Path) -> dict[str, Path]:
     """Every file a run record or failure record in `folder` claims, as realpath -> the
     unit's run record: the record itself, the outputs it lists, the unit's failure record,

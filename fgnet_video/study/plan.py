@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from fgnet_video.analysis.guard import OutputClash, PlannedUnit, check_outputs
-from fgnet_video.analysis.sidecar import OutputPaths
+from fgnet_video.analysis.sidecar import OutputPaths, recorded_outputs
 from fgnet_video.analysis.tables import table_format
 from fgnet_video.errors import UserError
 from fgnet_video.media.video import VIDEO_SUFFIXES, probe
@@ -73,8 +73,17 @@ def _manifest_jobs(manifest: Path) -> list[Job]:
 
 
 def _folder_jobs(folder: Path) -> list[Job]:
+    """The videos under `folder`, less the overlays an analysis wrote there (a study whose
+    --out-dir is its input folder is resumed, not fed its own overlays)."""
     videos = sorted(p for p in folder.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
-    return [Job(p, str(p.relative_to(folder).with_suffix(""))) for p in videos]
+    ours: dict[Path, set[str]] = {}
+    jobs = []
+    for video in videos:
+        if video.parent not in ours:
+            ours[video.parent] = recorded_outputs(video.parent)
+        if os.path.realpath(video) not in ours[video.parent]:
+            jobs.append(Job(video, str(video.relative_to(folder).with_suffix(""))))
+    return jobs
 
 
 def expand_inputs(specs: Iterable[str]) -> list[Job]:
