@@ -41,6 +41,8 @@ def test_a_failing_overlay_leaves_the_table_and_a_sidecar_that_says_so(
     result = analyze(str(clip), "-o", str(table), "--overlay", "-w", str(tiny_weights), *SHORT)
     assert result.exit_code == 0, result.output
     assert "the overlay failed" in result.output and "Invalid argument" in result.output
+    final = result.output.strip().splitlines()[-1]  # names only the files that exist
+    assert final.endswith(f"-> {table}, {tmp_path / 'vox.json'}"), final
     assert len(pd.read_csv(table)) == 10
     sidecar = json.loads((tmp_path / "vox.json").read_text())
     assert sidecar["finished"] is True

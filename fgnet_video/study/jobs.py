@@ -81,7 +81,8 @@ def process_job(job: Job, engine: Scorer, plan: Plan,
         return failed(job, plan, error_line(exc))
     outputs.failure_record.unlink(missing_ok=True)
     return JobOutcome("done", truncated=stats.truncated, frames=stats.frames,
-                      stats=stats.as_dict(), written=tuple(str(p) for p in outputs.finals()))
+                      stats=stats.as_dict(),
+                      written=tuple(str(p) for p in outputs.finals() if p.exists()))
 
 
 def failed(job: Job, plan: Plan, reason: str) -> JobOutcome:
