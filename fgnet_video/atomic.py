@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import socket
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,10 +21,19 @@ from pathlib import Path
 import numpy as np
 
 
+def owner_tag() -> str:
+    """Who writes a partial: 'PID@HOST' (the host name with anything but letters, digits,
+    '_' and '-' as '_'), so a process on shared storage tells its own partials from another
+    machine's."""
+    host = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname()) or "localhost"
+    return f"{os.getpid()}@{host}"
+
+
 def temporary_name(path: str | os.PathLike) -> Path:
-    """The in-progress name of `path`: same folder and suffix, so tools still recognise it."""
+    """The in-progress name of `path`: hidden, same folder and suffix (so tools still
+    recognise it), with its writer's `owner_tag`."""
     path = Path(path)
-    return path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix}")
+    return path.with_name(f".{path.stem}.partial-{owner_tag()}{path.suffix}")
 
 
 @contextmanager

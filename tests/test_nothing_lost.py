@@ -190,6 +190,29 @@ def test_partials_of_dead_processes_are_removed_and_live_ones_kept(clip, tmp_pat
         ["in.mp4", "out.csv", "out.json"] + [p.name for p in kept])
 
 
+def test_partials_on_shared_storage_are_judged_by_their_host(tmp_path):
+    """Ours (this host) go when their process is gone; another machine's only when older
+    than STALE_PARTIAL_S, since its process cannot be checked from here."""
+    from fgnet_video.analysis.commit import STALE_PARTIAL_S
+    from fgnet_video.atomic import owner_tag, temporary_name
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    here = owner_tag().split("@", 1)[1]
+    assert temporary_name(tmp_path / "out.csv").name == f".out.partial-{owner_tag()}.csv"
+    ours_dead = tmp_path / f".out.partial-{dead}@{here}.csv"
+    ours_live = tmp_path / f".out.partial-{os.getpid()}@{here}.csv"
+    theirs_fresh = tmp_path / f".out.partial-{dead}@another-node_7.csv"
+    theirs_old = tmp_path / f".out.backup-{dead}@another-node_7.json"
+    for path in (ours_dead, ours_live, theirs_fresh, theirs_old):
+        path.write_bytes(b"")
+    old = time.time() - STALE_PARTIAL_S - 60
+    os.utime(theirs_old, (old, old))
+    finals = OutputPaths.for_table(tmp_path / "out.csv").finals()
+    assert sorted(remove_stale_partials(finals)) == sorted([ours_dead, theirs_old])
+    assert ours_live.exists() and theirs_fresh.exists()
+
+
 # -- 8: odd option values -------------------------------------------------------------------------
 
 @pytest.mark.parametrize("args, message", [

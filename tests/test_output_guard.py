@@ -140,3 +140,14 @@ def test_a_study_into_its_own_input_folder_with_overlays_resumes(tmp_path, tiny_
     again = _run(*args)
     assert again.exit_code == 0, again.output
     assert "0 done, 1 skipped, 0 failed" in again.output, again.output
+
+
+def test_weights_and_evaluate_outputs_go_through_the_guard(study, tiny_weights):
+    before = _digests(study)
+    init = _run("weights", "init", "--preset", "tiny", "-o", str(study / "aus.csv"))
+    _assert_refused(init, study, before, "would replace a file of the analysis")
+    imported = _run("weights", "import", str(tiny_weights), "-o", str(tiny_weights))
+    assert imported.exit_code == 2 and "would replace the input" in imported.output
+    scores = _run("evaluate", "--weights", str(tiny_weights), "--dataset", "bp4d", "--data",
+                  str(study), "--json", str(study / "aus.json"))
+    _assert_refused(scores, study, before, "would replace a file of the analysis")

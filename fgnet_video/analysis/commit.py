@@ -18,17 +18,21 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from fgnet_video.atomic import temporary_name
+from fgnet_video.atomic import owner_tag, temporary_name
 
-_OWNER = re.compile(r"\.(?:partial|backup)-(\d+)")
+_OWNER = re.compile(r"\.(?:partial|backup)-(\d+)(?:@([A-Za-z0-9_-]+))?")
+# A partial or backup of another machine's process (shared storage) is removed only once it
+# is this old: its writer cannot be checked from here, and a live writer touches its files.
+STALE_PARTIAL_S = 24 * 3600
 
 
 def backup_name(path: Path) -> Path:
     """Where the previous `path` waits while a unit is committed: hidden, with our pid."""
-    return path.with_name(f".{path.stem}.backup-{os.getpid()}{path.suffix}")
+    return path.with_name(f".{path.stem}.backup-{owner_tag()}{path.suffix}")
 
 
 def process_alive(pid: int) -> bool:
@@ -98,21 +102,36 @@ class OutputUnit:
             self.partial(final).unlink(missing_ok=True)
 
 
+def _stale(candidate: Path, here: str) -> bool:
+    """Whether the partial or backup `candidate` was left by writers that are gone: every
+    owner on this host is no longer running, and one on another host (or an unknown one)
+    has not touched it for STALE_PARTIAL_S."""
+    owners = _OWNER.findall(candidate.name)
+    if all(host in ("", here) for _, host in owners):  # no host: named before hosts were
+        return not any(process_alive(int(pid)) for pid, _ in owners)
+    try:
+        return time.time() - candidate.stat().st_mtime > STALE_PARTIAL_S
+    except OSError:
+        return False
+
+
 def remove_stale_partials(finals: Iterable[Path]) -> list[Path]:
     """Delete the partials and backups of `finals` left by processes that are gone (a run
-    that was killed); those of live processes are left alone. Returns what was removed."""
+    that was killed): on this host, when their process has ended; of another host, when
+    older than STALE_PARTIAL_S (`_stale`). Returns what was removed."""
+    here = owner_tag().split("@", 1)[1]
     removed = []
     for final in finals:
         final = Path(final)
         if not final.parent.is_dir():
             continue
-        pattern = re.compile(rf"\.+{re.escape(final.stem)}(?:\.(?:partial|backup)-\d+)+"
+        pattern = re.compile(rf"\.+{re.escape(final.stem)}"
+                             rf"(?:\.(?:partial|backup)-\d+(?:@[A-Za-z0-9_-]+)?)+"
                              rf"{re.escape(final.suffix)}")
         for candidate in final.parent.glob(f".*{final.suffix}"):
             if not pattern.fullmatch(candidate.name):
                 continue
-            owners = [int(pid) for pid in _OWNER.findall(candidate.name)]
-            if not any(process_alive(pid) for pid in owners):
+            if _stale(candidate, here):
                 candidate.unlink(missing_ok=True)
                 removed.append(candidate)
     return removed

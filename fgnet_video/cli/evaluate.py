@@ -8,6 +8,7 @@ holds their defaults and help; the command builds one from those given and calls
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
 
 import click
 
@@ -58,6 +59,11 @@ def evaluate(weights: tuple[str, ...], dataset: str, data: str, json_path: str |
     from fgnet_video.train.progress import stderr_console
 
     options = EvaluateOptions(**given(params))
+    if json_path:
+        from fgnet_video.analysis.guard import check_outputs
+
+        check_outputs([(None, [Path(json_path)])],
+                      extra_inputs=[Path(w) for w in weights if Path(w).is_file()])
     reports = [evaluate_weights(name, dataset, data, options) for name in weights]
     for report in reports:
         if report["skipped"]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
@@ -25,8 +26,11 @@ def weights() -> None:
               help="Converted .safetensors file to write.")
 def import_(model_file, psp, stylegan, dataset, output) -> None:
     """Convert a release model.pth (+ --psp encoder.pt) or a pSp encoder.pt to one file."""
+    from fgnet_video.analysis.guard import check_outputs
     from fgnet_video.weights.checkpoints import load_model, save_converted
 
+    check_outputs([(Path(model_file), [Path(output)])],
+                  extra_inputs=[Path(p) for p in (psp, stylegan) if p is not None])
     loaded = load_model(model_file, psp=psp, stylegan=stylegan, dataset=dataset)
     save_converted(output, loaded.model, loaded.dataset, loaded.aus,
                    sources=loaded.metadata.get("sources"), extra={"kind": loaded.metadata["kind"]})
@@ -60,10 +64,13 @@ def info(file, as_json) -> None:
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False))
 def init(preset_name, dataset, seed, output) -> None:
     """Write randomly initialised weights (for tests, benchmarks, training from scratch)."""
+    from fgnet_video.analysis.guard import check_outputs
     from fgnet_video.aus import DEFAULT_DATASET, au_set
     from fgnet_video.model.config import preset
     from fgnet_video.model.init import random_model
     from fgnet_video.weights.checkpoints import save_converted
+
+    check_outputs([(None, [Path(output)])])
 
     name = (dataset or DEFAULT_DATASET).lower()
     model = random_model(preset(preset_name), seed=seed)
