@@ -126,3 +126,43 @@ def test_an_interrupted_study_with_face_workers_resumes_to_the_same_tables(jobs,
     tables = {p.name: p.read_bytes() for p in out.glob("*.csv")}
     assert len(tables) == 4 and all(tables[name] == data for name, data in done_before.items())
     assert len(set(tables.values())) == 1  # four copies of one clip: four equal tables
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_study_reuses_one_face_stage_and_gives_the_tables_of_single_runs(
+        workers, tiny_weights, tmp_path, monkeypatch):
+    import shutil
+
+    from fgnet_video.analysis import recording
+    from fgnet_video.options import AnalyzeOptions
+    from fgnet_video.study.run import analyze_inputs
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for k, name in enumerate(["vox_talking.mp4", "webcam_lamp.wmv", "vox_talking.mp4"]):
+        shutil.copy(shared_path("media", name), inputs / f"c{k}{name[-4:]}")
+    options = {"weights": str(tiny_weights), "face_workers": workers, "fps": 5}
+    singles = {}
+    for video in sorted(inputs.iterdir()):
+        result = CliRunner().invoke(main, ["analyze", str(video), "-o",
+                                           str(tmp_path / "one" / f"{video.stem}.csv"),
+                                           "-w", str(tiny_weights), "--face-workers",
+                                           str(workers), "--fps", "5"])
+        assert result.exit_code == 0, result.output
+        singles[video.stem] = (tmp_path / "one" / f"{video.stem}.csv").read_bytes()
+    built = []
+    original = (ParallelFacePipeline if workers > 1 else recording.FacePipeline).__init__
+
+    def counting(self, *args, **kwargs):
+        built.append(self)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(ParallelFacePipeline if workers > 1 else recording.FacePipeline,
+                        "__init__", counting)
+    summary = analyze_inputs([str(inputs)], AnalyzeOptions.from_kwargs(**options),
+                             out_dir=tmp_path / "study")
+    assert len(summary.done) == 3 and len(built) == 1  # one stage for the three recordings
+    for stem, table in singles.items():
+        assert (tmp_path / "study" / f"{stem}.csv").read_bytes() == table, stem
+    if workers > 1:
+        assert built[0]._pool is None  # the detection processes stopped with the study

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import csv
 import os
+import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -120,18 +122,63 @@ def layout_columns(aus: tuple[int, ...], layout: str) -> list[str]:
     return list(in_layout(pd.DataFrame(columns=table_columns(aus)), layout).columns)
 
 
-def face_stage(path: str | os.PathLike, options: AnalyzeOptions,
-               tracks_in: str | os.PathLike | None) -> FaceStage:
-    """The face stage of an analysis: saved tracks replayed, or the face pipeline (over
-    several processes when `face_workers` asks for more than one)."""
-    if tracks_in is None:
-        workers = face_worker_count(options.face.face_workers, recordings=options.jobs)
-        if workers > 1:
-            from fgnet_video.face.parallel import ParallelFacePipeline
+_stages = threading.local()  # this thread's kept face stage: (settings, workers, stage)
 
-            return ParallelFacePipeline(options.face, workers)
-        return FacePipeline(options.face)
-    return TrackReplay(tracks_in, path, options.sampling, options.face)
+
+@contextmanager
+def face_stages_kept() -> Iterator[None]:
+    """Inside, the analyses of this thread share one face stage, built once per face
+    settings and reset for each recording (a study's models and detection processes start
+    once; the faces are those of a new pipeline); it is closed on leaving."""
+    _stages.keep = True
+    try:
+        yield
+    finally:
+        _stages.keep = False
+        kept = getattr(_stages, "kept", None)
+        _stages.kept = None
+        if kept is not None:
+            _close(kept[2])
+
+
+def _close(stage: FaceStage) -> None:
+    if hasattr(stage, "close"):
+        stage.close()
+
+
+@contextmanager
+def face_stage(path: str | os.PathLike, options: AnalyzeOptions,
+               tracks_in: str | os.PathLike | None) -> Iterator[FaceStage]:
+    """The face stage of one analysis: saved tracks replayed, or the face pipeline (over
+    several processes when `face_workers` asks for more than one): a new one, closed
+    after the analysis, or this thread's kept one (`face_stages_kept`)."""
+    if tracks_in is not None:
+        yield TrackReplay(tracks_in, path, options.sampling, options.face)
+        return
+    workers = face_worker_count(options.face.face_workers, recordings=options.jobs)
+    keep = getattr(_stages, "keep", False)
+    kept = getattr(_stages, "kept", None) if keep else None
+    if kept is not None and kept[:2] == (options.face, workers):
+        kept[2].reset()
+        yield kept[2]
+        return
+    if kept is not None:
+        _close(kept[2])
+        _stages.kept = None
+    if workers > 1:
+        from fgnet_video.face.parallel import ParallelFacePipeline
+
+        stage = ParallelFacePipeline(options.face, workers)
+    else:
+        stage = FacePipeline(options.face)
+    if keep:
+        _stages.kept = (options.face, workers, stage)
+        yield stage
+        return
+    try:
+        yield stage
+    finally:
+        _close(stage)
 
 
 class OverlayFailedWarning(UserWarning):
@@ -222,8 +269,8 @@ def analyze_to_files(
                     if tracks is not None:
                         tracks.add(item.frame, item.faces)
 
-            stats = analyze_stream(reader, engine, face_stage(path, options, tracks_in),
-                                   on_scored, on_progress)
+            with face_stage(path, options, tracks_in) as faces:
+                stats = analyze_stream(reader, engine, faces, on_scored, on_progress)
             table_rows.finish()
             rows.finish()
             recorded = {"table": output_record(table_part, outputs.table), "overlay": None,
@@ -290,8 +337,8 @@ def analyze_video(
         table_rows = TableRows(aus, settings, [rows.write])
         with VideoReader(path, fps=sampling.fps, start=sampling.start,
                          end=sampling.end) as reader:
-            stats = analyze_stream(reader, engine, face_stage(path, settings, settings.tracks),
-                                   table_rows.add)
+            with face_stage(path, settings, settings.tracks) as faces:
+                stats = analyze_stream(reader, engine, faces, table_rows.add)
         table_rows.finish()
     if stats.truncated:
         warnings.warn(f"{path}: truncated video: {stats.truncated}", TruncatedVideoWarning,

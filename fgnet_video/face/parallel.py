@@ -20,10 +20,11 @@ dlib's detectors are deterministic and a detection depends on its frame
 alone, so where it runs changes no box: the faces, ids and tables are identical for any
 number of workers (tested).
 
-Workers are spawned (never forked from a process with running threads); when the analysis
-ends, is interrupted or fails, what they have not started is dropped and they exit after the
-detection at hand (killing them instead could leave a frame half-sent, and the process
-hanging at its exit), and they stop by themselves if their parent dies.
+Workers are spawned (never forked from a process with running threads) once and kept for
+the next clip (`reset`), so a study of many short clips pays for their start once; when an
+analysis is interrupted or fails, or at `close`, what they have not started is dropped and
+they exit after the detection at hand (killing them instead could leave a frame half-sent,
+and the process hanging at its exit), and they stop by themselves if their parent dies.
 """
 
 from __future__ import annotations
@@ -82,9 +83,34 @@ class ParallelFacePipeline:
         tracker = self.pipeline.tracker
         self._detector = _PrefetchedDetector(tracker.detector)
         tracker.detector = self._detector
+        self._pool: ProcessPoolExecutor | None = None
+        self._started: Future | None = None  # done once a worker is up
 
     def reset(self) -> None:
+        """Start a new clip; the detection processes stay up for it."""
         self.pipeline.reset()
+        self._detector.forget_before(1 << 62)
+        self._detector.current = 0
+
+    def close(self) -> None:
+        """Stop the detection processes: what they have not started is dropped, and they
+        exit after the detection at hand (under a second). A later `stream` starts new
+        ones."""
+        self._detector.forget_before(1 << 62)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool, self._started = None, None
+
+    def _workers(self) -> tuple[ProcessPoolExecutor, Future]:
+        """The detection processes (started on first use, then kept across clips) and the
+        future that is done once one of them is up."""
+        if self._pool is None:
+            context = multiprocessing.get_context("spawn")
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=context,
+                                             initializer=detect_worker.start,
+                                             initargs=(self.pipeline.settings, os.getpid()))
+            self._started = self._pool.submit(detect_worker.ready)
+        return self._pool, self._started
 
     def look_ahead(self, frame_bytes: int) -> int:
         """How many frames to read ahead: 2 x workers x detect_every + 1, so that every
@@ -115,16 +141,14 @@ class ParallelFacePipeline:
 
     def _located(self, frames: Iterable[Frame]) -> Iterator[tuple[Frame, list]]:
         """(frame, `FacePipeline.locate`'s faces) in order, the detections run ahead in the
-        workers."""
-        context = multiprocessing.get_context("spawn")
-        pool = ProcessPoolExecutor(self.workers, mp_context=context,
-                                   initializer=detect_worker.start,
-                                   initargs=(self.pipeline.settings, os.getpid()))
+        workers. The workers stay up when the clip is done (the next clip reuses them);
+        a clip stopped early (a failure, an interrupt) stops them."""
+        pool, started = self._workers()  # until started, the tracker detects alone
         source = iter(frames)
         ahead: deque[Frame] = deque()
         tracker = self.pipeline.tracker
-        started = pool.submit(detect_worker.ready)  # until then, the tracker detects alone
         look_ahead = 1
+        finished = False
         try:
             while True:
                 while len(ahead) < look_ahead:
@@ -134,6 +158,7 @@ class ParallelFacePipeline:
                     ahead.append(frame)
                     look_ahead = self.look_ahead(frame.image.nbytes)
                 if not ahead:
+                    finished = True
                     return
                 first = tracker.frames_seen  # the tracker's number for ahead[0]
                 for number, small_faces in tracker.upcoming(len(ahead)) if started.done() else ():
@@ -146,8 +171,9 @@ class ParallelFacePipeline:
                 faces = self._locate(frame)
                 self._detector.forget_before(tracker.frames_seen)
                 yield frame, faces
-        finally:  # workers finish the detection at hand (under a second) and exit
+        finally:
             self._detector.forget_before(1 << 62)
-            pool.shutdown(wait=True, cancel_futures=True)
+            if not finished:
+                self.close()
 
 

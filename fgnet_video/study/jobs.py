@@ -105,10 +105,13 @@ OnEngine = Callable[["InferenceEngine"], None]
 
 def run_sequential(plan: Plan, engine: InferenceEngine, on_start: OnStart,
                    on_end: OnEnd) -> StudySummary:
-    """Every job in turn on `engine`."""
+    """Every job in turn on `engine`, sharing one face stage (`face_stages_kept`)."""
+    from fgnet_video.analysis.recording import face_stages_kept
+
     summary = StudySummary()
-    for job in plan.jobs:
-        outcome = process_job(job, engine, plan, on_start(job))
-        summary.record(job, outcome)
-        on_end(job, outcome)
+    with face_stages_kept():
+        for job in plan.jobs:
+            outcome = process_job(job, engine, plan, on_start(job))
+            summary.record(job, outcome)
+            on_end(job, outcome)
     return summary

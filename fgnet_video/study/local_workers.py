@@ -33,6 +33,7 @@ from multiprocessing.connection import wait
 from typing import TYPE_CHECKING, Any
 
 from fgnet_video.analysis.commit import remove_stale_partials
+from fgnet_video.analysis.recording import face_stages_kept
 from fgnet_video.errors import (
     Terminated,
     UserError,
@@ -214,12 +215,13 @@ def _worker_main(connection, plan: Plan, client_args: tuple, warning_lines: bool
     torch.set_num_threads(1)
     model = ModelClient(connection, *client_args)
     try:
-        while (job := connection.recv()) is not None:
-            connection.send(("started",))
-            _busy = True
-            outcome = process_job(job, model, plan)
-            _busy = False
-            connection.send(("done", outcome))
+        with face_stages_kept():  # one face stage for all the recordings of this worker
+            while (job := connection.recv()) is not None:
+                connection.send(("started",))
+                _busy = True
+                outcome = process_job(job, model, plan)
+                _busy = False
+                connection.send(("done", outcome))
     except Terminated:
         os._exit(143)  # a running job's partials were removed as it unwound
     except (EOFError, OSError):
