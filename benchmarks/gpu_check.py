@@ -18,7 +18,8 @@ replaying face tracks saved on the CPU machine (`analyze --tracks`: the GPU mach
 dlib), then both clips twice as a study, `--jobs 1` against `--jobs 4` on one model
 (benchmarks/study_throughput.py); a full-size training step with and without the auxiliary
 tasks; last, torch.compile's inference speed (its compilation is the slowest and least
-certain step). --dry-run runs every step on the CPU with the tiny preset and tiny sizes, so
+certain step). --dry-run runs every step on the CPU with the tiny preset and tiny sizes (its
+torch.compile step with the eager backend: the plumbing, in seconds), so
 the script cannot rot unseen.
 
 Each step runs in its own process with a timeout; `--budget SECONDS` bounds the whole check
@@ -240,7 +241,8 @@ def steps(args: argparse.Namespace, work: Path, report) -> list[dict]:
     step("torch.compile speed", python("benchmarks/model_speed.py", *speed, "--modes",
                                        ",".join(n for n, compiled in numbers.items() if compiled),
                                        "--accuracy-faces", "0",
-                                       *(["--compile"] if dry else [])),
+                                       *(["--compile", "--compile-backend", "eager"] if dry
+                                         else [])),
          STEP_TIMEOUT_S["torch.compile speed"])
     return results
 

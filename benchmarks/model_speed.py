@@ -49,6 +49,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from fgnet_video.aus import BP4D_AUS
 from fgnet_video.errors import UserError
+from fgnet_video.inference import speed as speed_switches
 from fgnet_video.inference.agreement import compare_predictions
 from fgnet_video.inference.devices import resolve_device
 from fgnet_video.inference.engine import InferenceEngine
@@ -296,6 +297,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch (default: torch's choice); 1 gives steadier "
                              "figures on a machine shared with other jobs")
+    parser.add_argument("--compile-backend", default=None, metavar="NAME",
+                        help="torch.compile backend instead of inductor (eager: the plumbing "
+                             "alone, in seconds; what the GPU check's dry run uses)")
     parser.add_argument("--compile", action="store_true",
                         help="also time torch.compile on the CPU (minutes of compilation)")
     args = parser.parse_args(argv)
@@ -307,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.compile_backend:
+        speed_switches.COMPILE_BACKEND = args.compile_backend
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)

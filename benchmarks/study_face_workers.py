@@ -55,6 +55,7 @@ def main() -> int:
     parser.add_argument("--clips", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2, help="the worker count against 1")
     args = parser.parse_args()
+    from fgnet_video.aus import BP4D_AUS
     from fgnet_video.model.config import TINY
     from fgnet_video.model.init import random_model
     from fgnet_video.weights.checkpoints import save_converted
@@ -63,7 +64,7 @@ def main() -> int:
         folder = Path(tmp)
         inputs = make_study(folder, args.clips)
         weights = save_converted(folder / "tiny.safetensors", random_model(TINY, seed=0),
-                                 "bp4d", (1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23, 24))
+                                 "bp4d", BP4D_AUS)
         print(f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f} at the start")
         rows, tables = [], None
         for workers in (1, args.workers):

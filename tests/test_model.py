@@ -102,7 +102,7 @@ def test_converted_round_trip_gives_identical_outputs(tmp_path):
 
 
 def test_feature_override_on_load(tmp_path):
-    path = save_converted(tmp_path / "m.safetensors", random_model(TINY), "bp4d", (1, 2))
+    path = save_converted(tmp_path / "m.safetensors", random_model(TINY), "custom", (1, 2))
     loaded = load_model(path, features="early,middle")
     assert loaded.model.config.features == ("early", "middle")
 

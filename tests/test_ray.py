@@ -5,6 +5,7 @@ the module; its workers import this checkout."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -114,7 +115,7 @@ def test_a_killed_worker_is_retried_from_a_clean_state(cluster, study, local_run
         """SIGKILL the worker writing astronaut's table, once its partial is there."""
         while not stop.is_set():
             for partial in out.glob(".astronaut.partial-*.csv"):
-                pid = int(partial.name.split("-")[-1].removesuffix(".csv"))
+                pid = int(re.search(r"\.partial-(\d+)", partial.name)[1])  # PID@HOST
                 assert Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"ray::run_job")
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
