@@ -20,12 +20,15 @@ from pathlib import Path
 
 import numpy as np
 
+HOST_TAG_CHARS = 16  # of the host name in a partial's name (file names hold 255 bytes)
+
 
 def owner_tag() -> str:
-    """Who writes a partial: 'PID@HOST' (the host name with anything but letters, digits,
-    '_' and '-' as '_'), so a process on shared storage tells its own partials from another
-    machine's."""
-    host = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname()) or "localhost"
+    """Who writes a partial: 'PID@HOST' (the host name's first HOST_TAG_CHARS characters,
+    anything but letters, digits, '_' and '-' as '_'), so a process on shared storage tells
+    its own partials from another machine's."""
+    host = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:HOST_TAG_CHARS]
+    host = host or "localhost"
     return f"{os.getpid()}@{host}"
 
 

@@ -156,3 +156,28 @@ def test_a_study_redoes_units_with_bad_records_and_names_them(tmp_path, tiny_wei
     assert len(redone) == 2, result.output
     for name in ("outputs_list", "deep"):
         assert OutputPaths.for_table(out / f"{name}.csv").complete()
+
+
+def test_a_replaced_recording_or_left_out_features_redo_the_unit(analysed, tiny_weights):
+    video, table = analysed
+    reduced = _run("analyze", str(video), "-o", str(table), "-w", str(tiny_weights), "--fps",
+                   "2", "--features", "early")
+    assert "features" in reduced.output and "analysed again" in reduced.output, reduced.output
+    full = _run("analyze", str(video), "-o", str(table), "-w", str(tiny_weights), "--fps", "2")
+    assert "features ['early'] then" in full.output, full.output  # not given: all three
+    shutil.copy(shared_path("media", "webcam_lamp.wmv"), video)  # another recording, same path
+    replaced = _run("analyze", str(video), "-o", str(table), "-w", str(tiny_weights), "--fps",
+                    "2")
+    assert "has changed since" in replaced.output, replaced.output
+
+
+def test_folder_inputs_leave_out_hidden_files_and_overlays_beside_a_record(tmp_path):
+    from fgnet_video.study.plan import expand_inputs
+
+    (tmp_path / "talk.mp4").write_bytes(b"")
+    (tmp_path / ".talk.overlay.partial-12@host.mp4").write_bytes(b"")  # a killed run's
+    (tmp_path / "talk.overlay.mp4").write_bytes(b"")
+    (tmp_path / "talk.json").write_text("{}")  # any record beside it, valid or not
+    (tmp_path / "other.overlay.mp4").write_bytes(b"")  # no record: a user's video
+    assert sorted(job.name for job in expand_inputs([str(tmp_path)])) == [
+        "other.overlay", "talk"]

@@ -78,6 +78,7 @@ class OutputUnit:
                 if final.exists():
                     backup = backup_name(final)
                     os.replace(final, backup)
+                    os.utime(backup)  # fresh: another host must not take it for stale
                 done.append((final, backup))
                 if final not in self._dropped:
                     os.replace(self.partial(final), final)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import zipfile
+import zlib
 from collections import defaultdict
 from dataclasses import asdict
 from pathlib import Path
@@ -117,7 +118,7 @@ def read_tracks(path: Path) -> tuple[dict[str, np.ndarray], dict]:
             arrays = {key: data[key] for key in data.files}
     except UserError:
         raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         what = ("holds Python objects or is no NumPy file at all"
                 if "pickle" in str(exc) else "is cut off or damaged")
         raise UserError(f"{path}: not a readable tracks file (it {what})") from None
@@ -130,6 +131,10 @@ def read_tracks(path: Path) -> tuple[dict[str, np.ndarray], dict]:
         meta = None
     if not isinstance(meta, dict):
         raise UserError(f"{path}: damaged tracks file: its meta is not a JSON object")
+    for name in ("frames", "face_frame", "face_id", "person_id"):
+        if arrays[name].ndim != 1 or arrays[name].dtype.kind not in "iu":
+            raise UserError(f"{path}: damaged tracks file: {name} is not a list of whole "
+                            "numbers")
     faces = len(arrays["face_frame"])
     for name, trailing in FACE_ARRAYS.items():
         if arrays[name].shape != (faces, *trailing):

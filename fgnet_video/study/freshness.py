@@ -1,8 +1,9 @@
 """Whether a finished unit still answers the command that is run now: its run record must
-show the settings that make the table (sampling, face settings, column layout, smoothing)
-and the same weights (a file: the same path and content, by sha256; a known name: its
-cached file). A unit that differs is stale: it is redone, and the reason is said in one
-line. Device, precision and batch size are not compared (they move scores by rounding
+show the same recording (path and size), the settings that make the table (sampling, face
+settings, column layout, smoothing), the same feature groups and AU set, and the same
+weights (a file: the same path and content, by sha256; a known name: its cached file). A
+unit that differs is stale: it is redone, and the reason is said in one line. Device,
+precision, batch size and --psp are not compared (the first three move scores by rounding
 only).
 """
 
@@ -16,6 +17,8 @@ from pathlib import Path
 
 from fgnet_video.analysis.sidecar import OutputPaths, read_run_record
 from fgnet_video.atomic import file_sha256
+from fgnet_video.aus import DEFAULT_DATASET
+from fgnet_video.model.config import FEATURE_GROUPS
 from fgnet_video.options import AnalyzeOptions, FaceSettings
 
 # face settings that do not change the faces found (any number of detection processes)
@@ -52,15 +55,71 @@ def _weights_differ(checkpoint: dict, options: AnalyzeOptions) -> str | None:
         if _sha256(str(spec), info.st_size, info.st_mtime_ns) != checkpoint.get("sha256"):
             return f"the weights file {spec} has changed since"
         return None
-    name = model.weights.strip().lower()
-    if not isinstance(recorded, str) or Path(recorded).stem.lower() != name:
-        return f"weights {recorded} then, {name} now"
+    from fgnet_video.cache import cache_dir
+    from fgnet_video.weights.store import KNOWN_WEIGHTS
+
+    known = KNOWN_WEIGHTS.get(model.weights.strip().lower())
+    cached = None if known is None else cache_dir() / known.filename
+    if cached is None or not isinstance(recorded, str) or os.path.realpath(
+            recorded) != os.path.realpath(cached):
+        return f"weights {recorded} then, {model.weights} now"
     return None
 
 
-def stale_reason(outputs: OutputPaths, options: AnalyzeOptions) -> str | None:
-    """Why the finished unit at `outputs` does not answer `options` (one phrase), or None
-    when it does (or has no valid record: it is then incomplete, not stale)."""
+def _features_now(options: AnalyzeOptions) -> list[str]:
+    """The feature groups the model of `options` runs: --features, else those of a converted
+    file's config, else all three (release files and known weights)."""
+    if options.model.features is not None:
+        return [f.strip() for f in options.model.features.split(",") if f.strip()]
+    spec = Path(options.model.weights).expanduser()
+    if spec.is_file():
+        from fgnet_video.model.config import FGNetConfig
+        from fgnet_video.weights.formats import is_safetensors
+        from fgnet_video.weights.metadata import read_converted_metadata
+
+        if is_safetensors(spec):
+            config = FGNetConfig.from_dict(read_converted_metadata(spec)["config"])
+            return list(config.features)
+    return list(FEATURE_GROUPS)
+
+
+def _dataset_now(options: AnalyzeOptions) -> str | None:
+    """The AU set's name `options` ask for: --dataset, the default for a release model.pth,
+    None for a converted file or known weights (they carry their own)."""
+    if options.model.dataset is not None:
+        return options.model.dataset.lower()
+    spec = Path(options.model.weights).expanduser()
+    if spec.is_file():
+        from fgnet_video.weights.formats import is_safetensors
+
+        return None if is_safetensors(spec) else DEFAULT_DATASET
+    return None
+
+
+def _input_differs(record: dict, source: Path) -> str | None:
+    """Why the recording analysed then is not `source`, or None."""
+    recorded = record.get("input")
+    if not isinstance(recorded, dict):
+        return "its run record names no input"
+    path = recorded.get("path")
+    if isinstance(path, str) and os.path.isabs(path) and os.path.realpath(
+            path) != os.path.realpath(source):
+        return f"the recording was {path}, now {source}"
+    try:
+        size = source.stat().st_size
+    except OSError:
+        return None  # a missing input is its own failure
+    if recorded.get("bytes") != size:
+        return f"the recording {source} has changed since ({recorded.get('bytes')} bytes then, " \
+               f"{size} now)"
+    return None
+
+
+def stale_reason(outputs: OutputPaths, options: AnalyzeOptions,
+                 source: Path | None = None) -> str | None:
+    """Why the finished unit at `outputs` does not answer `options` (and, when given, the
+    recording `source`), as one phrase, or None when it does (or has no valid record: it is
+    then incomplete, not stale)."""
     record = read_run_record(outputs.sidecar)
     if record is None:
         return None
@@ -68,6 +127,8 @@ def stale_reason(outputs: OutputPaths, options: AnalyzeOptions) -> str | None:
     checkpoint = record.get("checkpoint")
     if not isinstance(settings, dict) or not isinstance(checkpoint, dict):
         return "its run record has no settings"
+    if source is not None and (reason := _input_differs(record, source)) is not None:
+        return reason
     wanted = {"sampling": _as_json(asdict(options.sampling)), "columns": options.columns,
               "smooth": options.smooth}
     for key, value in wanted.items():
@@ -76,11 +137,10 @@ def stale_reason(outputs: OutputPaths, options: AnalyzeOptions) -> str | None:
     if not isinstance(settings.get("face"), dict) or _face(settings["face"]) != _face(
             options.face):
         return "other face settings"
-    if options.model.features is not None:
-        features = [f.strip() for f in options.model.features.split(",") if f.strip()]
-        if checkpoint.get("features") != features:
-            return f"features {checkpoint.get('features')} then, {features} now"
-    if options.model.dataset is not None and checkpoint.get("dataset") != (
-            options.model.dataset.lower()):
-        return f"dataset {checkpoint.get('dataset')} then, {options.model.dataset} now"
+    features = _features_now(options)
+    if checkpoint.get("features") != features:
+        return f"features {checkpoint.get('features')} then, {features} now"
+    dataset = _dataset_now(options)
+    if dataset is not None and checkpoint.get("dataset") != dataset:
+        return f"dataset {checkpoint.get('dataset')} then, {dataset} now"
     return _weights_differ(checkpoint, options)

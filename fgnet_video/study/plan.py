@@ -25,7 +25,7 @@ from fgnet_video.analysis.sidecar import OutputPaths, recorded_outputs
 from fgnet_video.analysis.tables import table_format
 from fgnet_video.errors import UserError
 from fgnet_video.media.video import VIDEO_SUFFIXES, probe
-from fgnet_video.options import TRACKS_SUFFIX, AnalyzeOptions
+from fgnet_video.options import OVERLAY_SUFFIX, SIDECAR_SUFFIX, TRACKS_SUFFIX, AnalyzeOptions
 from fgnet_video.paths import name_problem
 
 
@@ -73,16 +73,23 @@ def _manifest_jobs(manifest: Path) -> list[Job]:
 
 
 def _folder_jobs(folder: Path) -> list[Job]:
-    """The videos under `folder`, less the overlays an analysis wrote there (a study whose
-    --out-dir is its input folder is resumed, not fed its own overlays)."""
-    videos = sorted(p for p in folder.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
+    """The videos under `folder`, less hidden files (our partials and backups among them) and
+    what an analysis wrote there: the outputs its run records list, and NAME.overlay.mp4
+    beside NAME.json (so a study whose --out-dir is its input folder is resumed, not fed its
+    own overlays)."""
+    videos = sorted(p for p in folder.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES
+                    and not p.name.startswith("."))
     ours: dict[Path, set[str]] = {}
     jobs = []
     for video in videos:
         if video.parent not in ours:
             ours[video.parent] = recorded_outputs(video.parent)
-        if os.path.realpath(video) not in ours[video.parent]:
-            jobs.append(Job(video, str(video.relative_to(folder).with_suffix(""))))
+        overlay_of = video.name.removesuffix(OVERLAY_SUFFIX)
+        if os.path.realpath(video) in ours[video.parent] or (
+                overlay_of != video.name
+                and video.with_name(overlay_of + SIDECAR_SUFFIX).exists()):
+            continue
+        jobs.append(Job(video, str(video.relative_to(folder).with_suffix(""))))
     return jobs
 
 

@@ -162,8 +162,8 @@ RAY_CONNECT_TIMEOUT_S = 10.0  # nothing answering at a cluster's address by then
 def check_reachable(address: str | None, timeout: float = RAY_CONNECT_TIMEOUT_S) -> None:
     """UserError unless something accepts a TCP connection at `address` ('HOST:PORT' or
     'ray://HOST:PORT') within `timeout` seconds (Ray itself retries a dead address for
-    minutes); 'auto' and a bare --ray (local or RAY_ADDRESS) are not probed."""
-    if not address or address == "auto":
+    minutes); 'auto', 'local' and a bare --ray (local or RAY_ADDRESS) are not probed."""
+    if not address or address in ("auto", "local"):
         return
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit():

@@ -98,7 +98,7 @@ def _finished(job: Job, plan: Plan) -> bool:
     but do not, a RedoneWarning says why the recording is analysed again."""
     outputs = plan.outputs(job)
     if outputs.complete():
-        reason = stale_reason(outputs, plan.options)
+        reason = stale_reason(outputs, plan.options, job.source)
         if reason is None:
             return True
         warnings.warn(f"{job.name}: analysed again, its outputs were made with other "

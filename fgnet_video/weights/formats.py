@@ -46,7 +46,11 @@ def sniff(head: bytes) -> str:
 
 def check_torch_archive(path: str | os.PathLike) -> None:
     """UserError unless `path` is a complete torch.save archive: a zip file whose directory
-    (at its end, so a cut-off file has none) lists a data.pkl. Reads the directory only."""
+    (at its end, so a cut-off file has none) lists a data.pkl, or a legacy (pre-zip)
+    torch.save pickle, which `torch_load` checks in full. Reads the directory only."""
+    with open(path, "rb") as handle:
+        if handle.read(1) == b"\x80":  # a pickle's protocol mark: the legacy format
+            return
     try:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
