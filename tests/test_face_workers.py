@@ -92,14 +92,15 @@ def test_an_interrupted_study_with_face_workers_resumes_to_the_same_tables(jobs,
     import time
 
     from .conftest import REPO
-    from .test_nothing_lost import alive, children, study
+    from .test_nothing_lost import alive, children, interruptible, study
 
     inputs = study(tmp_path, shared_path("media", "vox_talking.mp4"), 4)
     out = tmp_path / "out"
     command = [sys.executable, "-m", "fgnet_video", "analyze", *inputs, "--out-dir", str(out),
                "-w", str(tiny_weights), "--face-workers", "2", "--jobs", str(jobs)]
     log = open(tmp_path / "stderr.txt", "w")
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=log)
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=log,
+                               preexec_fn=interruptible)
     log.close()
     deadline = time.monotonic() + 120
     while not list(out.glob("*.json")):  # the first recording is done

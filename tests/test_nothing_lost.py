@@ -275,6 +275,13 @@ def test_parallel_cuda_on_a_cpu_machine_is_one_line(clip, tmp_path, tiny_weights
         "fgnet-video: error: --device cuda: no CUDA GPU is available to this torch build"]
 
 
+def interruptible() -> None:
+    """In a child about to start: SIGINT as a terminal would send it, even when this test run
+    was started in the background (where a shell starts commands with SIGINT ignored, and a
+    Python started so never turns it into KeyboardInterrupt)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def children(pid: int) -> list[int]:
     """Worker processes (spawned by multiprocessing) whose parent is `pid`."""
     found = []
@@ -308,7 +315,7 @@ def start_study(tmp_path: Path, clip: Path, tiny_weights: Path) -> tuple[subproc
     process = subprocess.Popen(
         [sys.executable, "-m", "fgnet_video", "analyze", *inputs, "--out-dir", str(out),
          "--jobs", "2", "-w", str(tiny_weights)], cwd=REPO,
-        stdout=subprocess.DEVNULL, stderr=log, text=True)
+        stdout=subprocess.DEVNULL, stderr=log, text=True, preexec_fn=interruptible)
     log.close()
     deadline = time.monotonic() + 120
     while not list(out.glob(".*partial-*")):  # the workers are writing
