@@ -1,6 +1,9 @@
-"""FG-Net in PyTorch: pSp encoder, StyleGAN2 generator features, Pyramid CNN Interpreter."""
+"""FG-Net in PyTorch: pSp encoder, StyleGAN2 generator features, Pyramid CNN Interpreter.
+(Re-exported lazily: `fgnet_video.model.config` can be read without torch.)"""
 
-from fgnet_video.model.config import FULL, TINY, FGNetConfig, preset
-from fgnet_video.model.fgnet import FGNet, build_model, decode_heatmaps
+from fgnet_video.lazy import lazy_exports
 
-__all__ = ["FGNet", "FGNetConfig", "FULL", "TINY", "build_model", "decode_heatmaps", "preset"]
+lazy_exports(globals(), {
+    "FGNet": "fgnet", "build_model": "fgnet", "decode_heatmaps": "fgnet",
+    "FGNetConfig": "config", "FULL": "config", "TINY": "config", "preset": "config",
+})

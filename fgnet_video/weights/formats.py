@@ -11,8 +11,6 @@ import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
-import torch
-
 from fgnet_video.errors import UserError
 
 
@@ -82,6 +80,8 @@ def torch_load(path: str | os.PathLike) -> Mapping:
     try:
         with warnings.catch_warnings():  # its advice on pickle protocols is not the user's
             warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
+            import torch  # here: sniffing a file's format needs no torch
+
             data = torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
     except pickle.UnpicklingError as exc:
         code = re.search(r"GLOBAL (\S+)", str(exc))

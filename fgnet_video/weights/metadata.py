@@ -24,7 +24,8 @@ def open_converted(path: str | os.PathLike, with_tensors: bool) -> tuple[dict, d
     """(tensors, checked metadata) of a converted file; tensors only when asked (they are
     large)."""
     try:
-        with safe_open(str(path), framework="pt") as handle:
+        # the metadata alone is read through numpy, so that it needs no torch
+        with safe_open(str(path), framework="pt" if with_tensors else "numpy") as handle:
             raw = (handle.metadata() or {}).get(METADATA_KEY)
             tensors = {k: handle.get_tensor(k) for k in handle.keys()} if with_tensors else {}
     except Exception as exc:  # noqa: BLE001 - the library raises several unrelated types
