@@ -135,15 +135,20 @@ def face_stages_kept() -> Iterator[None]:
         yield
     finally:
         _stages.keep = False
-        kept = getattr(_stages, "kept", None)
-        _stages.kept = None
-        if kept is not None:
-            _close(kept[2])
+        _drop_kept()
 
 
 def _close(stage: FaceStage) -> None:
     if hasattr(stage, "close"):
         stage.close()
+
+
+def _drop_kept() -> None:
+    """Close this thread's kept face stage, if any, and forget it."""
+    kept = getattr(_stages, "kept", None)
+    _stages.kept = None
+    if kept is not None:
+        _close(kept[2])
 
 
 @contextmanager
@@ -162,9 +167,7 @@ def face_stage(path: str | os.PathLike, options: AnalyzeOptions,
         kept[2].reset()
         yield kept[2]
         return
-    if kept is not None:
-        _close(kept[2])
-        _stages.kept = None
+    _drop_kept()  # one of other face settings, if any
     if workers > 1:
         from fgnet_video.face.parallel import ParallelFacePipeline
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -118,13 +119,8 @@ class OutputPaths:
         record = read_run_record(sidecar)
         if record is None:
             return None
-        outputs = record["outputs"]
-
-        def beside(role: str) -> Path | None:
-            entry = outputs.get(role)
-            return None if entry is None else sidecar.with_name(entry["name"])
-
-        return cls(beside("table"), sidecar, beside("overlay"), beside("tracks"))
+        listed = _listed(sidecar, record)
+        return cls(listed["table"], sidecar, listed.get("overlay"), listed.get("tracks"))
 
     def finals(self) -> list[Path]:
         """Every output, in commit order: table, overlay, tracks, sidecar (which marks
@@ -197,20 +193,27 @@ def read_run_record(path: Path) -> dict | None:
     return record
 
 
-def recorded_outputs(folder: Path) -> set[str]:
-    """The realpaths of the outputs the valid run records in `folder` list (tables,
-    overlays, saved tracks): files this tool wrote, never inputs of a study."""
-    found: set[str] = set()
+def _listed(path: Path, record: dict) -> dict[str, Path]:
+    """role -> the output file the valid run record `record` at `path` lists beside it."""
+    return {role: path.with_name(entry["name"]) for role, entry in record["outputs"].items()
+            if role in OUTPUT_ROLES and entry is not None}
+
+
+def _records_in(folder: Path) -> Iterator[tuple[Path, dict | None]]:
+    """(path, its run record or None) of every `*.json` in `folder`, in name order."""
     try:
         candidates = sorted(folder.glob(f"*{SIDECAR_SUFFIX}"))
     except OSError:
-        return found
+        return
     for path in candidates:
-        record = read_run_record(path)
-        if record is not None:
-            found |= {os.path.realpath(path.with_name(entry["name"]))
-                      for entry in record["outputs"].values() if entry is not None}
-    return found
+        yield path, read_run_record(path)
+
+
+def recorded_outputs(folder: Path) -> set[str]:
+    """The realpaths of the outputs the valid run records in `folder` list (tables,
+    overlays, saved tracks): files this tool wrote, never inputs of a study."""
+    return {os.path.realpath(file) for path, record in _records_in(folder)
+            if record is not None for file in _listed(path, record).values()}
 
 
 def finished_files(folder: Path) -> dict[str, Path]:
@@ -219,20 +222,13 @@ def finished_files(folder: Path) -> dict[str, Path]:
     and the recording it analysed. The output guard (`fgnet_video.analysis.guard`) keeps
     them from being written over by anything but their own unit."""
     claimed: dict[str, Path] = {}
-    try:
-        candidates = sorted(folder.glob(f"*{SIDECAR_SUFFIX}"))
-    except OSError:
-        return claimed
-    for path in candidates:
-        record = read_run_record(path)  # by content: x.failed.json may be unit x.failed's
+    for path, record in _records_in(folder):  # by content: x.failed.json may be x.failed's
         if record is None:
             if path.name.endswith(FAILED_SUFFIX) and read_failure_reason(path) is not None:
                 owner = path.with_name(path.name.removesuffix(FAILED_SUFFIX) + SIDECAR_SUFFIX)
                 claimed.setdefault(os.path.realpath(path), owner)
             continue
-        files = [path, path.with_suffix(FAILED_SUFFIX)]
-        files += [path.with_name(entry["name"]) for entry in record["outputs"].values()
-                  if entry is not None]
+        files = [path, path.with_suffix(FAILED_SUFFIX), *_listed(path, record).values()]
         source = record.get("input", {}).get("path") if isinstance(record.get("input"),
                                                                     dict) else None
         if isinstance(source, str) and source:

@@ -46,6 +46,7 @@ from fgnet_video.threads import background
 
 LOOK_AHEAD_BYTES = 256 * 2**20  # at most this much of decoded frames is read ahead
 TRACKED_QUEUE = 8  # frames tracked ahead of their alignment
+NO_FRAME = 1 << 62  # past every frame: forgetting the detections before it forgets them all
 
 
 class _PrefetchedDetector:
@@ -89,14 +90,14 @@ class ParallelFacePipeline:
     def reset(self) -> None:
         """Start a new clip; the detection processes stay up for it."""
         self.pipeline.reset()
-        self._detector.forget_before(1 << 62)
+        self._detector.forget_before(NO_FRAME)
         self._detector.current = 0
 
     def close(self) -> None:
         """Stop the detection processes: what they have not started is dropped, and they
         exit after the detection at hand (under a second). A later `stream` starts new
         ones."""
-        self._detector.forget_before(1 << 62)
+        self._detector.forget_before(NO_FRAME)
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool, self._started = None, None
@@ -172,8 +173,9 @@ class ParallelFacePipeline:
                 self._detector.forget_before(tracker.frames_seen)
                 yield frame, faces
         finally:
-            self._detector.forget_before(1 << 62)
-            if not finished:
+            if finished:
+                self._detector.forget_before(NO_FRAME)
+            else:
                 self.close()
 
 
