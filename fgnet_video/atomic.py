@@ -8,6 +8,7 @@ folder.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -21,15 +22,21 @@ from pathlib import Path
 import numpy as np
 
 HOST_TAG_CHARS = 16  # of the host name in a partial's name (file names hold 255 bytes)
+HOST_TAG_ALPHABET = "A-Za-z0-9_-"  # a regex character class's contents
+
+
+@functools.cache
+def host_tag() -> str:
+    """This machine in a partial's name: the host name's first HOST_TAG_CHARS characters,
+    anything outside HOST_TAG_ALPHABET as '_'."""
+    host = re.sub(f"[^{HOST_TAG_ALPHABET}]", "_", socket.gethostname())[:HOST_TAG_CHARS]
+    return host or "localhost"
 
 
 def owner_tag() -> str:
-    """Who writes a partial: 'PID@HOST' (the host name's first HOST_TAG_CHARS characters,
-    anything but letters, digits, '_' and '-' as '_'), so a process on shared storage tells
+    """Who writes a partial: 'PID@HOST' (`host_tag`), so a process on shared storage tells
     its own partials from another machine's."""
-    host = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:HOST_TAG_CHARS]
-    host = host or "localhost"
-    return f"{os.getpid()}@{host}"
+    return f"{os.getpid()}@{host_tag()}"
 
 
 def temporary_name(path: str | os.PathLike) -> Path:

@@ -195,11 +195,11 @@ def test_partials_on_shared_storage_are_judged_by_their_host(tmp_path):
     """Ours (this host) go when their process is gone; another machine's only when older
     than STALE_PARTIAL_S, since its process cannot be checked from here."""
     from fgnet_video.analysis.commit import STALE_PARTIAL_S
-    from fgnet_video.atomic import owner_tag, temporary_name
+    from fgnet_video.atomic import host_tag, owner_tag, temporary_name
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True).stdout.strip()
-    here = owner_tag().split("@", 1)[1]
+    here = host_tag()
     assert temporary_name(tmp_path / "out.csv").name == f".out.partial-{owner_tag()}.csv"
     ours_dead = tmp_path / f".out.partial-{dead}@{here}.csv"
     ours_live = tmp_path / f".out.partial-{os.getpid()}@{here}.csv"

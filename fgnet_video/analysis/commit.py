@@ -1,8 +1,8 @@
 """A recording's outputs as one unit: committed together, or not at all.
 
-Each output is written to its partial name (`fgnet_video.atomic.temporary_name`: hidden, in
-the same folder, with the writer's process id). `OutputUnit.commit()` then puts them in place
-in order, the last one (the sidecar, which marks the unit complete) last:
+Each output is written to its partial name (`fgnet_video.atomic.temporary_name`: hidden,
+in the same folder, with the writer's process id and host). `OutputUnit.commit()` then puts
+them in place in order, the last one (the sidecar, which marks the unit complete) last:
 
     for each output: move the previous file aside (a hidden backup), rename partial -> final
     all renamed: delete the backups
@@ -22,16 +22,18 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from fgnet_video.atomic import owner_tag, temporary_name
+from fgnet_video.atomic import HOST_TAG_ALPHABET, host_tag, owner_tag, temporary_name
 
-_OWNER = re.compile(r"\.(?:partial|backup)-(\d+)(?:@([A-Za-z0-9_-]+))?")
+_OWNER_TAG = rf"\.(?:partial|backup)-(\d+)(?:@([{HOST_TAG_ALPHABET}]+))?"
+_OWNER = re.compile(_OWNER_TAG)
 # A partial or backup of another machine's process (shared storage) is removed only once it
 # is this old: its writer cannot be checked from here, and a live writer touches its files.
 STALE_PARTIAL_S = 24 * 3600
 
 
 def backup_name(path: Path) -> Path:
-    """Where the previous `path` waits while a unit is committed: hidden, with our pid."""
+    """Where the previous `path` waits while a unit is committed: hidden, with our
+    `owner_tag`."""
     return path.with_name(f".{path.stem}.backup-{owner_tag()}{path.suffix}")
 
 
@@ -120,14 +122,13 @@ def remove_stale_partials(finals: Iterable[Path]) -> list[Path]:
     """Delete the partials and backups of `finals` left by processes that are gone (a run
     that was killed): on this host, when their process has ended; of another host, when
     older than STALE_PARTIAL_S (`_stale`). Returns what was removed."""
-    here = owner_tag().split("@", 1)[1]
+    here = host_tag()
     removed = []
     for final in finals:
         final = Path(final)
         if not final.parent.is_dir():
             continue
-        pattern = re.compile(rf"\.+{re.escape(final.stem)}"
-                             rf"(?:\.(?:partial|backup)-\d+(?:@[A-Za-z0-9_-]+)?)+"
+        pattern = re.compile(rf"\.+{re.escape(final.stem)}(?:{_OWNER_TAG})+"
                              rf"{re.escape(final.suffix)}")
         for candidate in final.parent.glob(f".*{final.suffix}"):
             if not pattern.fullmatch(candidate.name):
