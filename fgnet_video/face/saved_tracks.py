@@ -145,13 +145,14 @@ def read_tracks(path: Path) -> tuple[dict[str, np.ndarray], dict]:
         if values.dtype.kind not in "fiu" or not np.isfinite(values).all():
             raise UserError(f"{path}: damaged tracks file: {name} holds non-numbers")
     for name in ("box", "landmarks"):
-        if np.abs(arrays[name]).max(initial=0) > MAX_COORDINATE:
+        farthest = np.abs(arrays[name]).max(initial=0)
+        if farthest > MAX_COORDINATE:
             raise UserError(f"{path}: damaged tracks file: {name} lies outside any frame "
-                            f"(up to {np.abs(arrays[name]).max():.3g} px)")
-    pairs = np.stack([arrays["face_frame"], arrays["face_id"]], axis=1) if faces else None
-    if pairs is not None and len(np.unique(pairs, axis=0)) != faces:
-        frame, face = next((int(f), int(i)) for (f, i), n in zip(
-            *np.unique(pairs, axis=0, return_counts=True), strict=True) if n > 1)
+                            f"(up to {farthest:.3g} px)")
+    pairs, counts = np.unique(np.stack([arrays["face_frame"], arrays["face_id"]], axis=1),
+                              axis=0, return_counts=True)
+    if (counts > 1).any():
+        frame, face = (int(v) for v in pairs[np.argmax(counts > 1)])
         raise UserError(f"{path}: damaged tracks file: frame {frame} holds face id {face} "
                         "more than once")
     if not set(arrays["face_frame"].tolist()) <= set(arrays["frames"].tolist()):
