@@ -151,3 +151,39 @@ def test_weights_and_evaluate_outputs_go_through_the_guard(study, tiny_weights):
     scores = _run("evaluate", "--weights", str(tiny_weights), "--dataset", "bp4d", "--data",
                   str(study), "--json", str(study / "aus.json"))
     _assert_refused(scores, study, before, "would replace a file of the analysis")
+
+
+def test_preprocess_never_writes_over_its_input_or_an_analysis(study, tmp_path):
+    """An image given from the folders preprocess fills would be replaced by its own aligned
+    copy; the fixed files (no_face.txt, videos.json) go through the guard too."""
+    out = tmp_path / "data"
+    images = out / "aligned_images"
+    images.mkdir(parents=True)
+    shutil.copy(shared_path("reference", "ffhq_align", "celeb-2_aligned.png"),
+                images / "face.png")
+    before = _digests(images)
+    inside = _run("preprocess", str(images / "face.png"), "-o", str(out))
+    _assert_refused(inside, images, before, "lies in aligned_images/")
+    # no_face.txt as a link to a file elsewhere: writing it would replace that file.
+    elsewhere = tmp_path / "notes.txt"
+    elsewhere.write_text("the user's notes\n")
+    (out / "no_face.txt").symlink_to(elsewhere)
+    source = tmp_path / "face.png"
+    shutil.copy(images / "face.png", source)
+    linked = _run("preprocess", str(source), "-o", str(out))
+    assert linked.exit_code == 2 and "no_face.txt: is a link" in linked.output, linked.output
+    assert elsewhere.read_text() == "the user's notes\n"
+    assert _digests(images) == before
+
+
+def test_train_never_replaces_an_earlier_runs_files_or_its_weights(tmp_path, tiny_weights):
+    out = tmp_path / "run"
+    out.mkdir()
+    shutil.copy(tiny_weights, out / "best.safetensors")
+    before = _digests(out)
+    args = ["train", "--dataset", "bp4d", "--data", str(tmp_path), "--out", str(out),
+            "--no-val", "--device", "cpu"]
+    weights = _run(*args, "--weights", str(out / "best.safetensors"))
+    _assert_refused(weights, out, before, "would replace the input")
+    earlier = _run(*args, "--preset", "tiny")
+    _assert_refused(earlier, out, before, "already holds best.safetensors of another run")

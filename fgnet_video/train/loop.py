@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from fgnet_video.analysis.guard import OutputClash, check_outputs
 from fgnet_video.aus import AU_SETS, CUSTOM_DATASET, au_name
 from fgnet_video.errors import UserError
 from fgnet_video.inference.precision import autocast, autocast_dtype
@@ -62,7 +63,13 @@ from fgnet_video.train.flow import FlowHead, save_flow_head
 from fgnet_video.train.model_init import freeze_unreached, initial_model, set_dropout
 from fgnet_video.train.options import RUNTIME_OPTIONS, TrainOptions
 from fgnet_video.train.progress import progress_bar
-from fgnet_video.train.runlog import LOG_FILE, MetricsLog, StopRequest, write_run_options
+from fgnet_video.train.runlog import (
+    LOG_FILE,
+    RUN_FILE,
+    MetricsLog,
+    StopRequest,
+    write_run_options,
+)
 from fgnet_video.train.sampler import EpochBatchSampler
 from fgnet_video.train.state import (
     STATE_FILE,
@@ -90,6 +97,8 @@ from fgnet_video.weights.checkpoints import save_converted
 BEST_FILE = "best.safetensors"
 LAST_FILE = "last.safetensors"
 FLOW_HEAD_FILE = "flow_head.safetensors"
+# Every file a run writes at the top of its folder.
+RUN_FOLDER_FILES = (BEST_FILE, LAST_FILE, FLOW_HEAD_FILE, STATE_FILE, RUN_FILE, LOG_FILE)
 
 
 @dataclass(frozen=True)
@@ -361,11 +370,22 @@ class _Trainer:
                             "step": self.step, "world_size": ctx.world_size})
 
     def _check_out_dir(self, options: TrainOptions) -> ResumeState | None:
+        """The resume state of the run in --out (with --resume), else None; refuses a new run
+        whose files would replace an earlier run's, an input, a link or a device (the
+        output guard), before anything is written."""
+        files = [self.out / name for name in RUN_FOLDER_FILES]
+        inputs = [Path(p) for p in (options.weights, options.psp, options.stylegan,
+                                    options.train_csv, options.val_csv) if p]
+        check_outputs([(None, files)], extra_inputs=inputs)
         if options.resume:
             return load_state(self.state_path)
         if self.state_path.exists():
             raise UserError(f"{options.out} already holds a run: pass --resume to continue it"
                             " or choose another --out")
+        earlier = [f.name for f in files if f.exists()]
+        if earlier:
+            raise OutputClash(f"{options.out} already holds {', '.join(earlier)} of another "
+                              "run; choose another --out")
         return None
 
     # -- the loop -------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from fgnet_video.analysis.guard import OutputClash, check_outputs
 from fgnet_video.atomic import atomic_path, save_npy, write_json
 from fgnet_video.errors import UserError
 from fgnet_video.face.still import ReleaseAligner
@@ -104,6 +105,12 @@ def collect_sources(sources: Iterable[str | os.PathLike], output: Path) -> list[
             found.append(Source(source, source.stem, not _is_image(source), source.name))
     if not found:
         raise UserError("no images or videos found in the given sources")
+    written = (output / IMAGES_DIR, output / LANDMARKS_DIR)
+    for item in found:
+        if any(folder in item.path.resolve().parents for folder in written):
+            raise OutputClash(f"{item.path}: lies in {IMAGES_DIR}/ or {LANDMARKS_DIR}/ of the "
+                              "output folder, which preprocess writes; copy it elsewhere or "
+                              "choose another --output")
     seen: dict[str, Path] = {}
     for item in found:
         if item.key in seen:
@@ -118,6 +125,15 @@ def collect_sources(sources: Iterable[str | os.PathLike], output: Path) -> list[
 def output_paths(root: Path, key: str) -> tuple[Path, Path]:
     """(aligned image .jpg, landmarks .npy) of an item."""
     return root / IMAGES_DIR / f"{key}.jpg", root / LANDMARKS_DIR / f"{key}.npy"
+
+
+def check_plan(root: Path, items: list[Source]) -> None:
+    """Refuse (OutputClash, nothing written) a plan whose fixed files or image outputs would
+    replace an input, a file of a finished analysis, a link or a device (the output guard)."""
+    units = [(item.path, [] if item.is_video else list(output_paths(root, item.key)))
+             for item in items]
+    units.append((None, [root / NO_FACE_FILE, root / VIDEOS_FILE]))
+    check_outputs(units)
 
 
 def _write(root: Path, key: str, aligned: np.ndarray, landmarks: np.ndarray) -> None:
@@ -252,6 +268,7 @@ def preprocess(sources: Iterable[str | os.PathLike], output: str | os.PathLike, 
     root = Path(output)
     FrameSelector(fps, start, end)  # validates the options before any work
     items = collect_sources(sources, root)
+    check_plan(root, items)
     if on_total is not None:
         on_total(sum(_estimate_frames(s.path, FrameSelector(fps, start, end)) if s.is_video
                      else 1 for s in items))
