@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -39,6 +42,29 @@ def shared_path(*parts: str) -> Path:
             pytest.fail(reason)
         pytest.skip(reason)
     return path
+
+
+# "SIGTERM stops any run within a few seconds" (README, Reliability promises), measured from
+# the signal to the process's exit.
+STOP_WITHIN_S = 5.0
+
+
+def stopped_by_sigterm(args: list[str], working: Callable[[], bool], log: Path,
+                       start_within_s: float = 120.0) -> tuple[int, float, str]:
+    """Run `fgnet-video ARGS`, send SIGTERM once `working()` is true, and return (exit status,
+    seconds from the signal to the exit, stderr)."""
+    with open(log, "w") as err:  # not a pipe: workers must not keep it open
+        process = subprocess.Popen([sys.executable, "-m", "fgnet_video", *args], cwd=REPO,
+                                   stdout=subprocess.DEVNULL, stderr=err)
+    deadline = time.monotonic() + start_within_s
+    while not working():
+        assert process.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, "the command never started working"
+        time.sleep(0.05)
+    signalled = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=60)
+    return process.returncode, time.monotonic() - signalled, log.read_text()
 
 
 def metrics_records(run_dir: Path, event: str) -> list[dict]:

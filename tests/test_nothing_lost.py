@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ from fgnet_video.analysis.commit import OutputUnit, remove_stale_partials
 from fgnet_video.analysis.sidecar import OutputPaths
 from fgnet_video.cli import main
 
-from .conftest import REPO, shared_path
+from .conftest import REPO, STOP_WITHIN_S, shared_path, stopped_by_sigterm
 
 SHORT = ["--end", "0.4"]  # 10 frames of the vox clip
 
@@ -394,3 +395,29 @@ def test_a_killed_worker_fails_its_recording_and_the_study_goes_on(clip, tmp_pat
     assert not list(out.glob(".*partial-*")) and not list(out.glob("*.failed.json"))
     tables = {p.read_bytes() for p in out.glob("*.csv")}
     assert len(list(out.glob("*.csv"))) == 6 and len(tables) == 1
+
+
+def _any(folder: Path, pattern: str) -> Callable[[], bool]:
+    return lambda: any(folder.rglob(pattern))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["analyze", "study", "preprocess"])
+def test_sigterm_stops_each_long_command_within_seconds(command, clip, tmp_path, tiny_weights):
+    """SIGTERM while the command works: exit 143 within STOP_WITHIN_S, one line, no partial
+    file left (workers included)."""
+    out = tmp_path / "out"
+    inputs = study(tmp_path, clip, 6)
+    args, working = {
+        "analyze": (["analyze", inputs[0], "-o", str(out / "x.csv"), "-w", str(tiny_weights),
+                     "--overlay", str(out / "x.mp4")], _any(out, ".*partial-*")),
+        "study": (["analyze", *inputs, "--out-dir", str(out), "-w", str(tiny_weights),
+                   "--face-workers", "2"], _any(out, ".*partial-*")),
+        "preprocess": (["preprocess", *inputs, "-o", str(out), "-j", "2"],
+                       _any(out, "*.jpg")),
+    }[command]
+    code, seconds, err = stopped_by_sigterm(args, working, tmp_path / "stderr.txt")
+    assert code == 143, err
+    assert err.strip().splitlines()[-1] == "fgnet-video: stopped (SIGTERM)", err
+    assert seconds < STOP_WITHIN_S, f"stopped {seconds:.1f} s after SIGTERM"
+    assert not list(out.rglob(".*partial*")) and not list(out.rglob(".*backup-*"))

@@ -45,7 +45,7 @@ from fgnet_video.train.options import EvaluateOptions, TrainOptions
 from fgnet_video.train.sampler import EpochBatchSampler
 from fgnet_video.weights.checkpoints import load_model, save_converted
 
-from .conftest import metrics_records, shared_path
+from .conftest import STOP_WITHIN_S, metrics_records, shared_path, stopped_by_sigterm
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO.parent / "shared" / "reference"
@@ -503,3 +503,24 @@ def test_train_weights_known_name_offline_is_one_line(tmp_path: Path, monkeypatc
     assert len(lines) == 1 and "Traceback" not in result.output
     assert lines[0].startswith(f"fgnet-video: error: bp4d weights are not in {home}")
     assert "fgnet-video weights import" in lines[0]
+
+
+@pytest.mark.slow
+def test_sigterm_stops_training_within_seconds_and_saves_its_state(face_root: Path,
+                                                                   tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    csv = str(face_root / "FACES" / "labels" / "train.csv")
+    args = ["train", "--dataset", "custom", "--data", str(face_root), "--out", str(out),
+            "--train-csv", csv, "--no-val", "--preset", "tiny", "--batch-size", "2",
+            "--epochs", "1", "--iterations", "100000", "--log-every", "1",
+            "--num-workers", "0", "--device", "cpu", "--precision", "fp32"]
+
+    def stepping() -> bool:
+        return (out / "metrics.jsonl").is_file() and bool(metrics_records(out, "train"))
+
+    code, seconds, err = stopped_by_sigterm(args, stepping, tmp_path / "stderr.txt")
+    assert code == 0, err
+    assert "stopped after step" in err, err
+    assert seconds < STOP_WITHIN_S, f"stopped {seconds:.1f} s after SIGTERM"
+    assert (out / "resume.pt").is_file() and metrics_records(out, "stop")
+    assert not list(out.rglob(".*partial*"))
