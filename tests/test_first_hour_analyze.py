@@ -8,13 +8,16 @@ import sys
 
 from click.testing import CliRunner
 
-from fgnet_video.analysis.eta import SUGGESTED_FPS, eta_line
+from fgnet_video.analysis import eta
+from fgnet_video.analysis.eta import SUGGESTED_FPS, TimeLeft, time_left_line
 from fgnet_video.cli import main
 
 from .conftest import REPO, shared_path
 
 
-def test_single_input_says_where_how_long_and_what_it_wrote(tiny_weights, tmp_path):
+def test_single_input_says_where_how_long_and_what_it_wrote(tiny_weights, tmp_path,
+                                                           monkeypatch):
+    monkeypatch.setattr(eta, "ETA_AFTER_S", 0.0)  # the time left on the second report
     video = shared_path("media", "vox_talking.mp4")
     out = tmp_path / "aus.csv"
     result = CliRunner().invoke(main, ["analyze", str(video), "-w", str(tiny_weights),
@@ -23,19 +26,45 @@ def test_single_input_says_where_how_long_and_what_it_wrote(tiny_weights, tmp_pa
     lines = result.output.strip().splitlines()
     assert lines[0].startswith("fgnet-video: cpu, fp32, batch 16, reduced model (bp4d")
     assert lines[1].startswith("fgnet-video: vox_talking.mp4: about ")
-    assert "for 118 frames at" in lines[1]
+    assert " more of 118 frames at " in lines[1]
     assert lines[-1].startswith("118 rows (118 faces, 0 frames without a face) in ")
     assert lines[-1].endswith(f"-> {out}, {tmp_path / 'aus.overlay.mp4'}, "
                               f"{tmp_path / 'aus.json'}")
+    assert len(lines) == 3
 
 
-def test_eta_advises_sampling_for_long_cpu_runs():
-    long_cpu = eta_line(90_000, 0.13, "cpu")
-    assert long_cpu.startswith("about 192.3 h for 90000 frames at 0.13 faces/s")
+def test_a_short_run_gets_no_guess_of_its_time(tiny_weights, tmp_path, monkeypatch):
+    monkeypatch.setattr(eta, "ETA_AFTER_S", 1e9)
+    result = CliRunner().invoke(main, ["analyze", str(shared_path("media", "vox_talking.mp4")),
+                                       "-w", str(tiny_weights), "-o", str(tmp_path / "a.csv")])
+    assert result.exit_code == 0, result.output
+    assert not [line for line in result.output.splitlines() if " left for " in line]
+
+
+def test_time_left_is_measured_on_the_run_and_said_once():
+    """The rate counts from the first report, the line comes once ETA_AFTER_S of measured
+    progress lie behind it, and never again."""
+    now = [100.0]
+    left = TimeLeft(1000, "cpu", clock=lambda: now[0])
+    assert left.update(16) is None  # the first report starts the clock (start-up excluded)
+    now[0] += eta.ETA_AFTER_S / 2
+    assert left.update(32) is None  # too soon to say
+    now[0] += eta.ETA_AFTER_S / 2
+    line = left.update(48)  # 32 frames in ETA_AFTER_S seconds
+    rate = 32 / eta.ETA_AFTER_S
+    assert line == time_left_line(1000, 48, rate, "cpu")
+    assert line.startswith(f"about {round(952 / rate)} s left for 952 more of 1000 frames")
+    now[0] += 10
+    assert left.update(500) is None
+
+
+def test_time_left_advises_sampling_for_long_cpu_runs():
+    long_cpu = time_left_line(90_000, 0, 0.13, "cpu")
+    assert long_cpu.startswith("about 192.3 h left for 90000 more of 90000 frames at 0.13 "
+                               "frames/s")
     assert f"--fps {SUGGESTED_FPS}" in long_cpu
-    assert "--fps" not in eta_line(90_000, 600.0, "cuda")
-    assert eta_line(100, 50.0, "cpu") == ("about 2 s for 100 frames at 50 faces/s (one face "
-                                          "per frame)")
+    assert "--fps" not in time_left_line(90_000, 0, 600.0, "cuda")
+    assert time_left_line(None, 10, 5.0, "cpu") == "5 frames/s (the video's length is unknown)"
 
 
 def cli_in_a_fresh_process(*args: str) -> tuple[int, str, bool]:

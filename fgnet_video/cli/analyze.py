@@ -119,23 +119,14 @@ class Reporter:
         self.single = single
         self.console = Console(stderr=True)
         self._progress = None
-        self._engine = None
-        self._speed: tuple[float, str] | None = None  # (faces/s, device type)
+        self._device_type = "cpu"  # where the model runs, once it is loaded
 
     def on_engine(self, engine) -> None:
-        """Say where the model runs (its speed is measured when an ETA line needs it)."""
+        """Say where the model runs."""
         from fgnet_video.analysis.eta import engine_line
 
         click.echo(f"fgnet-video: {engine_line(engine)}", err=True)
-        self._engine = engine
-
-    def _measured_speed(self) -> tuple[float, str] | None:
-        """(faces/s, device type) of the model, measured once; None before it is loaded."""
-        if self._speed is None and self._engine is not None:
-            from fgnet_video.analysis.eta import measure_faces_per_second
-
-            self._speed = (measure_faces_per_second(self._engine), self._engine.device.type)
-        return self._speed
+        self._device_type = engine.device.type
 
     def _expected_frames(self, job) -> int | None:
         from fgnet_video.media.video import probe
@@ -146,13 +137,19 @@ class Reporter:
             return None
 
     def on_start(self, job):
-        total = self._expected_frames(job)
-        if (self.single or self.console.is_terminal) and (speed := self._measured_speed()):
-            from fgnet_video.analysis.eta import eta_line
+        from fgnet_video.analysis.eta import TimeLeft
 
-            click.echo(f"fgnet-video: {job.source.name}: {eta_line(total, *speed)}", err=True)
+        total = self._expected_frames(job)
+        time_left = TimeLeft(total, self._device_type)
+        say_time_left = self.single or self.console.is_terminal
+
+        def tell(frames: int) -> None:
+            line = time_left.update(frames) if say_time_left else None
+            if line is not None:
+                click.echo(f"fgnet-video: {job.source.name}: {line}", err=True)
+
         if not self.console.is_terminal:
-            return lambda frames, faces: None
+            return lambda frames, faces: tell(frames)
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -171,6 +168,7 @@ class Reporter:
         def update(frames: int, faces: int) -> None:
             elapsed = self._progress.tasks[0].elapsed or 1e-9
             self._progress.update(task, completed=frames, faces=faces, fps=frames / elapsed)
+            tell(frames)
 
         return update
 
