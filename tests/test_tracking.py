@@ -10,6 +10,7 @@ import pytest
 from fgnet_video.face.boxes import same_face
 from fgnet_video.face.detect import Detection
 from fgnet_video.face.landmarks import LandmarkPredictor
+from fgnet_video.face.shots import CutDetector
 from fgnet_video.face.track import FaceTracker, match_score, plausible_change
 from fgnet_video.media.video import read_frames
 
@@ -142,3 +143,32 @@ def test_keyframes_stay_put_after_an_unscheduled_detection(face, predictor):
     assert asked[:2] == [0, 3] and announced == [5, 10]
     assert [frame for frame in asked if frame % 5 == 0] == [0, 5, 10]
     assert ids == {0}
+
+
+def test_a_shot_cut_ends_every_track(face, predictor):
+    """The same face at the same place before and after a hard change of the whole frame
+    (another shot: background and colours change) gets a new id after it; without the cut
+    it keeps its id (the control)."""
+    before, box = canvas_with_face(face, 300, 200)
+    after = before.copy()
+    after[before == 110] = 20  # another background...
+    after = np.ascontiguousarray(after[..., ::-1])  # ...and other colours
+    frames = [before] * 3 + [after] * 3
+    tracker = FaceTracker(ScriptedDetector(lambda call: [box]), predictor, detect_every=1)
+    ids = [[f.face_id for f in tracker.update(image)] for image in frames]
+    assert ids == [[0], [0], [0], [1], [1], [1]]
+    control = FaceTracker(ScriptedDetector(lambda call: [box]), predictor, detect_every=1)
+    control._cuts.threshold = float("inf")
+    assert [[f.face_id for f in control.update(image)] for image in frames] == [[0]] * 6
+
+
+@pytest.mark.parametrize("clip, cuts", [("phone_cut_vfr.mov", [72, 73]),
+                                        ("webcam_lamp.wmv", []), ("vox_talking.mp4", []),
+                                        ("sample_disfa.avi", [])])
+def test_cuts_are_found_where_the_shot_changes_and_nowhere_else(clip, cuts):
+    """The phone clip cuts from a face to a title (its frame 72 is the first of a two-frame
+    change); a lamp sweeping light over a face, a talking head and a lab recording have none."""
+    detector = CutDetector()
+    found = [f.index for f in read_frames(shared_path("media", clip))
+             if detector.is_cut(f.image)]
+    assert found == cuts

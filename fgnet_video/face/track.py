@@ -33,7 +33,8 @@ face: when two active boxes overlap by half the smaller one's area, the younger 
 id) is dropped, unless only it was just detected. A face the detector misses keeps being
 tracked while its checks pass, for at most `max_missed` detection rounds; a lost face keeps
 its id for `forget_after` frames, so a face that comes back after a short miss gets its old
-id.
+id. A shot cut (`fgnet_video.face.shots`) ends every track and forgets the lost ones: no id
+continues onto whoever stands in the next shot where a face stood.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from fgnet_video.face.align import aligned_to_source, ffhq_quad
 from fgnet_video.face.boxes import box_iou, centre, same_face, visible_fraction
 from fgnet_video.face.detect import Detection, FaceDetector
 from fgnet_video.face.landmarks import Box, LandmarkPredictor
+from fgnet_video.face.shots import CutDetector
 
 _PATCH = 32  # side of the grey patch compared between consecutive frames
 _MATCH_IOU = 0.3  # a detection belongs to a face whose box it overlaps at least this much
@@ -201,6 +203,7 @@ class FaceTracker:
         self._next_id = 0
         self._frame = -1
         self._small_pass_frame: int | None = None  # the last frame scanned for small faces
+        self._cuts = CutDetector()
 
     def _fit(self, image: np.ndarray, track: _Track) -> _Fit:
         prior = track.predicted(self._frame)  # where the face should be in this frame
@@ -260,6 +263,8 @@ class FaceTracker:
         """Faces in the next frame of the clip (uint8 RGB), sorted by face id."""
         self._frame += 1
         image = np.ascontiguousarray(image)
+        if self._cuts.is_cut(image):  # a new shot: no face continues into it
+            self._active, self._lost = [], []
         scheduled = not self._active or self._frame % self.detect_every == 0
         fits = {} if scheduled else {id(t): self._fit(image, t) for t in self._active}
         detected: set[int] = set()
