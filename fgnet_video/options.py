@@ -27,8 +27,19 @@ from fgnet_video.aus import AU_SETS, DEFAULT_DATASET, names
 from fgnet_video.errors import UserError
 from fgnet_video.settings import setting, split_settings
 
-DetectorKind = Literal["hog", "cnn"]
-DETECTOR_KINDS: tuple[str, ...] = ("hog", "cnn")
+DetectorKind = Literal["hog", "cnn", "auto"]
+DETECTOR_KINDS: tuple[str, ...] = ("hog", "cnn", "auto")
+# What `--detector auto` runs, by the type of the device the model runs on (the rule and its
+# measurements: docs/analyze.md, "Which detector").
+AUTO_DETECTOR = {"cuda": "cnn", "mps": "cnn", "cpu": "hog"}
+
+
+def detector_for(kind: str, device: str = "cpu") -> str:
+    """The detector that runs for `kind` ("hog", "cnn", or "auto": by AUTO_DETECTOR for
+    the type of `device`, e.g. "cuda:1" -> "cuda")."""
+    if kind != "auto":
+        return kind
+    return AUTO_DETECTOR.get(str(device).split(":")[0], "cnn")
 AlignMethod = Literal["exact", "fast"]
 ALIGN_METHODS: tuple[str, ...] = ("exact", "fast")
 PRECISION_NAMES: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
@@ -95,8 +106,10 @@ class FaceSettings:
     aligned_size: side of the aligned crop (FG-Net reads 256).
     """
 
-    detector: DetectorKind = setting("hog", "dlib face detector: hog (frontal, fast) or cnn "
-                                            "(MMOD, slow on the CPU).")
+    detector: DetectorKind = setting(
+        "auto", "Face detector: hog (dlib's frontal HOG, CPU), cnn (dlib's MMOD CNN in "
+                "PyTorch on the model's device: sees turned faces) or auto (cnn on a GPU, "
+                "hog on a CPU).")
     detect_every: int = setting(10, "Run the detector on every Nth frame (frames 0, N, 2N, "
                                     "...) and whenever tracking is unsure; track in between.")
     downscale: float | None = setting(None, "Factor of the one frame copy the detector scans "
@@ -126,7 +139,7 @@ class FaceSettings:
 
     def __post_init__(self) -> None:
         if self.detector not in DETECTOR_KINDS:
-            raise UserError(f"unknown face detector {self.detector!r} (use hog or cnn)")
+            raise UserError(f"unknown face detector {self.detector!r} (use hog, cnn or auto)")
         if self.align_method not in ALIGN_METHODS:
             raise UserError(f"unknown alignment method {self.align_method!r} (use fast or exact)")
         if self.detect_every < 1:

@@ -148,9 +148,9 @@ class _Lookup:
     def __init__(self, descriptors: dict[float, np.ndarray]):
         self.descriptors, self.calls = descriptors, 0
 
-    def __call__(self, image, box, landmarks) -> np.ndarray:
-        self.calls += 1
-        return self.descriptors[box[0]]
+    def describe(self, image, faces) -> np.ndarray:
+        self.calls += len(faces)
+        return np.array([self.descriptors[box[0]] for box, _ in faces] or np.zeros((0, 2)))
 
 
 def _face(face_id: int, x: float) -> TrackedFace:

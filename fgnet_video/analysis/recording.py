@@ -39,7 +39,7 @@ from fgnet_video.face.pipeline import FacePipeline
 from fgnet_video.face.saved_tracks import TrackReplay, TrackWriter
 from fgnet_video.inference.engine import InferenceEngine
 from fgnet_video.media.video import VideoReader
-from fgnet_video.options import AnalyzeOptions, face_worker_count
+from fgnet_video.options import AnalyzeOptions, detector_for, face_worker_count
 
 
 class _CsvRows:
@@ -148,34 +148,43 @@ def _drop_kept() -> None:
     kept = getattr(_stages, "kept", None)
     _stages.kept = None
     if kept is not None:
-        _close(kept[2])
+        _close(kept[3])
+
+
+def face_device(engine: Scorer) -> str:
+    """Where the face stage's networks run: the device of the model when it runs in this
+    process, else (a model served to several recordings' processes) the CPU."""
+    return str(getattr(engine, "device", "cpu"))
 
 
 @contextmanager
 def face_stage(path: str | os.PathLike, options: AnalyzeOptions,
-               tracks_in: str | os.PathLike | None) -> Iterator[FaceStage]:
+               tracks_in: str | os.PathLike | None, engine: Scorer) -> Iterator[FaceStage]:
     """The face stage of one analysis: saved tracks replayed, or the face pipeline (over
     several processes when `face_workers` asks for more than one): a new one, closed
-    after the analysis, or this thread's kept one (`face_stages_kept`)."""
+    after the analysis, or this thread's kept one (`face_stages_kept`). Its networks
+    (detector, descriptors) run on the device of `engine` (the CPU when the model is in
+    another process)."""
     if tracks_in is not None:
         yield TrackReplay(tracks_in, path, options.sampling, options.face)
         return
     workers = face_worker_count(options.face.face_workers, recordings=options.jobs)
+    device = face_device(engine)
     keep = getattr(_stages, "keep", False)
     kept = getattr(_stages, "kept", None) if keep else None
-    if kept is not None and kept[:2] == (options.face, workers):
-        kept[2].reset()
-        yield kept[2]
+    if kept is not None and kept[:3] == (options.face, workers, device):
+        kept[3].reset()
+        yield kept[3]
         return
     _drop_kept()  # one of other face settings, if any
     if workers > 1:
         from fgnet_video.face.parallel import ParallelFacePipeline
 
-        stage = ParallelFacePipeline(options.face, workers)
+        stage = ParallelFacePipeline(options.face, workers, device=device)
     else:
-        stage = FacePipeline(options.face)
+        stage = FacePipeline(options.face, device=device)
     if keep:
-        _stages.kept = (options.face, workers, stage)
+        _stages.kept = (options.face, workers, device, stage)
         yield stage
         return
     try:
@@ -272,7 +281,7 @@ def analyze_to_files(
                     if tracks is not None:
                         tracks.add(item.frame, item.faces)
 
-            with face_stage(path, options, tracks_in) as faces:
+            with face_stage(path, options, tracks_in, engine) as faces:
                 stats = analyze_stream(reader, engine, faces, on_scored, on_progress)
             table_rows.finish()
             rows.finish()
@@ -292,7 +301,8 @@ def analyze_to_files(
                 tracks.save(unit.partial(outputs.tracks))
                 recorded["tracks"] = output_record(unit.partial(outputs.tracks), outputs.tracks)
             write_json(unit.partial(outputs.sidecar), run_record(
-                path, engine.describe(), reader, options, stats, fmt, started, recorded))
+                path, engine.describe(), reader, options, stats, fmt, started, recorded,
+                detector_for(options.face.detector, face_device(engine))))
             unit.commit()
         except BaseException:
             rows.close()
@@ -340,7 +350,7 @@ def analyze_video(
         table_rows = TableRows(aus, settings, [rows.write])
         with VideoReader(path, fps=sampling.fps, start=sampling.start,
                          end=sampling.end) as reader:
-            with face_stage(path, settings, settings.tracks) as faces:
+            with face_stage(path, settings, settings.tracks, engine) as faces:
                 stats = analyze_stream(reader, engine, faces, table_rows.add)
         table_rows.finish()
     if stats.truncated:

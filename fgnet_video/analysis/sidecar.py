@@ -43,8 +43,10 @@ TOOL = "fgnet-video"
 
 
 def run_record(path: Path, scorer: EngineFacts, reader: VideoReader, options: AnalyzeOptions,
-               stats: RunStats, fmt: str, started: float, outputs: dict) -> dict:
-    """The run record of `path` scored by the scorer `describe()` gave `scorer` for."""
+               stats: RunStats, fmt: str, started: float, outputs: dict,
+               detector: str) -> dict:
+    """The run record of `path` scored by the scorer `describe()` gave `scorer` for, its
+    faces found by `detector` (what `options.face.detector` ran as: hog or cnn)."""
     info = reader.info
     return {
         "tool": TOOL,
@@ -59,7 +61,8 @@ def run_record(path: Path, scorer: EngineFacts, reader: VideoReader, options: An
         "checkpoint": {"path": scorer.checkpoint_path, "sha256": scorer.sha256,
                        "sources": scorer.sources, "dataset": scorer.dataset,
                        "aus": list(scorer.aus), "features": list(scorer.features)},
-        "settings": {"sampling": asdict(options.sampling), "face": asdict(options.face),
+        "settings": {"sampling": asdict(options.sampling),
+                     "face": {**asdict(options.face), "detector": detector},
                      "format": fmt, "columns": options.columns, "smooth": options.smooth,
                      "device": scorer.device,
                      "precision": str(scorer.dtype).removeprefix("torch."),

@@ -21,8 +21,6 @@ Boxes come back in frame pixels.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
 import cv2
 import numpy as np
 
@@ -34,10 +32,7 @@ from fgnet_video.face.landmarks import (
     from_dlib_rect,
     model_file,
 )
-from fgnet_video.options import DETECTOR_KINDS, DETECTOR_MIN_FACE, DetectorKind, FaceSettings
-
-if TYPE_CHECKING:
-    import dlib
+from fgnet_video.options import DETECTOR_MIN_FACE, DetectorKind, FaceSettings, detector_for
 
 SMALL_FACE_MIN_SCORE = 0.5  # the least detector score of a face from the small-face pass
 
@@ -92,18 +87,21 @@ def rescale(image: np.ndarray, scale: float) -> np.ndarray:
 
 
 class FaceDetector:
-    """Faces in an RGB frame, largest first, none smaller than `min_face_size` px.
+    """Faces in RGB frames, largest first, none smaller than `min_face_size` px.
 
-    `upsample` is dlib's own pyramid upsampling (1 doubles the image), applied after the
-    rescale; FG-Net's preprocessing detected with upsample 1 on full frames.
+    kind "hog": dlib's frontal HOG detector (CPU). kind "cnn": dlib's MMOD CNN detector,
+    the very network of `mmod_human_face_detector.dat` run in PyTorch on `device`
+    (`fgnet_video.face.mmod`: dlib's boxes and confidences, frames batched). `upsample` is
+    dlib's own pyramid upsampling (1 doubles the image), applied after the rescale;
+    FG-Net's preprocessing detected with upsample 1 on full frames.
 
     One instance per thread (dlib detectors are not thread-safe).
     """
 
     def __init__(self, kind: DetectorKind = "hog", *, min_face_size: float = DETECTOR_MIN_FACE,
                  downscale: float | None = None, upsample: int = 0,
-                 threshold: float = 0.0) -> None:
-        if kind not in DETECTOR_KINDS:
+                 threshold: float = 0.0, device: str = "cpu") -> None:
+        if kind not in ("hog", "cnn"):
             raise ValueError(f"unknown detector {kind!r} (use 'hog' or 'cnn')")
         self.kind = kind
         self.passes = detection_passes(min_face_size, downscale)
@@ -111,32 +109,49 @@ class FaceDetector:
         if kind == "hog":
             self._hog = dlib_module().get_frontal_face_detector()
         else:
-            model = str(model_file(CNN_DETECTOR_MODEL))
-            self._cnn = dlib_module().cnn_face_detection_model_v1(model)
+            from fgnet_video.face.mmod import MmodDetector
+
+            self._cnn = MmodDetector.from_file(model_file(CNN_DETECTOR_MODEL)).to(device)
 
     @classmethod
-    def for_settings(cls, settings: FaceSettings) -> FaceDetector:
-        """The detector `settings` ask for (kind, minimum size, scale, score)."""
-        return cls(settings.detector, min_face_size=settings.min_face_size,
-                   downscale=settings.downscale, threshold=settings.min_confidence)
+    def for_settings(cls, settings: FaceSettings, device: str = "cpu") -> FaceDetector:
+        """The detector `settings` ask for (kind, with `auto` resolved for `device`;
+        minimum size, scale, score) on `device`."""
+        return cls(detector_for(settings.detector, device), min_face_size=settings.min_face_size,
+                   downscale=settings.downscale, threshold=settings.min_confidence,
+                   device=device)
 
-    def _run(self, image: np.ndarray) -> list[tuple[dlib.rectangle, float]]:
+    def _run(self, images: list[np.ndarray]) -> list[list[tuple[Box, float]]]:
+        """dlib's detections of each image: ((x, y, w, h), score), before any filtering
+        but the threshold."""
         if self.kind == "hog":
-            rects, scores, _ = self._hog.run(image, self.upsample, self.threshold)
-            return list(zip(rects, scores, strict=True))
-        return [(d.rect, d.confidence) for d in self._cnn(image, self.upsample)
-                if d.confidence >= self.threshold]
+            found = []
+            for image in images:
+                rects, scores, _ = self._hog.run(image, self.upsample, self.threshold)
+                found.append([(from_dlib_rect(r), s) for r, s in zip(rects, scores, strict=True)])
+            return found
+        return [[((float(left), float(top), float(right - left + 1), float(bottom - top + 1)),
+                  score) for (left, top, right, bottom), score in detections
+                 if score >= self.threshold]
+                for detections in self._cnn.detect(images, self.upsample)]
+
+    def detect_many(self, images: list[np.ndarray], small_faces: bool = True
+                    ) -> list[list[Detection]]:
+        """`self(image, small_faces)` of each image, the images of one size scanned in one
+        batch by the CNN."""
+        found: list[list[Detection]] = [[] for _ in images]
+        for scan in self.passes if small_faces else self.passes[:1]:
+            copies = [np.ascontiguousarray(rescale(image, scan.scale)) for image in images]
+            for kept, detections in zip(found, self._run(copies), strict=True):
+                for (x, y, w, h), score in detections:
+                    box = (x / scan.scale, y / scan.scale, w / scan.scale, h / scan.scale)
+                    if (scan.smallest <= min(box[2], box[3]) < scan.largest
+                            and score >= scan.min_score
+                            and not any(same_face(box, d.box) for d in kept)):
+                        kept.append(Detection(box, float(score)))
+        return [sorted(kept, key=lambda d: d.box[2] * d.box[3], reverse=True) for kept in found]
 
     def __call__(self, image: np.ndarray, small_faces: bool = True) -> list[Detection]:
         """Detections in `image` (uint8 RGB), sorted by box area, largest first; without
         `small_faces`, the first pass only."""
-        found: list[Detection] = []
-        for scan in self.passes if small_faces else self.passes[:1]:
-            copy = np.ascontiguousarray(rescale(image, scan.scale))
-            for rect, score in self._run(copy):
-                x, y, w, h = (v / scan.scale for v in from_dlib_rect(rect))
-                box = (x, y, w, h)
-                if (scan.smallest <= min(w, h) < scan.largest and score >= scan.min_score
-                        and not any(same_face(box, d.box) for d in found)):
-                    found.append(Detection(box, float(score)))
-        return sorted(found, key=lambda d: d.box[2] * d.box[3], reverse=True)
+        return self.detect_many([image], small_faces)[0]

@@ -75,11 +75,12 @@ class ParallelFacePipeline:
     docstring). `stream(frames)` yields (frame, faces) in order; `process(frame)` is the
     one-frame form (no look-ahead, nothing in parallel)."""
 
-    def __init__(self, settings: FaceSettings, workers: int):
-        """`workers` detection processes beside the calling thread (which tracks)."""
+    def __init__(self, settings: FaceSettings, workers: int, device: str = "cpu"):
+        """`workers` detection processes beside the calling thread (which tracks); the
+        calling process's networks (descriptors) run on `device`."""
         if workers < 2:
             raise ValueError(f"a parallel face stage needs 2 or more workers, got {workers}")
-        self.pipeline = FacePipeline(settings)
+        self.pipeline = FacePipeline(settings, device=device)
         self.workers = workers
         tracker = self.pipeline.tracker
         self._detector = _PrefetchedDetector(tracker.detector)

@@ -20,42 +20,60 @@ its photo (dlib HOG with upsample 1 and 68 landmarks: the still-photo recipe of
 `fgnet_video.face.still`) as its reference; a track matching one gets its id and name.
 
 Cost: one descriptor per track frame embedded (at most EMBED_FRAMES per track, never on the
-other frames); about 75 ms each on one core of the development machine (docs/analyze.md).
+other frames), the faces of a frame in one batch on the model's device: about 16 ms for one
+face on one core of the development machine, 5.7 ms each in a batch of 16 (dlib's own: 75 ms;
+`python benchmarks/descriptor_parity.py`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from fgnet_video.errors import UserError
-from fgnet_video.face.landmarks import Box, dlib_module, model_file, to_dlib_rect
+from fgnet_video.face.landmarks import Box, model_file
 from fgnet_video.face.still import ReleaseAligner
 from fgnet_video.face.track import TrackedFace
 from fgnet_video.media.images import read_rgb
 from fgnet_video.options import parse_person
+
+if TYPE_CHECKING:
+    import torch
 
 FACE_DESCRIPTOR_MODEL = "dlib_face_recognition_resnet_model_v1.dat"
 EMBED_FRAMES = 3  # descriptors per track added to its person's reference
 
 
 class FaceEmbedder:
-    """dlib's 128-d face descriptor of a face given by its box and 68 landmarks (one instance
-    per thread)."""
+    """dlib's 128-d face descriptor of faces given by their 68 landmarks: dlib's 150x150
+    face chip (`fgnet_video.face.face_chip`, pixel-exact) read by dlib's ResNet in PyTorch
+    (`fgnet_video.face.descriptor_net`, within 1.4e-6 of dlib's numbers in fp32), the faces
+    of a frame in one batch on `device`. One instance per thread."""
 
-    def __init__(self) -> None:
-        self._dlib = dlib_module()
-        self._model = self._dlib.face_recognition_model_v1(
-            str(model_file(FACE_DESCRIPTOR_MODEL)))
+    def __init__(self, device: str | torch.device = "cpu") -> None:
+        from fgnet_video.face.descriptor_net import FaceDescriptorNet
+
+        self.net = FaceDescriptorNet.from_file(model_file(FACE_DESCRIPTOR_MODEL)).to(device)
+
+    def describe(self, image: np.ndarray, faces: Sequence[tuple[Box, np.ndarray]]
+                 ) -> np.ndarray:
+        """(N, 128) float64 descriptors of N faces, each (box, (68, 2) landmarks), of a uint8
+        RGB image. The landmarks place the chip; dlib reads them as integer points, so they
+        are rounded first."""
+        from fgnet_video.face.face_chip import chip_transform, extract_chips
+
+        if not faces:
+            return np.zeros((0, 128))
+        transforms = [chip_transform(np.round(points)) for _, points in faces]
+        chips = extract_chips(np.ascontiguousarray(image), transforms)
+        return self.net.describe(chips).cpu().numpy().astype(np.float64)
 
     def __call__(self, image: np.ndarray, box: Box, landmarks: np.ndarray) -> np.ndarray:
-        """(128,) float64 descriptor of the face in a uint8 RGB image."""
-        points = [self._dlib.point(int(round(x)), int(round(y))) for x, y in landmarks]
-        shape = self._dlib.full_object_detection(to_dlib_rect(box), points)
-        descriptor = self._model.compute_face_descriptor(np.ascontiguousarray(image), shape)
-        return np.array(descriptor, dtype=np.float64)
+        """(128,) float64 descriptor of one face."""
+        return self.describe(image, [(box, landmarks)])[0]
 
 
 # A reference photo is searched for its face at most this large (longer side, px): a camera's
@@ -136,11 +154,11 @@ class PersonIdentifier:
         Descriptors are computed only for tracks within their first EMBED_FRAMES frames.
         """
         taken = {self.tracks[f.face_id].person_id for f in faces if f.face_id in self.tracks}
-        for face in faces:
+        wanted = [f for f in faces if f.face_id not in self.tracks
+                  or self.tracks[f.face_id].embedded < EMBED_FRAMES]
+        descriptors = self.embedder.describe(image, [(f.box, f.landmarks) for f in wanted])
+        for face, descriptor in zip(wanted, descriptors, strict=True):
             state = self.tracks.get(face.face_id)
-            if state is not None and state.embedded >= EMBED_FRAMES:
-                continue
-            descriptor = self.embedder(image, face.box, face.landmarks)
             if state is None:
                 state = _TrackState(self._identify(descriptor, taken), 0)
                 self.tracks[face.face_id] = state

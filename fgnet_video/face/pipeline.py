@@ -66,13 +66,15 @@ class FacePipeline:
     """Detect/track, landmark and align the faces of one clip, frame by frame."""
 
     def __init__(self, settings: FaceSettings | None = None, *,
-                 predictor: LandmarkPredictor | None = None) -> None:
-        """`predictor` lets pipelines of one thread share the 100 MB landmark model."""
+                 predictor: LandmarkPredictor | None = None, device: str = "cpu") -> None:
+        """`predictor` lets pipelines of one thread share the 100 MB landmark model; the
+        networks (detector, descriptors) run on the torch `device`."""
         self.settings = settings or FaceSettings()
         s = self.settings
-        self.tracker = FaceTracker(FaceDetector.for_settings(s), predictor or LandmarkPredictor(),
+        self.tracker = FaceTracker(FaceDetector.for_settings(s, device=device),
+                                   predictor or LandmarkPredictor(),
                                    detect_every=s.detect_every, max_faces=s.max_faces)
-        embedder = FaceEmbedder()
+        embedder = FaceEmbedder(device)
         self.persons = PersonIdentifier(embedder, s.same_person_distance,
                                         named_references(s.people, embedder))
 

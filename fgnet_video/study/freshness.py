@@ -134,8 +134,12 @@ def stale_reason(outputs: OutputPaths, options: AnalyzeOptions,
     for key, value in wanted.items():
         if settings.get(key) != value:
             return f"{key} {settings.get(key)} then, {value} now"
-    if not isinstance(settings.get("face"), dict) or _face(settings["face"]) != _face(
-            options.face):
+    if not isinstance(settings.get("face"), dict):
+        return "other face settings"
+    recorded_face = dict(settings["face"])
+    if options.face.detector == "auto" and recorded_face.get("detector") in ("hog", "cnn"):
+        recorded_face["detector"] = "auto"  # auto accepts what auto chose on that device
+    if _face(recorded_face) != _face(options.face):
         return "other face settings"
     features = _features_now(options)
     if checkpoint.get("features") != features:
