@@ -4,7 +4,9 @@ are those of one worker, and no worker outlives its analysis."""
 from __future__ import annotations
 
 import multiprocessing
+import time
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -167,3 +169,57 @@ def test_a_study_reuses_one_face_stage_and_gives_the_tables_of_single_runs(
         assert (tmp_path / "study" / f"{stem}.csv").read_bytes() == table, stem
     if workers > 1:
         assert built[0]._pool is None  # the detection processes stopped with the study
+
+
+def _faces_as_rows(pairs) -> list[tuple]:
+    return [(frame.index, f.face_id, f.person_id, tuple(round(v, 6) for v in f.box),
+             round(f.confidence, 6), f.detected) for frame, faces in pairs for f in faces]
+
+
+def test_cnn_detections_batched_on_the_device_change_no_face():
+    """The CNN's detections run ahead in batches (DeviceDetections) give the faces of the
+    one-frame-at-a-time pipeline, over a shot cut into frames without a face (where every
+    frame is searched)."""
+    from fgnet_video.face.pipeline import FacePipeline
+
+    settings = FaceSettings(detector="cnn", min_face_size=80, detect_every=3)
+    frames = [f for f in read_frames(shared_path("media", "phone_cut_vfr.mov"), start=2.2,
+                                     end=3.0)]
+    one_by_one = FacePipeline(settings)
+    expected = [(frame, one_by_one.process(frame)) for frame in frames]
+    batched = ParallelFacePipeline(settings, 1)
+    try:
+        assert batched.on_device
+        got = list(batched.stream(frames))
+    finally:
+        batched.close()
+    assert any(faces for _, faces in expected) and not all(faces for _, faces in expected)
+    assert _faces_as_rows(got) == _faces_as_rows(expected)
+
+
+def test_device_detections_run_in_batches_and_skip_cancelled_requests():
+    import threading
+
+    from fgnet_video.face.device_detections import DeviceDetections
+
+    calls, gate = [], threading.Event()
+
+    class Recorder:
+        def detect_many(self, images, small_faces):
+            gate.wait(5)
+            calls.append((len(images), small_faces))
+            return [[int(image[0, 0, 0])] for image in images]
+
+    images = [np.full((4, 4, 3), k, np.uint8) for k in range(6)]
+    detections = DeviceDetections(Recorder(), batch=4)
+    try:
+        first = detections.submit(images[0], True)  # taken alone: the thread waits on it
+        time.sleep(0.2)
+        rest = [detections.submit(image, False) for image in images[1:]]
+        assert rest[1].cancel()
+        gate.set()
+        assert first.result(5) == [0]
+        assert [f.result(5) for i, f in enumerate(rest) if i != 1] == [[1], [3], [4], [5]]
+    finally:
+        detections.shutdown()
+    assert calls == [(1, True), (3, False), (1, False)]

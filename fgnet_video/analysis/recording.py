@@ -160,8 +160,9 @@ def face_device(engine: Scorer) -> str:
 @contextmanager
 def face_stage(path: str | os.PathLike, options: AnalyzeOptions,
                tracks_in: str | os.PathLike | None, engine: Scorer) -> Iterator[FaceStage]:
-    """The face stage of one analysis: saved tracks replayed, or the face pipeline (over
-    several processes when `face_workers` asks for more than one): a new one, closed
+    """The face stage of one analysis: saved tracks replayed, or the face pipeline (its
+    detections run ahead: the CNN's batched on the device, HOG's over several processes
+    when `face_workers` asks for more than one): a new one, closed
     after the analysis, or this thread's kept one (`face_stages_kept`). Its networks
     (detector, descriptors) run on the device of `engine` (the CPU when the model is in
     another process)."""
@@ -177,7 +178,7 @@ def face_stage(path: str | os.PathLike, options: AnalyzeOptions,
         yield kept[3]
         return
     _drop_kept()  # one of other face settings, if any
-    if workers > 1:
+    if workers > 1 or detector_for(options.face.detector, device) == "cnn":
         from fgnet_video.face.parallel import ParallelFacePipeline
 
         stage = ParallelFacePipeline(options.face, workers, device=device)

@@ -1,5 +1,6 @@
-"""The face stage of one recording over several processes (`--face-workers N`, N >= 2), with
-exactly the faces of `FacePipeline`.
+"""The face stage of one recording with its detections run ahead, with exactly the faces of
+`FacePipeline`: by the HOG detector in several processes (`--face-workers N`, N >= 2), or by
+the CNN detector in batches on the model's device (`fgnet_video.face.device_detections`).
 
 Tracking is sequential by nature (each frame's landmarks are fitted from the previous
 frame's), so it runs in one thread, ahead of the calling thread, which aligns the tracked
@@ -39,6 +40,7 @@ import numpy as np
 
 from fgnet_video.face import detect_worker
 from fgnet_video.face.detect import Detection, FaceDetector
+from fgnet_video.face.device_detections import DEVICE_BATCH, DeviceDetections
 from fgnet_video.face.pipeline import Face, FacePipeline
 from fgnet_video.media.video import Frame
 from fgnet_video.options import FaceSettings
@@ -70,23 +72,43 @@ class _PrefetchedDetector:
             self.pending.pop(key).cancel()
 
 
+class _WorkerDetections:
+    """HOG detections in `workers` spawned processes (`detect_worker`), with the interface
+    of `DeviceDetections`; `started` is done once one of them is up."""
+
+    def __init__(self, settings: FaceSettings, workers: int) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._pool = ProcessPoolExecutor(workers, mp_context=context,
+                                         initializer=detect_worker.start,
+                                         initargs=(settings, os.getpid()))
+        self.started = self._pool.submit(detect_worker.ready)
+
+    def submit(self, image: np.ndarray, small_faces: bool) -> Future:
+        return self._pool.submit(detect_worker.detect, image, small_faces)
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = True) -> None:
+        self._pool.shutdown(wait=wait, cancel_futures=cancel_futures)
+
+
 class ParallelFacePipeline:
-    """A `FacePipeline` whose detections run ahead in `workers` processes (module
-    docstring). `stream(frames)` yields (frame, faces) in order; `process(frame)` is the
-    one-frame form (no look-ahead, nothing in parallel)."""
+    """A `FacePipeline` whose detections run ahead (module docstring): in `workers`
+    processes for the HOG detector, batched on `device` for the CNN. `stream(frames)`
+    yields (frame, faces) in order; `process(frame)` is the one-frame form (no look-ahead,
+    nothing in parallel)."""
 
     def __init__(self, settings: FaceSettings, workers: int, device: str = "cpu"):
-        """`workers` detection processes beside the calling thread (which tracks); the
-        calling process's networks (descriptors) run on `device`."""
-        if workers < 2:
-            raise ValueError(f"a parallel face stage needs 2 or more workers, got {workers}")
+        """`workers` HOG detection processes beside the calling thread (which tracks), or
+        with the CNN detector one thread running its batches; the networks run on
+        `device`."""
         self.pipeline = FacePipeline(settings, device=device)
+        self.on_device = self.pipeline.tracker.detector.kind == "cnn"
+        if workers < 2 and not self.on_device:
+            raise ValueError(f"a parallel face stage needs 2 or more workers, got {workers}")
         self.workers = workers
         tracker = self.pipeline.tracker
         self._detector = _PrefetchedDetector(tracker.detector)
         tracker.detector = self._detector
-        self._pool: ProcessPoolExecutor | None = None
-        self._started: Future | None = None  # done once a worker is up
+        self._pool: _WorkerDetections | DeviceDetections | None = None
 
     def reset(self) -> None:
         """Start a new clip; the detection processes stay up for it."""
@@ -101,27 +123,25 @@ class ParallelFacePipeline:
         self._detector.forget_before(NO_FRAME)
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool, self._started = None, None
+            self._pool = None
 
-    def _workers(self) -> tuple[ProcessPoolExecutor, Future]:
-        """The detection processes (started on first use, then kept across clips) and the
-        future that is done once one of them is up."""
+    def _detections(self) -> _WorkerDetections | DeviceDetections:
+        """Where the detections run (started on first use, then kept across clips)."""
         if self._pool is None:
-            context = multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=context,
-                                             initializer=detect_worker.start,
-                                             initargs=(self.pipeline.settings, os.getpid()))
-            self._started = self._pool.submit(detect_worker.ready)
-        return self._pool, self._started
+            self._pool = (DeviceDetections(self._detector.local) if self.on_device
+                          else _WorkerDetections(self.pipeline.settings, self.workers))
+        return self._pool
 
     def look_ahead(self, frame_bytes: int) -> int:
-        """How many frames to read ahead: 2 x workers x detect_every + 1, so that every
-        worker has a keyframe to detect while the tracker, faster than a detection, goes on
-        (the tracker covers about 20 frames of 720p in one small-face detection's time),
-        within LOOK_AHEAD_BYTES of frames, and at least detect_every + 1."""
+        """How many frames to read ahead, within LOOK_AHEAD_BYTES of frames and at least
+        detect_every + 1: with worker processes 2 x workers x detect_every + 1, so that
+        every worker has a keyframe to detect while the tracker, faster than a detection,
+        goes on (the tracker covers about 20 frames of 720p in one small-face detection's
+        time); on the device DEVICE_BATCH x detect_every + 1, a batch of keyframes."""
         every = self.pipeline.settings.detect_every
         fits = LOOK_AHEAD_BYTES // max(frame_bytes, 1)
-        return max(every + 1, min(2 * self.workers * every + 1, fits))
+        wanted = DEVICE_BATCH if self.on_device else 2 * self.workers
+        return max(every + 1, min(wanted * every + 1, fits))
 
     def process(self, frame: Frame) -> list[Face]:
         return self.pipeline.align(frame, self._locate(frame))
@@ -145,7 +165,8 @@ class ParallelFacePipeline:
         """(frame, `FacePipeline.locate`'s faces) in order, the detections run ahead in the
         workers. The workers stay up when the clip is done (the next clip reuses them);
         a clip stopped early (a failure, an interrupt) stops them."""
-        pool, started = self._workers()  # until started, the tracker detects alone
+        pool = self._detections()
+        started = pool.started  # until then, the tracker detects alone
         source = iter(frames)
         ahead: deque[Frame] = deque()
         tracker = self.pipeline.tracker
@@ -167,8 +188,7 @@ class ParallelFacePipeline:
                     key = (number, small_faces)
                     if key not in self._detector.pending:
                         image = ahead[number - first].image
-                        self._detector.pending[key] = pool.submit(detect_worker.detect, image,
-                                                                  small_faces)
+                        self._detector.pending[key] = pool.submit(image, small_faces)
                 frame = ahead.popleft()
                 faces = self._locate(frame)
                 self._detector.forget_before(tracker.frames_seen)
