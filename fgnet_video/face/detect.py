@@ -21,6 +21,7 @@ Boxes come back in frame pixels.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
