@@ -13,7 +13,9 @@ doctor; the kernel build (`doctor --build`, seconds); the CUDA tests (`pytest -m
 parity of the full model in fp32 on the device with the release's reference outputs
 (../shared/reference) and the bf16/fp16 accuracy guard on real aligned faces; model speed
 (benchmarks/model_speed.py: the release-equivalent mode against each switch, batches 16 and
-64); analyze end to end on a 720p single-face clip and a two-face clip with the full model,
+64); the face stage's networks (benchmarks/face_nets_speed.py: dlib's MMOD detector and
+face-descriptor ResNet in PyTorch, 720p frames/s with and without the small-face pass and
+descriptors/s at batches 16 and 64, fp32/bf16/fp16 against fp32); analyze end to end on a 720p single-face clip and a two-face clip with the full model,
 replaying face tracks saved on the CPU machine (`analyze --tracks`: the GPU machine needs no
 dlib), then both clips twice as a study, `--jobs 1` against `--jobs 4` on one model
 (benchmarks/study_throughput.py); a full-size training step with and without the auxiliary
@@ -125,6 +127,9 @@ def prepare(folder: Path, frames: int) -> None:
                                                            for c in CLIPS),
                           "--out-dir", str(folder / "tracks"), "-w", str(weights),
                           "--save-tracks", "--overwrite"), check=True, cwd=REPO)
+    from face_nets_speed import make_inputs  # benchmarks/ is this script's folder
+
+    make_inputs(folder)  # real multi-face frames, chips and dlib's two network files
 
 
 # -- steps that run in this process ----------------------------------------------------------------
@@ -231,6 +236,10 @@ def steps(args: argparse.Namespace, work: Path, report) -> list[dict]:
     step("model speed", python("benchmarks/model_speed.py", *speed, "--modes",
                                ",".join(n for n, compiled in numbers.items() if not compiled)),
          STEP_TIMEOUT_S["model speed"])
+    faces = ["--batches", "2", "--dtypes", "fp32,bf16", "--repeats", "1", "--scale", "0.25"] \
+        if dry else []
+    step("face networks speed", python("benchmarks/face_nets_speed.py", "--device", device,
+                                       "--inputs", str(face_inputs(args, work)), *faces))
     end_to_end(args, device, work, step)
     for name, script in (("training step", "train_step.py"),
                          ("training step with auxiliary tasks", "aux_step.py")):
@@ -247,11 +256,17 @@ def steps(args: argparse.Namespace, work: Path, report) -> list[dict]:
     return results
 
 
+def face_inputs(args: argparse.Namespace, work: Path) -> Path:
+    """The prepared inputs folder (made here for a dry run without --inputs)."""
+    inputs = Path(args.inputs) if args.inputs else work / "inputs"
+    if args.dry_run and not args.inputs and not (inputs / "face_frames.npz").is_file():
+        prepare(inputs, frames=6)
+    return inputs
+
+
 def end_to_end(args: argparse.Namespace, device: str, work: Path, step) -> None:
     """analyze of each prepared clip on the device, replaying its saved tracks."""
-    inputs = Path(args.inputs) if args.inputs else work / "inputs"
-    if args.dry_run and not args.inputs:
-        prepare(inputs, frames=6)
+    inputs = face_inputs(args, work)
     weights = inputs / "tiny.safetensors" if args.dry_run else \
         work / "reference_checkpoints" / "model.pth"
     model = ["-w", str(weights)] if args.dry_run else \

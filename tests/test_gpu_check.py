@@ -20,7 +20,7 @@ def test_gpu_check_dry_run_writes_the_whole_report(tmp_path):
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     names = [step["name"] for step in report["steps"]]
     assert names == ["doctor", "parity and precision", "cuda tests", "model speed",
-                     "analyze single_720p", "analyze two_faces_720p",
+                     "face networks speed", "analyze single_720p", "analyze two_faces_720p",
                      "analyze study, one model", "training step",
                      "training step with auxiliary tasks", "torch.compile speed"]
     assert all(step["status"] == "ok" for step in report["steps"])
@@ -28,6 +28,10 @@ def test_gpu_check_dry_run_writes_the_whole_report(tmp_path):
     assert two["figures"]["faces_per_s"] > two["figures"]["frames_per_s"]  # two faces a frame
     study = next(s for s in report["steps"] if s["name"] == "analyze study, one model")
     assert "| 2 |" in study["output"] and "4 tables equal to --jobs 1's" in study["output"]
+    faces = next(s for s in report["steps"] if s["name"] == "face networks speed")
+    rows = [json.loads(line) for line in faces["output"].splitlines() if line.startswith("{")]
+    assert [(r["dtype"], r["batch"]) for r in rows] == [("fp32", 2), ("bf16", 2)]
+    assert all(r["detector_first_pass_fps"] > 0 and r["descriptors_per_s"] > 0 for r in rows)
     markdown = (tmp_path / "gpu_check.md").read_text()
     assert "| parity and precision | ok |" in markdown and "dry_run: True" in markdown
 
