@@ -90,7 +90,8 @@ def detections_agree(reference, other) -> tuple[float, float, int]:
     for ref_frame, other_frame in zip(reference, other, strict=True):
         for box, score in ref_frame:
             total += 1
-            near = [s for b, s in other_frame if max(abs(x - y) for x, y in zip(b, box)) <= 1]
+            near = [s for b, s in other_frame
+                    if max(abs(x - y) for x, y in zip(b, box, strict=True)) <= 1]
             if near:
                 matched += 1
                 worst = max(worst, min(abs(s - score) for s in near))
@@ -129,7 +130,8 @@ def main() -> None:
                          for f in frames])
     rows, reference = [], {}
     h, w = frames.shape[1:3]
-    print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}), "
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(f"device {device} ({name}), "
           f"torch {torch.__version__}; {len(frames)} frames {w}x{h}, {len(chips)} chips")
     for name in args.dtypes.split(","):
         dtype = getattr(torch, DTYPES[name])
@@ -144,13 +146,13 @@ def main() -> None:
             chip_batch = chips[np.arange(batch) % len(chips)]
             out = {}
 
-            def detect_first(out=out, first=first, batch=batch):
+            def detect_first(out=out, first=first, batch=batch, detector=detector):
                 out["first"] = detector.detect(first, batch_size=batch)
 
-            def detect_small(out=out, small=small, batch=batch):
+            def detect_small(out=out, small=small, batch=batch, detector=detector):
                 out["small"] = detector.detect(small, batch_size=batch)
 
-            def describe(out=out, chip_batch=chip_batch, batch=batch):
+            def describe(out=out, chip_batch=chip_batch, batch=batch, net=net):
                 out["desc"] = net.describe(chip_batch, batch_size=batch).float().cpu()
 
             row = {"dtype": name, "batch": batch,

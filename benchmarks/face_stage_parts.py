@@ -85,9 +85,10 @@ def main() -> None:
     marks = [predictor(frame, d.box) for frame, d in faces]
     n = max(len(faces), 1)
     landmark_ms = 1000 * timed(lambda: [predictor(f, d.box) for f, d in faces]) / n
-    align_ms = 1000 * timed(lambda: [ffhq_align(f, m) for (f, _), m in zip(faces, marks)]) / n
+    align_ms = 1000 * timed(lambda: [ffhq_align(f, m) for (f, _), m in zip(faces, marks,
+                                                                             strict=True)]) / n
     torch_desc_ms = 1000 * timed(lambda: [embedder(f, d.box, m)
-                                          for (f, d), m in zip(faces, marks)]) / n
+                                          for (f, d), m in zip(faces, marks, strict=True)]) / n
     import dlib
 
     from fgnet_video.face.landmarks import to_dlib_rect
@@ -96,7 +97,7 @@ def main() -> None:
         str(model_file("dlib_face_recognition_resnet_model_v1.dat")))
 
     def dlib_descriptors() -> None:
-        for (frame, d), m in zip(faces, marks):
+        for (frame, d), m in zip(faces, marks, strict=True):
             shape = dlib.full_object_detection(to_dlib_rect(d.box),
                                                [dlib.point(*map(int, np.round(p))) for p in m])
             dlib_model.compute_face_descriptor(frame, shape)

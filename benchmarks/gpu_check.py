@@ -15,14 +15,15 @@ parity of the full model in fp32 on the device with the release's reference outp
 (benchmarks/model_speed.py: the release-equivalent mode against each switch, batches 16 and
 64); the face stage's networks (benchmarks/face_nets_speed.py: dlib's MMOD detector and
 face-descriptor ResNet in PyTorch, 720p frames/s with and without the small-face pass and
-descriptors/s at batches 16 and 64, fp32/bf16/fp16 against fp32); analyze end to end on a 720p single-face clip and a two-face clip with the full model,
-replaying face tracks saved on the CPU machine (`analyze --tracks`: the GPU machine needs no
-dlib), then both clips twice as a study, `--jobs 1` against `--jobs 4` on one model
+descriptors/s at batches 16 and 64, fp32/bf16/fp16 against fp32); analyze end to end on a
+720p single-face clip and a two-face clip with the full model, replaying face tracks saved
+on the CPU machine (`analyze --tracks`: the GPU machine needs no dlib), then both clips
+twice as a study, `--jobs 1` against `--jobs 4` on one model
 (benchmarks/study_throughput.py); a full-size training step with and without the auxiliary
 tasks; last, torch.compile's inference speed (its compilation is the slowest and least
 certain step). --dry-run runs every step on the CPU with the tiny preset and tiny sizes (its
-torch.compile step with the eager backend: the plumbing, in seconds), so
-the script cannot rot unseen.
+torch.compile step with the eager backend: the plumbing, in seconds), so the script cannot
+rot unseen.
 
 Each step runs in its own process with a timeout; `--budget SECONDS` bounds the whole check
 (a step gets at most what is left, and one that would start with under MIN_STEP_S left is

@@ -29,17 +29,16 @@ from fgnet_video.settings import setting, split_settings
 
 DetectorKind = Literal["hog", "cnn", "auto"]
 DETECTOR_KINDS: tuple[str, ...] = ("hog", "cnn", "auto")
-# What `--detector auto` runs, by the type of the device the model runs on (the rule and its
-# measurements: docs/analyze.md, "Which detector").
-AUTO_DETECTOR = {"cuda": "cnn", "mps": "cnn", "cpu": "hog"}
+# What `--detector auto` runs, on every device (the measurements behind it: docs/analyze.md,
+# "Which detector").
+AUTO_DETECTOR = "cnn"
 
 
-def detector_for(kind: str, device: str = "cpu") -> str:
-    """The detector that runs for `kind` ("hog", "cnn", or "auto": by AUTO_DETECTOR for
-    the type of `device`, e.g. "cuda:1" -> "cuda")."""
-    if kind != "auto":
-        return kind
-    return AUTO_DETECTOR.get(str(device).split(":")[0], "cnn")
+def detector_for(kind: str) -> str:
+    """The detector that runs for `kind`: "hog", "cnn", or for "auto" AUTO_DETECTOR."""
+    return AUTO_DETECTOR if kind == "auto" else kind
+
+
 AlignMethod = Literal["exact", "fast"]
 ALIGN_METHODS: tuple[str, ...] = ("exact", "fast")
 PRECISION_NAMES: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
@@ -108,8 +107,7 @@ class FaceSettings:
 
     detector: DetectorKind = setting(
         "auto", "Face detector: hog (dlib's frontal HOG, CPU), cnn (dlib's MMOD CNN in "
-                "PyTorch on the model's device: sees turned faces) or auto (cnn on a GPU, "
-                "hog on a CPU).")
+                "PyTorch on the model's device: sees turned faces) or auto (cnn).")
     detect_every: int = setting(10, "Run the detector on every Nth frame (frames 0, N, 2N, "
                                     "...) and whenever tracking is unsure; track in between.")
     downscale: float | None = setting(None, "Factor of the one frame copy the detector scans "

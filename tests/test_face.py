@@ -212,14 +212,28 @@ def test_two_faces_keep_two_ids(tmp_path, vox_frames, predictor):
 
 
 def test_id_survives_a_short_miss_and_blank_frames_report_no_face(vox_frames, predictor):
-    tracker = FaceTracker(FaceDetector("hog", min_face_size=100), predictor, detect_every=10)
-    blank = np.full_like(vox_frames[0].image, 128)
-    sequence = [f.image for f in vox_frames[:6]] + [blank, blank] + [
-        f.image for f in vox_frames[6:12]]
-    results = [tracker.update(image) for image in sequence]
+    """A face hidden for two frames (a grey card over it, the shot unchanged) keeps its id;
+    two blank frames are a hard change of the whole frame, a cut: no face there, and the face
+    after them is a new track."""
+    def run(gap: list[np.ndarray]) -> list[list]:
+        tracker = FaceTracker(FaceDetector("hog", min_face_size=100), predictor,
+                              detect_every=10)
+        sequence = [f.image for f in vox_frames[:6]] + gap + [f.image for f in vox_frames[6:12]]
+        return [tracker.update(image) for image in sequence]
+
+    hidden = []
+    for frame in vox_frames[6:8]:
+        card = frame.image.copy()
+        card[40:200, 80:210] = 128
+        hidden.append(card)
+    results = run(hidden)
     assert all(len(r) == 1 and r[0].face_id == 0 for r in results[:6])
     assert results[6] == [] and results[7] == []  # the checks catch the vanished face
     assert all(len(r) == 1 and r[0].face_id == 0 for r in results[8:])
+    blank = np.full_like(vox_frames[0].image, 128)
+    results = run([blank, blank])
+    assert results[6] == [] and results[7] == []
+    assert all(len(r) == 1 and r[0].face_id == 1 for r in results[8:])
 
 
 def test_pipeline_timestamps_and_settings(vox_frames, predictor):

@@ -1,5 +1,6 @@
-"""`--face-workers N`: the detector runs ahead in worker processes; the faces, ids and tables
-are those of one worker, and no worker outlives its analysis."""
+"""`--face-workers N`: the HOG detector runs ahead in worker processes (the CNN's detections
+run ahead in batches on the device); the faces, ids and tables are those of one worker, and
+no worker outlives its analysis."""
 
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ def test_tables_are_identical_for_one_and_two_face_workers(clip, end, tiny_weigh
     for workers in ("1", "2"):
         out = tmp_path / workers / "t.csv"
         args = [str(shared_path("media", clip)), "-o", str(out), "-w", str(tiny_weights),
-                "--face-workers", workers, *(["--end", end] if end else [])]
+                "--face-workers", workers, "--detector", "hog",
+                *(["--end", end] if end else [])]
         result = CliRunner().invoke(main, ["analyze", *args])
         assert result.exit_code == 0, result.output
         tables.append(out.read_bytes())
@@ -43,7 +45,7 @@ def test_three_people_are_found_alike_by_one_and_three_workers(three_people,  # 
         out = tmp_path / workers / "t.csv"
         result = CliRunner().invoke(main, ["analyze", str(three_people), "-o", str(out), "-w",
                                            str(tiny_weights), "--face-workers", workers,
-                                           "--detect-every", "3"])
+                                           "--detect-every", "3", "--detector", "hog"])
         assert result.exit_code == 0, result.output
         tables.append(out.read_bytes())
     assert tables[0] == tables[1]
@@ -51,7 +53,7 @@ def test_three_people_are_found_alike_by_one_and_three_workers(three_people,  # 
 
 def test_workers_stop_when_the_stream_is_closed_early():
     frames = read_frames(shared_path("media", "vox_talking.mp4"))
-    stream = ParallelFacePipeline(FaceSettings(), 2).stream(frames)
+    stream = ParallelFacePipeline(FaceSettings(detector="hog"), 2).stream(frames)
     assert [len(faces) for _, faces in (next(stream) for _ in range(3))] == [1, 1, 1]
     assert multiprocessing.active_children()
     stream.close()
@@ -59,7 +61,7 @@ def test_workers_stop_when_the_stream_is_closed_early():
 
 
 def test_frames_read_ahead_give_each_worker_keyframes_within_the_memory_cap():
-    stage = ParallelFacePipeline(FaceSettings(detect_every=10), 2)
+    stage = ParallelFacePipeline(FaceSettings(detector="hog", detect_every=10), 2)
     assert stage.look_ahead(1280 * 720 * 3) == 41  # 2 x 2 workers x 10 + 1 (110 MB)
     assert stage.look_ahead(2560 * 1440 * 3) == 24  # 256 MiB hold 24 frames of 1440p
     assert stage.look_ahead(3840 * 2160 * 3) == 11  # 4K: at least detect_every + 1
@@ -99,7 +101,8 @@ def test_an_interrupted_study_with_face_workers_resumes_to_the_same_tables(jobs,
     inputs = study(tmp_path, shared_path("media", "vox_talking.mp4"), 4)
     out = tmp_path / "out"
     command = [sys.executable, "-m", "fgnet_video", "analyze", *inputs, "--out-dir", str(out),
-               "-w", str(tiny_weights), "--face-workers", "2", "--jobs", str(jobs)]
+               "-w", str(tiny_weights), "--face-workers", "2", "--jobs", str(jobs),
+               "--detector", "hog"]
     log = open(tmp_path / "stderr.txt", "w")
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=log,
                                preexec_fn=interruptible)

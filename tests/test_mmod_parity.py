@@ -202,3 +202,15 @@ def test_upsampled_detections_match_dlib(frames, dlib_detector, torch_detector):
     expected = _dlib_faces(dlib_detector, image, upsample=1)
     assert expected
     _check_parity(expected, torch_detector.detect([image], upsample=1)[0], "upsample 1")
+
+
+def test_frames_too_small_for_the_network_get_no_detection():
+    """Under MIN_FRAME_SIDE px the tiled pyramid is smaller than the three stride-2
+    convolutions need (dlib itself fails there): no face, no error; from it, the network
+    runs."""
+    from fgnet_video.face.mmod import MIN_FRAME_SIDE, MmodDetector
+
+    detector = MmodDetector.from_file()
+    tiny = [np.zeros((1, 1, 3), np.uint8), np.zeros((MIN_FRAME_SIDE - 1, 40, 3), np.uint8),
+            np.zeros((MIN_FRAME_SIDE, MIN_FRAME_SIDE, 3), np.uint8)]
+    assert detector.detect(tiny) == [[], [], []]

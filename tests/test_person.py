@@ -198,3 +198,21 @@ def test_named_people_are_kept_across_recordings_and_their_reference_is_not_chan
     assert ann.tolist() == [1.0, 0.0]
     assert persons.update(image, [_face(0, 1.0)]) == [(0, "Ann")]
     assert persons.update(image, [_face(0, 1.0), _face(1, 0.0)]) == [(0, "Ann"), (1, None)]
+
+
+def test_a_track_joins_a_person_only_when_that_person_is_clearly_the_nearest():
+    """Near two people (within the threshold of both, less than CLEAR_MARGIN between the
+    two distances): a new person, never one of theirs; clearly nearer one: that one."""
+    embedder = _Lookup({0.0: np.array([0.0, 0.0]), 1.0: np.array([0.9, 0.0]),
+                        2.0: np.array([0.45, 0.1]), 3.0: np.array([0.2, 0.0])})
+    persons = PersonIdentifier(embedder, same_person_distance=0.6)
+    image = np.zeros((4, 4, 3), np.uint8)
+    assert persons.update(image, [_face(0, 0.0), _face(1, 1.0)]) == [(0, None), (1, None)]
+    # (0.45, 0.1) is 0.461 from both: a tie, so someone new
+    assert persons.update(image, [_face(2, 2.0)]) == [(2, None)]
+    # (0.2, 0) is 0.2 from person 0 and 0.7 from person 1 (person 2 is 0.27 away, but
+    # 0.07 farther than person 0 only: not a clear choice either)
+    assert persons.update(image, [_face(3, 3.0)]) == [(3, None)]
+    persons.reset()
+    persons.update(image, [_face(0, 0.0), _face(1, 1.0)])
+    assert persons.update(image, [_face(3, 3.0)]) == [(0, None)]  # 0.2 against 0.7: clear

@@ -152,9 +152,14 @@ def _drop_kept() -> None:
 
 
 def face_device(engine: Scorer) -> str:
-    """Where the face stage's networks run: the device of the model when it runs in this
-    process, else (a model served to several recordings' processes) the CPU."""
-    return str(getattr(engine, "device", "cpu"))
+    """Where the face stage's networks run: the device of the model, also when the model
+    runs in another process (`--jobs`, Ray), if this process can use it; else the CPU."""
+    import torch
+
+    device = engine.describe().device
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        return "cpu"
+    return device
 
 
 @contextmanager
@@ -178,7 +183,7 @@ def face_stage(path: str | os.PathLike, options: AnalyzeOptions,
         yield kept[3]
         return
     _drop_kept()  # one of other face settings, if any
-    if workers > 1 or detector_for(options.face.detector, device) == "cnn":
+    if workers > 1 or detector_for(options.face.detector) == "cnn":
         from fgnet_video.face.parallel import ParallelFacePipeline
 
         stage = ParallelFacePipeline(options.face, workers, device=device)
@@ -303,7 +308,7 @@ def analyze_to_files(
                 recorded["tracks"] = output_record(unit.partial(outputs.tracks), outputs.tracks)
             write_json(unit.partial(outputs.sidecar), run_record(
                 path, engine.describe(), reader, options, stats, fmt, started, recorded,
-                detector_for(options.face.detector, face_device(engine))))
+                detector_for(options.face.detector)))
             unit.commit()
         except BaseException:
             rows.close()

@@ -116,11 +116,17 @@ class FaceDetector:
 
     @classmethod
     def for_settings(cls, settings: FaceSettings, device: str = "cpu") -> FaceDetector:
-        """The detector `settings` ask for (kind, with `auto` resolved for `device`;
-        minimum size, scale, score) on `device`."""
-        return cls(detector_for(settings.detector, device), min_face_size=settings.min_face_size,
+        """The detector `settings` ask for (kind, minimum size, scale, score) on
+        `device`."""
+        return cls(detector_for(settings.detector), min_face_size=settings.min_face_size,
                    downscale=settings.downscale, threshold=settings.min_confidence,
                    device=device)
+
+    @property
+    def small_face_side(self) -> float:
+        """Faces with a side under this many px are found by the small-face pass only (0
+        when there is none)."""
+        return self.passes[1].largest if len(self.passes) > 1 else 0.0
 
     def _run(self, images: list[np.ndarray]) -> list[list[tuple[Box, float]]]:
         """dlib's detections of each image: ((x, y, w, h), score), before any filtering

@@ -63,6 +63,10 @@ __all__ = [
 MMOD_MODEL = "mmod_human_face_detector.dat"
 PYRAMID_N = 6            # pyramid_down<6>: each level is 5/6 the size of the previous one
 PYRAMID_MIN_HEIGHT = 5   # compute_tiled_image_pyramid_details stops below this many rows
+# The three 5x5 stride-2 convolutions need a tiled image of at least 29 px a side (29 -> 13
+# -> 5 -> 1), the frame plus 2 x 11 px of outer padding: smaller frames (dlib itself fails
+# on them) hold no face of the 80 px window and get no detection.
+MIN_FRAME_SIDE = 7
 UP_OFFSET = (1.25, 0.75)  # pyramid_down<2>: point_up(p) = (p + UP_OFFSET) * 2
 
 Rect = tuple[int, int, int, int]          # left, top, right, bottom (inclusive)
@@ -513,7 +517,7 @@ class MmodDetector(nn.Module):
         results: list[list[Detection]] = [[] for _ in frames]
         by_size: dict[tuple[int, int], list[int]] = {}
         for i, frame in enumerate(frames):
-            if frame.size:  # dlib finds nothing in an empty image
+            if min(frame.shape[:2]) >= MIN_FRAME_SIDE:  # else nothing to find
                 by_size.setdefault(frame.shape[:2], []).append(i)
         for indices in by_size.values():
             for start in range(0, len(indices), batch_size):

@@ -66,6 +66,10 @@ class _PrefetchedDetector:
             return future.result()
         return self.local(image, small_faces=small_faces)
 
+    @property
+    def small_face_side(self) -> float:
+        return self.local.small_face_side
+
     def forget_before(self, frame: int) -> None:
         """Drop the detections of frames already tracked (asked for, then not needed)."""
         for key in [key for key in self.pending if key[0] < frame]:

@@ -6,9 +6,11 @@ A face track (`face_id`) ends when its face is lost for longer than the tracker 
 (ResNet, 128-d descriptor; faces of one person lie within Euclidean distance ~0.6):
 
 - a track is identified on its first frame, from that frame's descriptor d alone: it takes
-  the person p whose mean descriptor m_p is nearest, when ||d - m_p|| < `same_person_distance`
-  and p is not already in this frame (two faces of one frame are never one person); else a
-  new person id (0, 1, 2, ... in order of appearance). The decision is final: rows already
+  the person p whose mean descriptor m_p is nearest, when ||d - m_p|| < `same_person_distance`,
+  p is not already in this frame (two faces of one frame are never one person) and p is
+  clearly the nearest (every other person not in this frame at least CLEAR_MARGIN farther:
+  two people are never given one id on a near tie); else a new person id (0, 1, 2, ... in
+  order of appearance). The decision is final: rows already
   written are never changed;
 - the descriptors of the track's first `EMBED_FRAMES` frames (its first frame included) join
   the person's reference: m_p is the mean of every descriptor a track of p contributed, so
@@ -45,6 +47,10 @@ if TYPE_CHECKING:
 
 FACE_DESCRIPTOR_MODEL = "dlib_face_recognition_resnet_model_v1.dat"
 EMBED_FRAMES = 3  # descriptors per track added to its person's reference
+# A track joins the nearest person only when the next nearest is at least this much farther
+# (Euclidean, descriptor units): an audience member 0.525 from a pianist and 0.542 from
+# another person is no one's for sure (benchmarks/real_footage, hamilton_whitehouse).
+CLEAR_MARGIN = 0.1
 
 
 class FaceEmbedder:
@@ -135,16 +141,17 @@ class PersonIdentifier:
         self.tracks.clear()
 
     def _identify(self, descriptor: np.ndarray, taken: set[int]) -> int:
-        """The person of a new track's first descriptor (a new person when none is near)."""
-        best, best_distance = None, self.same_person_distance
-        for person_id, person in enumerate(self.people):
-            distance = float(np.linalg.norm(descriptor - person.mean))
-            if person_id not in taken and distance < best_distance:
-                best, best_distance = person_id, distance
-        if best is None:
-            self.people.append(_Person(np.zeros_like(descriptor), 0))
-            best = len(self.people) - 1
-        return best
+        """The person of a new track's first descriptor: the nearest person not in this
+        frame, when it is near (under `same_person_distance`) and clearly the nearest (every
+        other such person at least CLEAR_MARGIN farther); else a new person."""
+        distances = sorted((float(np.linalg.norm(descriptor - person.mean)), person_id)
+                           for person_id, person in enumerate(self.people)
+                           if person_id not in taken)
+        if distances and distances[0][0] < self.same_person_distance and (
+                len(distances) == 1 or distances[1][0] - distances[0][0] >= CLEAR_MARGIN):
+            return distances[0][1]
+        self.people.append(_Person(np.zeros_like(descriptor), 0))
+        return len(self.people) - 1
 
     def update(self, image: np.ndarray,
                faces: list[TrackedFace]) -> list[tuple[int, str | None]]:

@@ -294,10 +294,16 @@ class FaceTracker:
 
     def _detect(self, image: np.ndarray, fits: dict[int, _Fit]) -> set[int]:
         """Run the detector and match its boxes to faces; returns the ids it saw. Its
-        small-face pass runs at most every `detect_every` frames."""
+        small-face pass runs every `detect_every` frames, and besides whenever a tracked
+        face that only that pass can find (under the detector's `small_face_side`) failed
+        its checks: without it the face would be lost, and found again as a new face."""
         small_faces = self._small_pass_due(self._frame, self._small_pass_frame)
         if small_faces:
             self._small_pass_frame = self._frame
+        else:
+            side = getattr(self.detector, "small_face_side", 0.0)
+            small_faces = any(not fit.consistent and min(t.box[2], t.box[3]) < side
+                              for t in self._active if (fit := fits.get(id(t))) is not None)
         detections = self.detector(image, small_faces=small_faces)
         candidates = self._active + self._lost
         pairs = sorted(((match_score(d.box, t.predicted(self._frame)), i, j)

@@ -19,7 +19,7 @@ from fgnet_video.analysis.sidecar import OutputPaths, read_run_record
 from fgnet_video.atomic import file_sha256
 from fgnet_video.aus import DEFAULT_DATASET
 from fgnet_video.model.config import FEATURE_GROUPS
-from fgnet_video.options import AnalyzeOptions, FaceSettings
+from fgnet_video.options import AnalyzeOptions, FaceSettings, detector_for
 
 # face settings that do not change the faces found (any number of detection processes)
 NEUTRAL_FACE_SETTINGS = ("face_workers",)
@@ -137,8 +137,8 @@ def stale_reason(outputs: OutputPaths, options: AnalyzeOptions,
     if not isinstance(settings.get("face"), dict):
         return "other face settings"
     recorded_face = dict(settings["face"])
-    if options.face.detector == "auto" and recorded_face.get("detector") in ("hog", "cnn"):
-        recorded_face["detector"] = "auto"  # auto accepts what auto chose on that device
+    if options.face.detector == "auto" and recorded_face.get("detector") == detector_for("auto"):
+        recorded_face["detector"] = "auto"  # the record names the detector auto ran
     if _face(recorded_face) != _face(options.face):
         return "other face settings"
     features = _features_now(options)
