@@ -129,8 +129,9 @@ class FaceSettings:
                 "any number; auto: one per 4 cores, of each recording's share with --jobs, "
                 "1-4).")
     same_person_distance: float = setting(
-        0.6, "Face tracks are one person (person_id) when their dlib face descriptors are "
-             "closer than this (Euclidean; dlib's usual 0.6; lower: fewer merges).")
+        0.5, "Face tracks are one person (person_id) when their dlib face descriptors are "
+             "closer than this (Euclidean; dlib's 0.6 is for frontal photos: video faces "
+             "turn; lower: fewer merges).")
     people: tuple[str, ...] = setting(
         (), "A named person, NAME=PHOTO (repeatable): tracks whose face matches the largest "
             "face of PHOTO get that person's id, and NAME in the person column.")
