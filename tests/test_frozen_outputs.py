@@ -51,15 +51,16 @@ def _fgnet_video(*args: str) -> None:
 
 def produce(out: Path) -> None:
     """Tiny random weights (`weights init --preset tiny`), then `analyze` of every clip with
-    an overlay and saved tracks, each into `out`, with dlib's HOG detector (the tables of
-    the versions before the CNN detector, which `--detector hog` keeps)."""
+    an overlay and saved tracks, each into `out`, with dlib's HOG detector and the person
+    distance of the versions before the CNN detector (their tables, which `--detector hog
+    --same-person-distance 0.6` keep byte for byte)."""
     out.mkdir(parents=True, exist_ok=True)
     weights = out / "tiny.safetensors"
     _fgnet_video("weights", "init", "--preset", "tiny", "-o", str(weights))
     for name, (video, extra) in CLIPS.items():
         _fgnet_video("analyze", str(video), "-o", str(out / f"{name}.csv"), "-w", str(weights),
                      "--device", "cpu", "--overlay", "--save-tracks", "--detector", "hog",
-                     *extra)
+                     "--same-person-distance", "0.6", *extra)
     weights.unlink()
 
 

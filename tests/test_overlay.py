@@ -237,3 +237,16 @@ def test_a_1x1_video_gets_an_overlay(tiny_weights, tmp_path):
         frames = list(container.decode(video=0))
     assert len(frames) == 4 and (frames[0].width, frames[0].height) == (2, 2)
     np.testing.assert_allclose([float(f.time) for f in frames], [0.0, 0.1, 0.2, 0.3], atol=1e-3)
+
+
+def test_labels_name_the_person_as_the_table_does():
+    from types import SimpleNamespace
+
+    from fgnet_video.analysis.overlay_draw import face_tag
+
+    def face(person_id, person):
+        return SimpleNamespace(face_id=3, person_id=person_id, person=person)
+
+    assert face_tag(face(0, "Ann")) == "Ann, id 3"
+    assert face_tag(face(2, None)) == "person 2, id 3"
+    assert face_tag(face(None, None)) == "id 3"

@@ -226,10 +226,26 @@ def _legend(canvas: np.ndarray, style: _Style,
         top += _legend_size(style, label, rows)[1]
 
 
+def face_tag(face) -> str:
+    """The label of a face, as the table names it: the person's name, else "person P"
+    (its person_id), with the track's face id: "Ann, id 3", "person 0, id 3"; "id 3" when
+    the face stage gives no person."""
+    if face.person is not None:
+        return f"{face.person}, id {face.face_id}"
+    if face.person_id is not None:
+        return f"person {face.person_id}, id {face.face_id}"
+    return f"id {face.face_id}"
+
+
+def _colour_key(face) -> int:
+    """One colour per person (per track when the face stage gives no person)."""
+    return face.person_id if face.person_id is not None else face.face_id
+
+
 def draw_faces(image: np.ndarray, scored: ScoredFrame, aus: Sequence[int]) -> np.ndarray:
-    """A copy of the frame with, per face, its box, its id on a tag and a panel with one bar
-    per active AU (score > 0; bar length = min(score, 1) x a full bar, the score printed
-    beside its name). Sizes scale with the frame; everything drawn lies within it.
+    """A copy of the frame with, per face, its box, its label (`face_tag`) and a panel with
+    one bar per active AU (score > 0; bar length = min(score, 1) x a full bar, the score
+    printed beside its name). Sizes scale with the frame; everything drawn lies within it.
 
     Placement, so that nothing covers a face where that can be avoided (exact rules:
     `place_labels`, then `place_panels`):
@@ -249,8 +265,8 @@ def draw_faces(image: np.ndarray, scored: ScoredFrame, aus: Sequence[int]) -> np
     styles = [_Style.for_frame(width, height, shrink) for shrink in SHRINK]
     style = styles[0]
     boxes = [tuple(int(round(v)) for v in face.box) for face in scored.faces]
-    colours = [BOX_COLOURS[face.face_id % len(BOX_COLOURS)] for face in scored.faces]
-    tags = [f"id {face.face_id}" for face in scored.faces]
+    colours = [BOX_COLOURS[_colour_key(face) % len(BOX_COLOURS)] for face in scored.faces]
+    tags = [face_tag(face) for face in scored.faces]
     rows = [[(au_name(au), float(score)) for au, score in zip(aus, scores, strict=True)
              if score > 0] for scores in scored.scores]
     labels = place_labels(frame, boxes, [(style.text_width(tag) + 2 * style.pad, style.row)
