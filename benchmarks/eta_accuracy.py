@@ -2,12 +2,14 @@
 
     python benchmarks/eta_accuracy.py [--detector hog] [--clips NAME ...] [--fps F]
 
-Each clip (default: the ../shared/media recordings) is analysed whole by the CLI in a fresh
+Each clip (default: the ../shared/media recordings and two real multi-person excerpts of
+benchmarks/real_footage) is analysed whole by the CLI in a fresh
 process, with random tiny weights (the model is not what is measured; the face stage and
 decode are), default options otherwise. The moment each stderr line arrives is recorded: the
 time-left line says "about T left"; the real time left is from that line to the process's
 exit. Prints, per clip, the predicted and real seconds and their ratio (real / predicted;
-1.5x either way is the target), the machine's load average with it.
+1.5x either way is the target; none when under MEANINGFUL_S seconds were left), the
+machine's load average with it.
 """
 
 from __future__ import annotations
@@ -23,8 +25,11 @@ from pathlib import Path
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CLIPS = ("vox_talking.mp4", "webcam_lamp.wmv", "sample_disfa.avi", "phone_cut_vfr.mov")
+REAL = Path(__file__).resolve().parent / "real_footage"
+REAL_CLIPS = ("hamilton_whitehouse.mp4", "walk_opera.mp4")
 LINE = re.compile(r"about (?:(\d+(?:\.\d+)?) (s|min|h)|under 1 s) left for")
 UNIT = {"s": 1.0, "min": 60.0, "h": 3600.0}
+MEANINGFUL_S = 5.0  # a ratio of remaining times shorter than this says nothing
 
 
 def predicted_seconds(line: str) -> float | None:
@@ -47,7 +52,8 @@ def timed_run(args: list[str]) -> tuple[list[tuple[float, str]], float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--detector", default="hog")
-    parser.add_argument("--clips", nargs="+", default=[str(SHARED / "media" / c) for c in CLIPS])
+    parser.add_argument("--clips", nargs="+", default=[str(SHARED / "media" / c) for c in CLIPS]
+                        + [str(REAL / c) for c in REAL_CLIPS])
     parser.add_argument("--fps", type=float, default=None)
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -78,8 +84,9 @@ def main() -> None:
             else:
                 at, promised = said[0]
                 real = ended - at
-                print(f"{name}: said {promised:.0f} s left, took {real:.1f} s more: "
-                      f"real/predicted {real / promised:.2f}")
+                ratio = (f"real/predicted {real / promised:.2f}" if real >= MEANINGFUL_S
+                         else f"under {MEANINGFUL_S:g} s left: no ratio")
+                print(f"{name}: said {promised:.0f} s left, took {real:.1f} s more: {ratio}")
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

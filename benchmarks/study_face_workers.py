@@ -7,9 +7,9 @@ slower than one even on clips of a few seconds.
 The clips are copies of the ../shared/media recordings under 5 s (talking head, webcam, lab
 recording), cycled to --clips inputs, analysed whole with dlib's HOG detector (face workers
 run HOG; the CNN's detections are batched on the device instead) and random tiny weights
-(the model is not what is measured) as one study (`analyze_inputs`, --jobs 1), once per worker count, in
-this process; every run's tables are compared with the first's. Prints the machine's load,
-wall seconds, frames/s and the ratio to one worker.
+(the model is not what is measured) as one study (`analyze_inputs`, --jobs 1), once per
+worker count, in this process; every run's tables are compared with the first's. Prints the
+machine's load, wall seconds, frames/s and the ratio to one worker.
 """
 
 from __future__ import annotations

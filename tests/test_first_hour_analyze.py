@@ -41,21 +41,40 @@ def test_a_short_run_gets_no_guess_of_its_time(tiny_weights, tmp_path, monkeypat
     assert not [line for line in result.output.splitlines() if " left for " in line]
 
 
-def test_time_left_is_measured_on_the_run_and_said_once():
-    """The rate counts from the first report, the line comes once ETA_AFTER_S of measured
-    progress lie behind it, and never again."""
+def test_time_left_is_said_once_two_windows_agree_on_the_rate():
+    """The clock starts at the first report (start-up excluded); a window's rate is said
+    only once the next window agrees with it, and never again."""
     now = [100.0]
     left = TimeLeft(1000, "cpu", clock=lambda: now[0])
-    assert left.update(16) is None  # the first report starts the clock (start-up excluded)
-    now[0] += eta.ETA_AFTER_S / 2
-    assert left.update(32) is None  # too soon to say
-    now[0] += eta.ETA_AFTER_S / 2
-    line = left.update(48)  # 32 frames in ETA_AFTER_S seconds
-    rate = 32 / eta.ETA_AFTER_S
-    assert line == time_left_line(1000, 48, rate, "cpu")
-    assert line.startswith(f"about {round(952 / rate)} s left for 952 more of 1000 frames")
-    now[0] += 10
-    assert left.update(500) is None
+    window = eta.ETA_AFTER_S
+    assert left.update(16) is None  # the first report starts the clock
+    now[0] += window / 2
+    assert left.update(20) is None  # the window is not over
+    now[0] += window / 2
+    assert left.update(26) is None  # window 1: 10 frames (detections ahead, a slow start)
+    now[0] += window
+    assert left.update(66) is None  # window 2: 40 frames, 4x window 1: no agreement yet
+    now[0] += window
+    line = left.update(110)  # window 3: 44 frames, within 25% of window 2
+    assert line == time_left_line(1000, 110, 44 / window, "cpu")
+    now[0] += window
+    assert left.update(200) is None  # said once
+
+
+def test_time_left_is_said_by_eta_latest_s_even_without_agreement():
+    now = [0.0]
+    left = TimeLeft(10_000, "cpu", clock=lambda: now[0])
+    left.update(0)
+    frames = 0
+    line = None
+    for step in range(1, 100):
+        now[0] += eta.ETA_AFTER_S
+        frames += 10 * (3 if step % 2 else 1)  # the rate keeps jumping 3x
+        line = left.update(frames)
+        if line is not None:
+            break
+    assert line is not None and now[0] >= eta.ETA_LATEST_S and now[0] < eta.ETA_LATEST_S + \
+        2 * eta.ETA_AFTER_S
 
 
 def test_time_left_advises_sampling_for_long_cpu_runs():

@@ -2,10 +2,13 @@
 
 The time left is not guessed from a warm-up before the run (a blank face on a cold model
 says nothing of decode, the face stage or the first batch's start-up: such guesses were off
-10-40x on short jobs). It is measured: from the first frames the run has written on, the
-rate is frames written / time taken, and once that rate has ETA_AFTER_S seconds behind it
-one line says the time left for the frames still to come (frames left / rate). A run
-finished sooner needs no estimate and gets none.
+10-40x on short jobs). It is measured: from the first frames the run has written on, in
+windows of ETA_AFTER_S seconds, the rate is frames written / time taken in the window. The
+first windows of a run are often not its pace (the face stage's detections run ahead of
+the frames written, the first batches start up), so one line says the time left (frames
+still to come / rate) once two consecutive windows agree within RATE_AGREEMENT, or at the
+latest after ETA_LATEST_S seconds (with the last window's rate). A run finished sooner
+needs no estimate and gets none.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from fgnet_video.inference.engine import InferenceEngine
 
-ETA_AFTER_S = 2.0  # seconds of measured progress before the time left is said
+ETA_AFTER_S = 2.0  # seconds of one measuring window
+RATE_AGREEMENT = 0.5  # two windows agree when their rates differ by at most this share
+ETA_LATEST_S = 30.0  # the time left is said by then, agreeing windows or not
 SLOW_RUN_SECONDS = 600.0  # on a CPU, longer runs get the advice to sample frames
 SUGGESTED_FPS = 1
 
@@ -40,19 +45,29 @@ class TimeLeft:
     def __init__(self, total: int | None, device_type: str,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.total, self.device_type, self.clock = total, device_type, clock
-        self._first: tuple[int, float] | None = None  # (frames, time) of the first report
+        self._first: float | None = None  # when the first frames were written
+        self._window: tuple[int, float] | None = None  # (frames, time) at its start
+        self._last_rate: float | None = None  # the previous window's rate
         self._said = False
 
     def update(self, frames: int) -> str | None:
         now = self.clock()
-        if self._first is None:
-            self._first = (frames, now)
+        if self._said:
             return None
-        if self._said or now - self._first[1] < ETA_AFTER_S or frames <= self._first[0]:
+        if self._window is None:
+            self._first, self._window = now, (frames, now)
             return None
-        self._said = True
-        rate = (frames - self._first[0]) / (now - self._first[1])
-        return time_left_line(self.total, frames, rate, self.device_type)
+        start_frames, start = self._window
+        if now - start < ETA_AFTER_S or frames <= start_frames:
+            return None
+        rate = (frames - start_frames) / (now - start)
+        agreed = (self._last_rate is not None
+                  and abs(rate - self._last_rate) <= RATE_AGREEMENT * self._last_rate)
+        if agreed or now - self._first >= ETA_LATEST_S:
+            self._said = True
+            return time_left_line(self.total, frames, rate, self.device_type)
+        self._last_rate, self._window = rate, (frames, now)
+        return None
 
 
 def time_left_line(total: int | None, done: int, frames_per_second: float,
