@@ -22,6 +22,8 @@ Modes (each row adds one switch to the row above it; an indented row replaces th
     + CUDA graphs      one graph per batch-size bucket (CUDA only)
       torch.compile    inductor over the reference ops instead of the graphs (CUDA; on the
                        CPU with --compile)
+      compile + ops    inductor with the compiled kernels kept as dispatcher-registered
+                       operators (CUDA only)
 
 faces/s is the median over --repeats calls of InferenceEngine.predict on a batch (host
 uint8 in, scores out, transfers included), after one warm-up call (kernel build, graph
@@ -85,6 +87,8 @@ MODES = [
     Mode("  fp16 (fp32 islands)", "fp16", {"channels_last": True}, True),
     Mode("+ CUDA graphs", "auto", {"channels_last": True, "cuda_graphs": True}, True),
     Mode("  torch.compile", "auto", {"channels_last": True, "compile": True}),
+    Mode("  torch.compile over compiled ops", "auto",
+         {"channels_last": True, "compile": True, "compile_ops": True}, True),
 ]
 
 

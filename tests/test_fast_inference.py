@@ -179,7 +179,8 @@ def environment_read_only() -> Iterator[None]:
         yield
 
 
-@pytest.mark.parametrize("switches, impl", [({}, None), ({"compile": True}, "ref")])
+@pytest.mark.parametrize("switches, impl", [({}, None), ({"compile": True}, "ref"),
+                                            ({"compile": True, "compile_ops": True}, None)])
 def test_prepare_model_sets_the_ops_impl_without_touching_the_environment(
         tiny_weights, switches, impl):
     model = random_model(TINY, seed=0)
@@ -188,6 +189,11 @@ def test_prepare_model_sets_the_ops_impl_without_touching_the_environment(
         assert _impls(prepare_model(model, FastSettings(**switches))) == {impl}
         # the engine owns the switch: preparing again for the default clears it
         assert _impls(prepare_model(model, FastSettings())) == {None}
+
+
+def test_compile_ops_needs_compile():
+    with pytest.raises(UserError, match="needs compile"):
+        FastSettings(compile_ops=True).check(torch.device("cpu"))
 
 
 def test_impossible_switches_are_user_errors(tiny_weights):

@@ -110,7 +110,8 @@ class InferenceEngine:
     many as fit in 80% of the available memory (`batch_size.cpu_batch_size`). An
     out-of-memory error halves it in any case.
     Speed switches (keyword only; see fgnet_video.inference.speed): channels_last,
-    cuda_graphs, compile, fp32_sensitive (under bf16/fp16 autocast, keep styles, mapping MLP
+    cuda_graphs, compile, compile_ops (torch.compile over the compiled kernels rather than
+    the reference ops), fp32_sensitive (under bf16/fp16 autocast, keep styles, mapping MLP
     and demodulation in fp32; on by default). The engine owns its model's switches;
     `_prepare` and `_model_runner` are where a subclass changes the computation (the
     benchmarks' release baseline does).
@@ -121,12 +122,14 @@ class InferenceEngine:
                  batch_size: int | str = ModelOptions.batch_size, *,
                  channels_last: bool = ModelOptions.channels_last,
                  cuda_graphs: bool = ModelOptions.cuda_graphs,
-                 compile: bool = ModelOptions.compile, fp32_sensitive: bool = True):
+                 compile: bool = ModelOptions.compile, fp32_sensitive: bool = True,
+                 compile_ops: bool = False):
         requested_batch = parse_batch_size(batch_size)
         self.device = resolve_device(device)
         self.dtype = resolve_precision(precision, self.device)
         self.settings = FastSettings(channels_last=channels_last, fp32_sensitive=fp32_sensitive,
-                                     cuda_graphs=cuda_graphs, compile=compile)
+                                     cuda_graphs=cuda_graphs, compile=compile,
+                                     compile_ops=compile_ops)
         self.settings.check(self.device)
         self.loaded = loaded
         self.n_aus = len(loaded.aus)
