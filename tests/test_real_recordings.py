@@ -195,3 +195,23 @@ def test_the_overlay_keeps_the_sound_before_the_first_frame(tiny_weights, tmp_pa
         first_video = next(iter(container.decode(video=0))).time
     assert first_audio < 0.1 and first_video == pytest.approx(0.5, abs=1e-3)
     assert pd.read_csv(tmp_path / "late.csv").timestamp.iloc[0] == pytest.approx(0.5, abs=1e-3)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("clip, end", [("webcam_lamp.wmv", "2"), ("sample_disfa.avi", None),
+                                       ("phone_cut_vfr.mov", "3")])
+def test_the_cnn_loses_no_face_that_hog_finds(clip, end, tiny_weights, tmp_path):
+    """`auto` (the CNN) finds, in every frame, at least the faces HOG finds there (a lamp
+    sweeping light, a lab recording with half a face at the edge, a phone clip)."""
+    counts = {}
+    for detector in ("hog", "auto"):
+        out = tmp_path / f"{detector}.csv"
+        result = analyze(str(shared_path("media", clip)), "-o", str(out), "-w",
+                         str(tiny_weights), "--detector", detector,
+                         *(["--end", end] if end else []))
+        assert result.exit_code == 0, result.output
+        table = pd.read_csv(out)
+        counts[detector] = table[table.success == 1].groupby("frame").size()
+    assert counts["hog"].sum() > 0
+    fewer = [f for f, n in counts["hog"].items() if counts["auto"].get(f, 0) < n]
+    assert fewer == []

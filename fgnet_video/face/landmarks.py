@@ -30,6 +30,8 @@ def dlib_module():
     try:
         import dlib
     except ImportError as exc:
+        if importlib.util.find_spec("dlib") is not None:  # there, but it does not load
+            raise UserError(f"dlib could not be imported ({exc})") from exc
         raise UserError("dlib is not installed, and face detection needs it "
                         "(pip install dlib-bin)") from exc
     return dlib
