@@ -226,3 +226,28 @@ def test_device_detections_run_in_batches_and_skip_cancelled_requests():
     finally:
         detections.shutdown()
     assert calls == [(1, True), (3, False), (1, False)]
+
+
+def test_a_search_on_the_cpu_prepares_only_the_next_frame(monkeypatch):
+    """While no face is tracked, the CNN on a CPU prepares the next frame's search only: a
+    face found on frame 0 makes the detections of frames 1-15 useless (they cost 0.4-2.5 s
+    each there), so they are never run."""
+    from fgnet_video.face.detect import FaceDetector
+
+    searched = []
+    real = FaceDetector.detect_many
+
+    def counted(self, images, small_faces=True):
+        searched.append(len(images))
+        return real(self, images, small_faces)
+
+    monkeypatch.setattr(FaceDetector, "detect_many", counted)
+    frames = list(read_frames(shared_path("media", "vox_talking.mp4"), end=1.0))  # 25 frames
+    stage = ParallelFacePipeline(FaceSettings(detector="cnn", min_face_size=80), 1)
+    try:
+        assert stage.search_ahead == 1
+        found = [len(faces) for _, faces in stage.stream(frames)]
+    finally:
+        stage.close()
+    assert found == [1] * 25
+    assert sum(searched) <= 6  # frame 0, the keyframes 10 and 20, and a re-detection or so

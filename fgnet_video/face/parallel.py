@@ -106,6 +106,12 @@ class ParallelFacePipeline:
         `device`."""
         self.pipeline = FacePipeline(settings, device=device)
         self.on_device = self.pipeline.tracker.detector.kind == "cnn"
+        # While no face is tracked every frame is searched, until a face is found and only
+        # keyframes are: detections prepared further ahead than this would mostly be
+        # wasted. One per worker process; on a GPU a batch (cheap there), on a CPU the next
+        # frame only (a CNN search costs 0.4-2.5 s there).
+        self.search_ahead = (DEVICE_BATCH if str(device).startswith("cuda") else 1) \
+            if self.on_device else workers
         if workers < 2 and not self.on_device:
             raise ValueError(f"a parallel face stage needs 2 or more workers, got {workers}")
         self.workers = workers
@@ -188,7 +194,10 @@ class ParallelFacePipeline:
                     finished = True
                     return
                 first = tracker.frames_seen  # the tracker's number for ahead[0]
-                for number, small_faces in tracker.upcoming(len(ahead)) if started.done() else ():
+                upcoming = tracker.upcoming(len(ahead)) if started.done() else []
+                if tracker.searching:  # a face found changes the schedule: look less ahead
+                    upcoming = upcoming[:self.search_ahead]
+                for number, small_faces in upcoming:
                     key = (number, small_faces)
                     if key not in self._detector.pending:
                         image = ahead[number - first].image

@@ -233,6 +233,11 @@ class FaceTracker:
         track.missed = 0
 
     @property
+    def searching(self) -> bool:
+        """Whether no face is tracked (every frame is then searched)."""
+        return not self._active
+
+    @property
     def frames_seen(self) -> int:
         """Frames given to `update` since the last reset (the next frame's number)."""
         return self._frame + 1
