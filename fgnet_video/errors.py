@@ -61,6 +61,21 @@ class Terminated(BaseException):
     `finally` and `except BaseException` on its way out, so partial outputs are removed."""
 
 
+def interruption_behind(exc: BaseException) -> BaseException | None:
+    """The interrupt (KeyboardInterrupt, Terminated: not an Exception) that `exc` was raised
+    from or while handling, if any. A signal that arrives while an extension module
+    initialises comes back as that module's ImportError ("initialization failed"): the
+    interrupt, not the import, is what happened."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if not isinstance(cause, Exception):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
 def raise_on_sigterm() -> None:
     """From now on, SIGTERM raises Terminated in the main thread (call from the main
     thread)."""

@@ -246,3 +246,37 @@ def test_pipeline_timestamps_and_settings(vox_frames, predictor):
         with pytest.raises(UserError):
             FaceSettings(**bad)
 
+
+
+def test_a_signal_during_the_dlib_import_stops_the_run_not_a_missing_dlib(monkeypatch):
+    """SIGTERM while dlib's extension initialises comes back as its ImportError
+    ("initialization failed", raised from Terminated): the run must stop as terminated,
+    not fail with "dlib could not be imported"."""
+    import builtins
+    import sys
+
+    from fgnet_video.errors import Terminated
+    from fgnet_video.face.landmarks import dlib_module
+
+    real_import = builtins.__import__
+
+    def interrupted(name, *args, **kwargs):
+        if name == "dlib":
+            try:
+                raise Terminated()
+            except Terminated as stop:
+                raise ImportError("initialization failed") from stop
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.delitem(sys.modules, "dlib", raising=False)
+    monkeypatch.setattr(builtins, "__import__", interrupted)
+    with pytest.raises(Terminated):
+        dlib_module()
+    def broken(name, *args, **kwargs):
+        if name == "dlib":
+            raise ImportError("libfoo.so: cannot open")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", broken)
+    with pytest.raises(UserError, match="could not be imported .libfoo.so"):
+        dlib_module()

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fgnet_video.errors import UserError
+from fgnet_video.errors import UserError, interruption_behind
 
 if TYPE_CHECKING:
     import dlib
@@ -30,6 +30,8 @@ def dlib_module():
     try:
         import dlib
     except ImportError as exc:
+        if (interrupt := interruption_behind(exc)) is not None:  # a signal during the import
+            raise interrupt from None
         if importlib.util.find_spec("dlib") is not None:  # there, but it does not load
             raise UserError(f"dlib could not be imported ({exc})") from exc
         raise UserError("dlib is not installed, and face detection needs it "
