@@ -35,18 +35,10 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from fgnet_video.face.boxes import box_iou
+
 HERE = Path(__file__).resolve().parent / "real_footage"
 MATCH_IOU = 0.3
-
-
-def iou(a, b) -> float:
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    w = min(ax + aw, bx + bw) - max(ax, bx)
-    h = min(ay + ah, by + bh) - max(ay, by)
-    inter = max(w, 0.0) * max(h, 0.0)
-    union = aw * ah + bw * bh - inter
-    return inter / union if union > 0 else 0.0
 
 
 def in_any(box, regions) -> bool:
@@ -57,7 +49,7 @@ def in_any(box, regions) -> bool:
 
 def match(truth: list[dict], found: list) -> list[tuple[int, int]]:
     """(annotated index, found index) pairs, greedily by IoU >= MATCH_IOU."""
-    pairs = sorted(((iou(t["box"], f.box), i, j) for i, t in enumerate(truth)
+    pairs = sorted(((box_iou(t["box"], f.box), i, j) for i, t in enumerate(truth)
                     for j, f in enumerate(found)), reverse=True)
     used_t, used_f, matched = set(), set(), []
     for score, i, j in pairs:

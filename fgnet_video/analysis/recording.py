@@ -169,8 +169,7 @@ def face_stage(path: str | os.PathLike, options: AnalyzeOptions,
     detections run ahead: the CNN's batched on the device, HOG's over several processes
     when `face_workers` asks for more than one): a new one, closed
     after the analysis, or this thread's kept one (`face_stages_kept`). Its networks
-    (detector, descriptors) run on the device of `engine` (the CPU when the model is in
-    another process)."""
+    (detector, descriptors) run where `face_device` says."""
     if tracks_in is not None:
         yield TrackReplay(tracks_in, path, options.sampling, options.face)
         return

@@ -30,6 +30,7 @@ from fgnet_video.face.landmarks import (
     CNN_DETECTOR_MODEL,
     Box,
     dlib_module,
+    from_corners,
     from_dlib_rect,
     model_file,
 )
@@ -137,8 +138,7 @@ class FaceDetector:
                 rects, scores, _ = self._hog.run(image, self.upsample, self.threshold)
                 found.append([(from_dlib_rect(r), s) for r, s in zip(rects, scores, strict=True)])
             return found
-        return [[((float(left), float(top), float(right - left + 1), float(bottom - top + 1)),
-                  score) for (left, top, right, bottom), score in detections
+        return [[(from_corners(*corners), score) for corners, score in detections
                  if score >= self.threshold]
                 for detections in self._cnn.detect(images, self.upsample)]
 

@@ -59,9 +59,14 @@ def to_dlib_rect(box: Box) -> dlib.rectangle:
                                    top + max(int(round(h)), 1) - 1)
 
 
+def from_corners(left: int, top: int, right: int, bottom: int) -> Box:
+    """(x, y, w, h) of dlib's inclusive rectangle (width = right - left + 1)."""
+    return (float(left), float(top), float(right - left + 1), float(bottom - top + 1))
+
+
 def from_dlib_rect(rect: dlib.rectangle) -> Box:
-    """(x, y, w, h) of a dlib rectangle (width = right - left + 1)."""
-    return (float(rect.left()), float(rect.top()), float(rect.width()), float(rect.height()))
+    """(x, y, w, h) of a dlib rectangle."""
+    return from_corners(rect.left(), rect.top(), rect.right(), rect.bottom())
 
 
 class LandmarkPredictor:

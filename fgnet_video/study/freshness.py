@@ -31,9 +31,13 @@ def _as_json(value: object) -> object:
 
 
 def _face(settings: dict | FaceSettings) -> object:
+    """The face settings that make a table, comparable between a record and the options:
+    the detector as it runs (`detector_for`: a record names what `auto` ran)."""
     values = asdict(settings) if isinstance(settings, FaceSettings) else dict(settings)
     for name in NEUTRAL_FACE_SETTINGS:
         values.pop(name, None)
+    if isinstance(values.get("detector"), str):
+        values["detector"] = detector_for(values["detector"])
     return _as_json(values)
 
 
@@ -136,10 +140,7 @@ def stale_reason(outputs: OutputPaths, options: AnalyzeOptions,
             return f"{key} {settings.get(key)} then, {value} now"
     if not isinstance(settings.get("face"), dict):
         return "other face settings"
-    recorded_face = dict(settings["face"])
-    if options.face.detector == "auto" and recorded_face.get("detector") == detector_for("auto"):
-        recorded_face["detector"] = "auto"  # the record names the detector auto ran
-    if _face(recorded_face) != _face(options.face):
+    if _face(settings["face"]) != _face(options.face):
         return "other face settings"
     features = _features_now(options)
     if checkpoint.get("features") != features:
