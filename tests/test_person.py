@@ -216,3 +216,29 @@ def test_a_track_joins_a_person_only_when_that_person_is_clearly_the_nearest():
     persons.reset()
     persons.update(image, [_face(0, 0.0), _face(1, 1.0)])
     assert persons.update(image, [_face(3, 3.0)]) == [(0, None)]  # 0.2 against 0.7: clear
+
+
+def test_a_new_face_resumes_the_lost_track_of_the_person_it_clearly_is():
+    """`resumable` (the tracker's reidentify) names the lost track of the new face's person,
+    the most recently seen first; not when that person is in the frame, not on a near tie,
+    and never one person's tracks for two faces. Its descriptors serve `update` too."""
+    embedder = _Lookup({0.0: np.zeros(2), 1.0: np.array([3.0, 0.0]), 2.0: np.array([0.1, 0.0]),
+                        3.0: np.array([1.5, 0.0]), 4.0: np.array([0.05, 0.0])})
+    persons = PersonIdentifier(embedder, same_person_distance=0.6)
+    image = np.zeros((4, 4, 3), np.uint8)
+    persons.update(image, [_face(0, 0.0), _face(1, 1.0)])  # persons 0 and 1
+    persons.update(image, [_face(5, 0.0)])  # a later track of person 0
+    new = [((2.0, 0.0, 10.0, 10.0), np.zeros((68, 2)))]
+    assert persons.resumable(image, new, lost=[5, 0, 1], present=[]) == [5]
+    assert persons.resumable(image, new, lost=[5, 0, 1], present=[0]) == [None]  # 0 is here
+    assert persons.resumable(image, new, lost=[1], present=[]) == [None]  # 0 has none lost
+    assert persons.resumable(image, [new[0], ((4.0, 0.0, 10.0, 10.0), np.zeros((68, 2)))],
+                             lost=[5, 0], present=[]) == [5, None]  # one person, one face
+    calls = embedder.calls
+    assert persons.update(image, [_face(9, 2.0), _face(8, 4.0)]) == [(0, None), (2, None)]
+    assert embedder.calls == calls  # both descriptors were kept from `resumable`
+    tie = PersonIdentifier(_Lookup({0.0: np.zeros(2), 1.0: np.array([1.0, 0.0]),
+                                    3.0: np.array([0.5, 0.0])}), same_person_distance=0.6)
+    tie.update(image, [_face(0, 0.0), _face(1, 1.0)])
+    assert tie.resumable(image, [((3.0, 0.0, 10.0, 10.0), np.zeros((68, 2)))],
+                         lost=[0, 1], present=[]) == [None]

@@ -172,3 +172,29 @@ def test_cuts_are_found_where_the_shot_changes_and_nowhere_else(clip, cuts):
     found = [f.index for f in read_frames(shared_path("media", clip))
              if detector.is_cut(f.image)]
     assert found == cuts
+
+
+@pytest.mark.parametrize("same_person", [True, False])
+def test_a_lost_face_found_elsewhere_resumes_its_track_when_it_is_the_same_person(
+        face, predictor, same_person):
+    """The face is tracked, vanishes for 5 frames (its track is lost, not forgotten), and is
+    detected again 800 px away, where no position can match it: its track resumes when
+    `reidentify` says it is the lost face, else a new id starts."""
+    empty = (np.full((720, 1280, 3), 110, np.uint8), None)
+    frames = ([canvas_with_face(face, 100, 250)] * 5 + [empty] * 5
+              + [canvas_with_face(face, 900, 250)] * 5)
+    asked = []
+
+    def reidentify(image, faces, lost, present):
+        asked.append((len(faces), lost, present))
+        return [lost[0] if same_person else None for _ in faces]
+
+    def plan(call):
+        return [] if 5 <= call < 10 else [frames[call][1]]
+
+    tracker = FaceTracker(ScriptedDetector(plan), predictor, detect_every=1,
+                          reidentify=reidentify)
+    ids = [[f.face_id for f in tracker.update(image)] for image, _ in frames]
+    assert ids[:5] == [[0]] * 5 and ids[5:10] == [[]] * 5
+    assert ids[10:] == ([[0]] if same_person else [[1]]) * 5
+    assert asked == [(1, [0], [])]  # asked once: a new face while a face was lost

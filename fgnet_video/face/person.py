@@ -16,6 +16,10 @@ A face track (`face_id`) ends when its face is lost for longer than the tracker 
   the person's reference: m_p is the mean of every descriptor a track of p contributed, so
   later tracks are compared with a steadier reference than one frame.
 
+The same rule lets the tracker resume a lost track by appearance (`resumable`, the
+tracker's `reidentify`): a new face clearly of the person of a recently lost track continues
+that track, with the descriptor computed then (and kept for its first frame here).
+
 Named people (`FaceSettings.people`, `--people NAME=PHOTO`) are the first persons of every
 recording, ids 0, 1, ... in the order given, each with the descriptor of the largest face of
 its photo (dlib HOG with upsample 1 and 68 landmarks: the still-photo recipe of
@@ -139,19 +143,48 @@ class PersonIdentifier:
         """Start a new recording (person ids restart after the named people)."""
         self.people = [_Person(descriptor, 1, name) for name, descriptor in self.named]
         self.tracks.clear()
+        self._described: dict[tuple[float, ...], np.ndarray] = {}  # `resumable`'s, by box
 
-    def _identify(self, descriptor: np.ndarray, taken: set[int]) -> int:
-        """The person of a new track's first descriptor: the nearest person not in this
-        frame, when it is near (under `same_person_distance`) and clearly the nearest (every
-        other such person at least CLEAR_MARGIN farther); else a new person."""
+    def _nearest(self, descriptor: np.ndarray, taken: set[int]) -> int | None:
+        """The person a descriptor is: the nearest person not in this frame (`taken`), when
+        it is near (under `same_person_distance`) and clearly the nearest (every other such
+        person at least CLEAR_MARGIN farther); else None."""
         distances = sorted((float(np.linalg.norm(descriptor - person.mean)), person_id)
                            for person_id, person in enumerate(self.people)
                            if person_id not in taken)
         if distances and distances[0][0] < self.same_person_distance and (
                 len(distances) == 1 or distances[1][0] - distances[0][0] >= CLEAR_MARGIN):
             return distances[0][1]
+        return None
+
+    def _identify(self, descriptor: np.ndarray, taken: set[int]) -> int:
+        """The person of a new track's first descriptor (`_nearest`), or a new person."""
+        found = self._nearest(descriptor, taken)
+        if found is not None:
+            return found
         self.people.append(_Person(np.zeros_like(descriptor), 0))
         return len(self.people) - 1
+
+    def resumable(self, image: np.ndarray, faces: list[tuple[Box, np.ndarray]],
+                  lost: list[int], present: list[int]) -> list[int | None]:
+        """The tracker's `reidentify` (`fgnet_video.face.track`): for each new face (box,
+        landmarks) of `image`, the lost track (of the face ids `lost`, the most recently
+        seen first) of the person it is (`_nearest`, persons of the `present` face ids
+        excluded), or None. Two faces never resume tracks of one person. The descriptors
+        are kept for `update` on this frame, which then does not compute them again."""
+        descriptors = self.embedder.describe(image, faces)
+        self._described = {tuple(box): d for (box, _), d in zip(faces, descriptors,
+                                                                strict=True)}
+        taken = {self.tracks[i].person_id for i in present if i in self.tracks}
+        resumed: list[int | None] = []
+        for descriptor in descriptors:
+            person = self._nearest(descriptor, taken)
+            track = next((i for i in lost if i in self.tracks
+                          and self.tracks[i].person_id == person), None)
+            if track is not None:
+                taken.add(person)
+            resumed.append(track)
+        return resumed
 
     def update(self, image: np.ndarray,
                faces: list[TrackedFace]) -> list[tuple[int, str | None]]:
@@ -163,7 +196,12 @@ class PersonIdentifier:
         taken = {self.tracks[f.face_id].person_id for f in faces if f.face_id in self.tracks}
         wanted = [f for f in faces if f.face_id not in self.tracks
                   or self.tracks[f.face_id].embedded < EMBED_FRAMES]
-        descriptors = self.embedder.describe(image, [(f.box, f.landmarks) for f in wanted])
+        known, self._described = self._described, {}
+        missing = [f for f in wanted if tuple(f.box) not in known]
+        computed = dict(zip((id(f) for f in missing), self.embedder.describe(
+            image, [(f.box, f.landmarks) for f in missing]), strict=True))
+        descriptors = [computed[id(f)] if id(f) in computed else known[tuple(f.box)]
+                       for f in wanted]
         for face, descriptor in zip(wanted, descriptors, strict=True):
             state = self.tracks.get(face.face_id)
             if state is None:

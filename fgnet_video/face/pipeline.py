@@ -77,6 +77,7 @@ class FacePipeline:
         embedder = FaceEmbedder(device)
         self.persons = PersonIdentifier(embedder, s.same_person_distance,
                                         named_references(s.people, embedder))
+        self.tracker.reidentify = self.persons.resumable
 
     def reset(self) -> None:
         """Start a new clip (face and person ids restart at 0)."""

@@ -26,19 +26,23 @@ refitted where it is now; slower faces are refitted where they were.
 
 Ids: detections are matched to tracked faces (and to recently lost ones) greedily from the
 best match, where a pair matches by IoU >= 0.3 with the face's predicted box, or, failing
-that, when the detection's centre lies within 0.75 box side of the predicted centre and
-the areas differ by at most 2x (a fast move, a score below any IoU match); unmatched
-detections start new ids (0, 1, 2, ... in order of appearance). Two tracks never sit on one
-face: when two active boxes overlap by half the smaller one's area, the younger track (higher
-id) is dropped, unless only it was just detected. A face the detector misses keeps being
-tracked while its checks pass, for at most `max_missed` detection rounds; a lost face keeps
-its id for `forget_after` frames, so a face that comes back after a short miss gets its old
-id. A shot cut (`fgnet_video.face.shots`) ends every track and forgets the lost ones: no id
-continues onto whoever stands in the next shot where a face stood.
+that, when the detection's centre lies within 0.75 box side of the predicted centre and the
+areas differ by at most 2x (a fast move, a score below any IoU match). A detection matched
+to no face by position may still be a lost face by appearance: `reidentify` (the pipeline's
+person identifier: clearly the same person by the face descriptor) resumes that face's
+track, which its position could not (it walked on or turned while missed). The other
+unmatched detections start new ids (0, 1, 2, ... in order of appearance). Two tracks never
+sit on one face: when two active boxes overlap by half the smaller one's area, the younger
+track (higher id) is dropped, unless only it was just detected. A face the detector misses
+keeps being tracked while its checks pass, for at most `max_missed` detection rounds; a lost
+face keeps its id for `forget_after` frames, so a face that comes back after a short miss
+gets its old id. A shot cut (`fgnet_video.face.shots`) ends every track and forgets the lost
+ones: no id continues onto whoever stands in the next shot where a face stood.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -57,6 +61,12 @@ _MAX_ASPECT_CHANGE = 1.4  # a tracked box's h/w may differ from its detection's 
 _MAX_AREA_CHANGE = 2.0  # ... and its area by this factor
 _FAST_MOVE = 0.1  # box sides per frame above which a face's box is predicted moving
 _MAX_CENTRE_JUMP = 0.75  # a match by distance: centres within this share of the box side
+
+# reidentify(image, faces, lost, present): for each new face (box, landmarks) of `image` that
+# matched no tracked or lost face by position, the id of the lost face (of `lost`, the most
+# recently seen first) it is by appearance, or None; `present` are the ids in this frame.
+Reidentify = Callable[[np.ndarray, list[tuple[Box, np.ndarray]], list[int], list[int]],
+                      list[int | None]]
 
 
 @dataclass(frozen=True)
@@ -185,7 +195,7 @@ class FaceTracker:
     def __init__(self, detector: FaceDetector, predictor: LandmarkPredictor, *,
                  detect_every: int = 10, max_faces: int | None = None, max_missed: int = 1,
                  forget_after: int = 50, min_iou: float = 0.6,
-                 min_correlation: float = 0.6) -> None:
+                 min_correlation: float = 0.6, reidentify: Reidentify | None = None) -> None:
         if detect_every < 1:
             raise ValueError(f"detect_every must be >= 1, got {detect_every}")
         if max_faces is not None and max_faces < 1:
@@ -194,6 +204,7 @@ class FaceTracker:
         self.detect_every, self.max_faces = detect_every, max_faces
         self.max_missed, self.forget_after = max_missed, forget_after
         self.min_iou, self.min_correlation = min_iou, min_correlation
+        self.reidentify = reidentify
         self.reset()
 
     def reset(self) -> None:
@@ -217,16 +228,19 @@ class FaceTracker:
                       and plausible_change(box, track.detected_box))
         return _Fit(box, landmarks, patch, consistent)
 
-    def _new_track(self, image: np.ndarray, detection: Detection) -> _Track:
-        landmarks = self.predictor(image, detection.box)
+    def _new_track(self, image: np.ndarray, detection: Detection,
+                   landmarks: np.ndarray) -> _Track:
         track = _Track(self._next_id, detection.box, landmarks, detection.score,
                        _relation(detection.box, landmarks), face_patch(image, landmarks),
                        self._frame, detection.box)
         self._next_id += 1
         return track
 
-    def _refresh(self, image: np.ndarray, track: _Track, detection: Detection) -> None:
-        track.moved_to(detection.box, self.predictor(image, detection.box), self._frame)
+    def _refresh(self, image: np.ndarray, track: _Track, detection: Detection,
+                 landmarks: np.ndarray | None = None) -> None:
+        if landmarks is None:
+            landmarks = self.predictor(image, detection.box)
+        track.moved_to(detection.box, landmarks, self._frame)
         track.confidence, track.detected_box = detection.score, detection.box
         track.box_in_extent = _relation(detection.box, track.landmarks)
         track.patch = face_patch(image, track.landmarks)
@@ -335,10 +349,34 @@ class FaceTracker:
                 active.append(track)
             else:
                 lost.append(track)
-        new = [self._new_track(image, d) for i, d in enumerate(detections)
-               if i not in matched_d and not any(same_face(d.box, t.box) for t in active)]
+        fresh = [d for i, d in enumerate(detections)
+                 if i not in matched_d and not any(same_face(d.box, t.box) for t in active)]
+        points = [self.predictor(image, d.box) for d in fresh]
+        new: list[_Track] = []
+        for detection, landmarks, track in zip(
+                fresh, points, self._resumed(image, fresh, points, lost, active), strict=True):
+            if track is None:
+                new.append(self._new_track(image, detection, landmarks))
+            else:
+                lost.remove(track)
+                self._refresh(image, track, detection, landmarks)
+                track.velocity = (0.0, 0.0)  # the motion across a gap predicts nothing
+                matched.append(track)
+                active.append(track)
         self._active, self._lost = active + new, lost
         return {t.face_id for t in matched + new}
+
+    def _resumed(self, image: np.ndarray, fresh: list[Detection], points: list[np.ndarray],
+                 lost: list[_Track], active: list[_Track]) -> list[_Track | None]:
+        """For each detection that matched no face by position, the lost face it is by
+        appearance (`reidentify`), or None: a new face."""
+        if self.reidentify is None or not fresh or not lost:
+            return [None] * len(fresh)
+        recent = sorted(lost, key=lambda t: t.last_frame, reverse=True)
+        ids = self.reidentify(image, [(d.box, p) for d, p in zip(fresh, points, strict=True)],
+                              [t.face_id for t in recent], [t.face_id for t in active])
+        by_id = {t.face_id: t for t in recent}
+        return [None if face_id is None else by_id[face_id] for face_id in ids]
 
     def _limit_faces(self) -> None:
         if self.max_faces is None or len(self._active) <= self.max_faces:
