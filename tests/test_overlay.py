@@ -9,7 +9,13 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from fgnet_video.analysis.overlay_draw import BOX_COLOURS, draw_faces, place_panels
+from fgnet_video.analysis.overlay import OverlayWriter
+from fgnet_video.analysis.overlay_draw import (
+    BOX_COLOURS,
+    RecentFaces,
+    draw_faces,
+    place_panels,
+)
 from fgnet_video.analysis.stream import ScoredFrame
 from fgnet_video.aus import BP4D_AUS
 from fgnet_video.cli import main
@@ -171,6 +177,45 @@ def test_an_id_label_avoids_the_face_above_it():
     canvas = _draw_all(640, 480, [upper, lower], 0)
     assert _covered(canvas, upper) == 0 and _covered(canvas, lower) == 0
     assert _shaded(canvas)[lower[1] + lower[3] + 2:].any()  # the tag of face 1, below it
+
+
+def _scored(time: float, boxes: dict[int, tuple], active: int = 4,
+            size=(640, 480)) -> ScoredFrame:
+    """A grey frame at `time` with the faces {face id: box}, each with `active` AUs."""
+    image = np.full((size[1], size[0], 3), GREY, np.uint8)
+    present = np.where(np.arange(len(BP4D_AUS)) < active, 1.0, -1.0)
+    faces = [_face(face_id, box) for face_id, box in boxes.items()]
+    return ScoredFrame(Frame(0, time, image), faces, np.tile(present, (len(faces), 1)))
+
+
+def test_a_face_seen_a_moment_ago_without_a_box_now_is_kept_clear():
+    """Three faces side by side; the middle one loses its box (missed, turned away). Its
+    neighbour's panel, which goes right of its box when nothing is there, would cover it;
+    with its last box kept clear (RecentFaces) no tag or panel covers it."""
+    scored = _scored(0.5, {0: THREE[0], 2: THREE[2]})
+    assert _covered(draw_faces(scored.frame.image, scored, BP4D_AUS), THREE[1]) > 0.3
+    recent = RecentFaces()
+    assert recent.unboxed(_scored(0.0, dict(enumerate(THREE)))) == []
+    keep_clear = recent.unboxed(scored)
+    assert keep_clear == [THREE[1]]
+    canvas = draw_faces(scored.frame.image, scored, BP4D_AUS, keep_clear=keep_clear)
+    assert [_covered(canvas, box) for box in THREE] == [0, 0, 0]
+    assert _shaded(canvas).sum() > 2 * 4 * 100  # both panels are there
+    # a second later the place is free again; a face back in the frame is boxed, not kept
+    assert recent.unboxed(_scored(1.6, {0: THREE[0], 2: THREE[2]})) == []
+    assert recent.unboxed(_scored(1.7, {0: THREE[0], 1: THREE[1]})) == [THREE[2]]
+
+
+def test_the_overlay_video_keeps_the_place_of_a_face_without_a_box_clear(tmp_path):
+    source = write_video(tmp_path / "grey.mp4", [np.full((480, 640, 3), GREY, np.uint8)] * 2)
+    writer = OverlayWriter(source, tmp_path / "overlay.mp4", BP4D_AUS)
+    writer.write(_scored(0.0, dict(enumerate(THREE))))
+    writer.write(_scored(0.04, {0: THREE[0], 2: THREE[2]}))
+    writer.finish()
+    with av.open(str(tmp_path / "overlay.mp4")) as container:
+        last = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)][-1]
+    x, y, w, h = THREE[1]
+    assert np.abs(last[y + 3:y + h - 2, x + 3:x + w - 2].astype(int) - GREY).max() < 24
 
 
 @pytest.mark.parametrize(("width", "height"), [(320, 240), (256, 256), (33, 17), (2, 2),

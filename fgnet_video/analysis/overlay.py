@@ -19,7 +19,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from fgnet_video.analysis.overlay_draw import draw_faces
+from fgnet_video.analysis.overlay_draw import RecentFaces, draw_faces
 from fgnet_video.analysis.stream import ScoredFrame
 from fgnet_video.errors import UserError
 
@@ -152,6 +152,7 @@ class OverlayWriter:
             self.abort()
             raise
         self._size: tuple[int, int] | None = None
+        self._recent = RecentFaces()
         self._last_time = 0.0
         self._last_pts = -1
 
@@ -169,7 +170,8 @@ class OverlayWriter:
 
     def write(self, scored: ScoredFrame) -> None:
         """Draw and encode one analysed frame at its source presentation time."""
-        image = _even(draw_faces(scored.frame.image, scored, self.aus))
+        image = _even(draw_faces(scored.frame.image, scored, self.aus,
+                                 keep_clear=self._recent.unboxed(scored)))
         if self._size is None:
             height, width = image.shape[:2]
             self._size = (width, height)

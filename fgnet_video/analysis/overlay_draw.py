@@ -1,6 +1,7 @@
 """What the overlay video shows on a frame: each face's box, its id on a tag, and its active
 AUs as bars in a panel placed where it covers no face (`place_labels`, `place_panels`: pure
-layout, then `draw_faces` draws).
+layout, then `draw_faces` draws). A face seen a moment ago but without a box in this frame
+(missed, turned away: most likely still there) is kept clear too (`RecentFaces`).
 """
 
 from __future__ import annotations
@@ -106,22 +107,24 @@ class PanelLayout:
 
 def place_panels(frame: Size, boxes: Sequence[Rect],
                  sizes: Sequence[Sequence[Size | None]],
-                 legend_sizes: Sequence[Size | None], gap: int = 0) -> PanelLayout:
+                 legend_sizes: Sequence[Size | None], gap: int = 0,
+                 keep_clear: Sequence[Rect] = ()) -> PanelLayout:
     """Panel rectangles for the faces `boxes` in a frame of `frame` = (width, height).
 
     `sizes[level][i]`: face i's panel size at each level, largest first, at least one level
     (None: the face has no panel); `legend_sizes[i]`: its entry in the legend. A spot is free
-    when the panel lies whole in the frame and overlaps no box and no panel placed before.
+    when the panel lies whole in the frame and overlaps no box, nothing of `keep_clear` (the
+    places of faces without a box) and no panel placed before.
     Each face in turn takes the first free candidate of: right of its box, left, below,
     above (`gap` pixels off the box; top or left edge aligned with the box's), each moved
     inside the frame. The level is the first at which every panel finds a free spot. Past
     the last level the faces without one (the others keep their panels of that level) are
     listed in a legend, their entries stacked in one column, at the frame corner of least
-    overlap area with the boxes, then with the panels (ties: top-left, top-right,
-    bottom-left, bottom-right). Every rectangle returned lies within the frame (cut to it
+    overlap area with the boxes and `keep_clear`, then with the panels (ties: top-left,
+    top-right, bottom-left, bottom-right). Every rectangle returned lies within the frame (cut to it
     when larger)."""
     for level, level_sizes in enumerate(sizes):
-        taken = list(boxes)
+        taken = [*boxes, *keep_clear]
         panels: list[Rect | None] = []
         for (x, y, w, h), size in zip(boxes, level_sizes, strict=True):
             spot = None
@@ -143,20 +146,22 @@ def place_panels(frame: Size, boxes: Sequence[Rect],
     corners = [_in_frame(x, y, size, frame) for y in (0, height - size[1])
                for x in (0, width - size[0])]
     placed = [panel for panel in panels if panel is not None]
-    legend = min(corners, key=lambda rect: (sum(overlap(rect, box) for box in boxes),
+    legend = min(corners, key=lambda rect: (sum(overlap(rect, box)
+                                                for box in (*boxes, *keep_clear)),
                                             sum(overlap(rect, panel) for panel in placed)))
     return PanelLayout(tuple(panels), level, legend, left_out)
 
 
 def place_labels(frame: Size, boxes: Sequence[Rect], sizes: Sequence[Size],
-                 inset: int = 1) -> list[Rect]:
+                 inset: int = 1, keep_clear: Sequence[Rect] = ()) -> list[Rect]:
     """Id label rectangles: for each face in turn, the first of above its box, below it and
     inside its top edge (`inset` pixels down) that lies whole in the frame and overlaps no
-    other box and no label placed before; inside the top edge when none does. Left edges
+    other box, nothing of `keep_clear` and no label placed before; inside the top edge when
+    none does. Left edges
     are the box's, moved inside the frame; every label lies within the frame."""
     labels: list[Rect] = []
     for index, ((x, y, _, h), size) in enumerate(zip(boxes, sizes, strict=True)):
-        taken = [*boxes[:index], *boxes[index + 1:], *labels]
+        taken = [*boxes[:index], *boxes[index + 1:], *keep_clear, *labels]
         spots = [_in_frame(x, top, size, frame) for top in (y - size[1], y + h + inset)
                  if 0 <= top <= frame[1] - size[1]]
         inner = _in_frame(x, max(y, 0) + inset, size, frame)
@@ -226,6 +231,39 @@ def _legend(canvas: np.ndarray, style: _Style,
         top += _legend_size(style, label, rows)[1]
 
 
+RECENT_SECONDS = 1.0  # a face seen this recently, without a box now, is kept clear
+
+
+class RecentFaces:
+    """Where the faces of the last RECENT_SECONDS were, frame to frame (one per overlay).
+
+    A face the face stage saw a moment ago but gives no box in this frame (the detector
+    missed it, the head turned away, its track was lost for a few frames) is most likely
+    still there: the overlay keeps its last box clear of tags, panels and the legend. A face
+    the face stage never found cannot be kept clear: nothing says where it is."""
+
+    def __init__(self) -> None:
+        self._seen: dict[int, tuple[Rect, float]] = {}  # face id: (last box, time)
+
+    def unboxed(self, scored: ScoredFrame) -> list[Rect]:
+        """The last boxes of the faces seen within RECENT_SECONDS before this frame but not
+        in it; then this frame's faces are remembered."""
+        now = scored.frame.time
+        here = {face.face_id for face in scored.faces}
+        self._seen = {face_id: (box, time) for face_id, (box, time) in self._seen.items()
+                      if 0 <= now - time <= RECENT_SECONDS}
+        clear = [box for face_id, (box, _) in sorted(self._seen.items())
+                 if face_id not in here]
+        for face in scored.faces:
+            self._seen[face.face_id] = (_rect(face.box), now)
+        return clear
+
+
+def _rect(box) -> Rect:
+    """A float (x, y, w, h) box as whole pixels."""
+    return tuple(int(round(v)) for v in box)
+
+
 def face_tag(face) -> str:
     """The label of a face, as the table names it: the person's name, else "person P"
     (its person_id), with the track's face id: "Ann, id 3", "person 0, id 3"; "id 3" when
@@ -242,13 +280,15 @@ def _colour_key(face) -> int:
     return face.person_id if face.person_id is not None else face.face_id
 
 
-def draw_faces(image: np.ndarray, scored: ScoredFrame, aus: Sequence[int]) -> np.ndarray:
+def draw_faces(image: np.ndarray, scored: ScoredFrame, aus: Sequence[int],
+               keep_clear: Sequence[Rect] = ()) -> np.ndarray:
     """A copy of the frame with, per face, its box, its label (`face_tag`) and a panel with
     one bar per active AU (score > 0; bar length = min(score, 1) x a full bar, the score
     printed beside its name). Sizes scale with the frame; everything drawn lies within it.
 
-    Placement, so that nothing covers a face where that can be avoided (exact rules:
-    `place_labels`, then `place_panels`):
+    Placement, so that nothing covers a face where that can be avoided, neither the boxed
+    ones nor those at `keep_clear` (faces without a box in this frame: `RecentFaces`; exact
+    rules: `place_labels`, then `place_panels`):
     - tag: above its box, else below it, else inside its top edge: the first whole in the
       frame that overlaps no other face box and no earlier tag.
     - panel: a face's obstacle is its box (strokes included) united with its tag. Candidates
@@ -264,20 +304,21 @@ def draw_faces(image: np.ndarray, scored: ScoredFrame, aus: Sequence[int]) -> np
     frame = (width, height)
     styles = [_Style.for_frame(width, height, shrink) for shrink in SHRINK]
     style = styles[0]
-    boxes = [tuple(int(round(v)) for v in face.box) for face in scored.faces]
+    boxes = [_rect(face.box) for face in scored.faces]
     colours = [BOX_COLOURS[_colour_key(face) % len(BOX_COLOURS)] for face in scored.faces]
     tags = [face_tag(face) for face in scored.faces]
     rows = [[(au_name(au), float(score)) for au, score in zip(aus, scores, strict=True)
              if score > 0] for scores in scored.scores]
     labels = place_labels(frame, boxes, [(style.text_width(tag) + 2 * style.pad, style.row)
-                                         for tag in tags], inset=style.line)
+                                         for tag in tags], inset=style.line,
+                          keep_clear=keep_clear)
     line = style.line
     drawn = [_union((x - line, y - line, w + 2 * line + 1, h + 2 * line + 1), label)
              for (x, y, w, h), label in zip(boxes, labels, strict=True)]
     sizes = [[_panel_size(level, r) if r else None for r in rows] for level in styles]
     entries = [_legend_size(styles[-1], tag, r) if r else None
                for tag, r in zip(tags, rows, strict=True)]
-    layout = place_panels(frame, drawn, sizes, entries, gap=style.pad)
+    layout = place_panels(frame, drawn, sizes, entries, gap=style.pad, keep_clear=keep_clear)
     for (x, y, w, h), colour in zip(boxes, colours, strict=True):
         cv2.rectangle(canvas, (x, y), (x + w, y + h), colour, line)
     for label, tag, colour in zip(labels, tags, colours, strict=True):
