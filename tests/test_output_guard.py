@@ -71,6 +71,21 @@ def test_summarize_never_writes_over_a_finished_analysis(study, output, what):
     _assert_refused(result, study, before, what)
 
 
+@pytest.mark.parametrize("command", ["summarize", "plot"])
+def test_the_recording_of_a_table_made_elsewhere_is_protected(tmp_path, tiny_weights, command):
+    """in/ -> out/: the recording lies beside no run record, but the table's own record
+    (out/aus.json) names it, so neither summarize nor plot of out/aus.csv may write it."""
+    source, out = tmp_path / "in", tmp_path / "out"
+    source.mkdir()
+    shutil.copy(shared_path("media", "vox_talking.mp4"), source / "interview.mp4")
+    result = _run("analyze", str(source / "interview.mp4"), "-o", str(out / "aus.csv"),
+                  "-w", str(tiny_weights), "--fps", "2")
+    assert result.exit_code == 0, result.output
+    before = _digests(source)
+    result = _run(command, str(out / "aus.csv"), "-o", str(source / "interview.mp4"))
+    _assert_refused(result, source, before, "would replace a file of the analysis recorded in")
+
+
 def test_plot_never_writes_over_a_run_record(study):
     before = _digests(study)
     result = _run("plot", str(study / "aus.csv"), "-o", str(study / "aus.json"))

@@ -1,8 +1,9 @@
 """The output guard every command that writes goes through, before it touches anything: no
 output may replace an input of the command, another output of it, a file of a finished
 analysis (its table, run record, overlay, saved tracks or failure record, and the recording
-it analysed, as its run record names them), a link, a folder or a device, or lie outside
---out-dir. A refusal is an `OutputClash`: one line, exit status 2, nothing touched.
+it analysed, as its run record names them: the records beside each output and beside each
+input are read, so `summarize out/x.csv -o in/x.mp4` is refused when out/x.json analysed
+in/x.mp4), a link, a folder or a device, or lie outside --out-dir. A refusal is an `OutputClash`: one line, exit status 2, nothing touched.
 
 Paths are compared after resolving links and `..` (`os.path.realpath`) and, for files that
 exist, by identity (device and inode), so a hard link or a second name is caught too. A unit
@@ -79,7 +80,13 @@ def check_outputs(units: Iterable[PlannedUnit | tuple[Path | None, Sequence[Path
         if identity is not None:
             inputs_by_id[identity] = Path(source)
     root = os.path.realpath(out_dir) if out_dir is not None else None
+    # the finished analyses in reach: those beside each output (below) and those beside each
+    # input, whose records may name files elsewhere (the recording a table was made from)
     finished: dict[str, dict[str, Path]] = {}  # folder -> finished_files(folder)
+    claimed: dict[str, Path] = {}  # realpath -> the run record claiming it
+    for folder in {os.path.dirname(real) for real in inputs_by_path}:
+        finished[folder] = finished_files(Path(folder))
+        claimed.update(finished[folder])
     outputs: dict[str, Path] = {}
     for unit in units:
         own = os.path.realpath(unit.record) if unit.record is not None else None
@@ -101,7 +108,8 @@ def check_outputs(units: Iterable[PlannedUnit | tuple[Path | None, Sequence[Path
             folder = os.path.dirname(real)
             if folder not in finished:
                 finished[folder] = finished_files(Path(folder))
-            record = finished[folder].get(real)
+                claimed.update(finished[folder])
+            record = claimed.get(real)
             if record is not None and os.path.realpath(record) != own:
                 raise OutputClash(f"{output}: would replace a file of the analysis recorded in "
                                   f"{record}; choose another output name")
