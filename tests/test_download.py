@@ -401,11 +401,20 @@ def test_unreadable_release_file_is_removed_and_fetched_again_next_time(serve, t
     assert resolve_weights("bp4d")[0].endswith("bp4d.safetensors")
 
 
+def _legacy_checkpoint(cut: int | None = None) -> bytes:
+    """torch.save's legacy (pre-zip) format, 2.9 MB, cut after `cut` bytes when given."""
+    buffer = io.BytesIO()
+    torch.save({"w": torch.zeros(600, 600)}, buffer, _use_new_zipfile_serialization=False)
+    return buffer.getvalue()[:cut]
+
+
 @pytest.mark.parametrize("served, options, what", [
     (_payload(200_000), {}, "not a complete PyTorch checkpoint: unrecognised bytes"),
     (None, {"cut_after": 1 << 20, "cuts": 5, "no_length": True},
      "not a complete PyTorch checkpoint: a cut-off zip archive"),
-])
+    (b"\x80" + _payload(200_000), {}, "a pickle without torch.save's header"),  # 1 in 256
+    (_legacy_checkpoint(cut=1 << 20), {}, "not a readable PyTorch checkpoint"),
+], ids=["random", "cut-off", "random-after-a-pickle-mark", "cut-off-legacy"])
 def test_a_download_is_checked_before_it_gets_its_name_or_a_record(serve, tmp_path, release,
                                                                    served, options, what):
     files = _release_files(release)

@@ -42,12 +42,33 @@ def sniff(head: bytes) -> str:
     return "unrecognised bytes (random data?)"
 
 
+# torch.save's legacy (pre-zip) format opens with this number, pickled on its own
+LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+
+
+class _NoGlobals(pickle.Unpickler):
+    """Unpickles plain values only (numbers, strings, containers): no class, no code."""
+
+    def find_class(self, module: str, name: str):
+        raise pickle.UnpicklingError(f"{module}.{name} is not a plain value")
+
+
 def check_torch_archive(path: str | os.PathLike) -> None:
     """UserError unless `path` is a complete torch.save archive: a zip file whose directory
-    (at its end, so a cut-off file has none) lists a data.pkl, or a legacy (pre-zip)
-    torch.save pickle, which `torch_load` checks in full. Reads the directory only."""
+    (at its end, so a cut-off file has none) lists a data.pkl (the directory only is read),
+    or a legacy (pre-zip) torch.save file: its first pickle is torch's LEGACY_MAGIC, and it
+    loads whole (`torch_load`: a cut-off one does not)."""
     with open(path, "rb") as handle:
-        if handle.read(1) == b"\x80":  # a pickle's protocol mark: the legacy format
+        if handle.read(1) == b"\x80":  # a pickle's protocol mark: the legacy format?
+            handle.seek(0)
+            try:
+                magic = _NoGlobals(handle).load()
+            except Exception:  # noqa: BLE001 - any unpickling failure: not torch's header
+                magic = None
+            if magic != LEGACY_MAGIC:
+                raise UserError("not a PyTorch checkpoint: a pickle without torch.save's "
+                                "header (random data?)")
+            torch_load(path)
             return
     try:
         with zipfile.ZipFile(path) as archive:
