@@ -3,6 +3,8 @@ face, finite thresholds, the size a reference photo is searched at."""
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -13,6 +15,8 @@ from fgnet_video.errors import UserError
 from fgnet_video.face.person import PHOTO_MAX_SIDE
 from fgnet_video.media.images import read_rgb
 from fgnet_video.options import SMALLEST_MIN_FACE, FaceSettings
+
+from .conftest import shared_path
 
 
 @pytest.mark.parametrize("value", [1.0, 19.9, float("inf"), float("nan")])
@@ -94,10 +98,6 @@ def test_a_ray_address_where_nothing_listens_is_one_line_at_once(tmp_path):
 @pytest.fixture(scope="module")
 def saved_tracks(tmp_path_factory, tiny_weights):
     """(video, tracks file, its arrays) of vox_talking at 2 frames per second."""
-    import shutil
-
-    from .conftest import shared_path
-
     folder = tmp_path_factory.mktemp("tracks")
     video = folder / "v.mp4"
     shutil.copy(shared_path("media", "vox_talking.mp4"), video)
@@ -171,6 +171,29 @@ def test_bad_manifest_rows_are_refused_at_planning(tmp_path, manifest, what):
                                        str(tmp_path / "out")])
     assert result.exit_code == 1, result.output
     assert result.output.strip() == f"fgnet-video: error: {tmp_path / 'm.csv'}: {what}"
+
+
+@pytest.mark.parametrize("stem, what", [
+    ("a\nb", "holds a control character (a NUL byte or a line break?)"),
+    ("n" * 230, "has a part of 230 bytes (at most 200 make a file name)"),
+])
+@pytest.mark.parametrize("given", ["folder", "file"])
+def test_input_names_unusable_as_output_names_are_a_refused_plan(tmp_path, stem, what, given):
+    """A video whose name would make an output name with a line break (breaking every
+    one-line message) or too long for our partial's suffix: one line, exit 2, nothing
+    written; the way out is a manifest name."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    video = folder / f"{stem}.mp4"
+    shutil.copy(shared_path("media", "vox_talking.mp4"), video)
+    target = folder if given == "folder" else video
+    result = CliRunner().invoke(main, ["analyze", str(target), "--out-dir",
+                                       str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip() == (f"fgnet-video: error: {str(video)!r}: its output name "
+                                     f"{what}; rename the file, or give it another name in a "
+                                     "manifest")
+    assert not (tmp_path / "out").exists()
 
 
 def test_an_absurd_batch_size_is_refused_with_its_range():

@@ -536,3 +536,18 @@ def test_a_trickling_server_is_cut_instead_of_waited_for(tmp_path, monkeypatch):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_weights_download_goes_through_the_output_guard(serve, tmp_path, release):
+    """A release file's place in the cache is a link to a file not there yet (someone's
+    path): one line, exit 2, nothing written through or over the link."""
+    serve(_release_files(release))
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    link = cache / "fgnet-bp4d-model.pth"
+    link.symlink_to(tmp_path / "elsewhere.pth")
+    result = CliRunner().invoke(main, ["weights", "download", "bp4d"])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines() == [
+        f"fgnet-video: error: {link}: is a link; give the path of a regular file as output"]
+    assert link.is_symlink() and not (tmp_path / "elsewhere.pth").exists()

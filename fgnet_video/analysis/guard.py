@@ -3,7 +3,8 @@ output may replace an input of the command, another output of it, a file of a fi
 analysis (its table, run record, overlay, saved tracks or failure record, and the recording
 it analysed, as its run record names them: the records beside each output and beside each
 input are read, so `summarize out/x.csv -o in/x.mp4` is refused when out/x.json analysed
-in/x.mp4), a link, a folder or a device, or lie outside --out-dir. A refusal is an `OutputClash`: one line, exit status 2, nothing touched.
+in/x.mp4), a link, a folder or a device, or lie outside --out-dir. A refusal is an
+`OutputClash`: one line, exit status 2, nothing touched.
 
 Paths are compared after resolving links and `..` (`os.path.realpath`) and, for files that
 exist, by identity (device and inode), so a hard link or a second name is caught too. A unit

@@ -115,6 +115,10 @@ def expand_inputs(specs: Iterable[str]) -> list[Job]:
             jobs.append(Job(path, path.stem))
     names: dict[str, Path] = {}
     for job in jobs:
+        problem = name_problem(job.name)
+        if problem is not None:  # the name of a file given, found in a folder or matched
+            raise OutputClash(f"{str(job.source)!r}: its output name {problem}; rename the "
+                              "file, or give it another name in a manifest")
         if job.name in names and names[job.name] != job.source:
             raise OutputClash(f"{names[job.name]} and {job.source} would both write outputs named "
                             f"{job.name!r}: list them in a manifest with distinct names")

@@ -189,6 +189,14 @@ def _download_error(error: UserError, home: Path, known: KnownWeights) -> UserEr
     )
 
 
+def _check_target(path: Path) -> None:
+    """The output guard (`fgnet_video.analysis.guard`) for a file the cache is about to
+    get: not a link, folder or device, nor a file of a finished analysis."""
+    from fgnet_video.analysis.guard import check_outputs
+
+    check_outputs([(None, [path])])
+
+
 def _fetch(home: Path, manifest: Manifest, file: ReleaseFile, known: KnownWeights,
            progress: bool) -> None:
     """Download one release file into the cache (resuming a partial one) and check it
@@ -199,6 +207,7 @@ def _fetch(home: Path, manifest: Manifest, file: ReleaseFile, known: KnownWeight
         _check_recorded(manifest, path, known)
     else:
         source = f"gdrive:{file.drive_id}"
+        _check_target(path)
         try:
             download(drive_url(file.drive_id), path, label=file.title, progress=progress,
                      check=check_torch_archive)
@@ -219,6 +228,7 @@ def _fetch(home: Path, manifest: Manifest, file: ReleaseFile, known: KnownWeight
 def _convert(home: Path, known: KnownWeights, progress: bool) -> Path:
     """Release model.pth + pSp encoder.pt -> one converted `<name>.safetensors`."""
     target = home / known.filename
+    _check_target(target)
     console = Console(stderr=True)
     shown = progress and console.is_terminal
     with console.status(f"converting {known.name} weights") if shown else nullcontext():
