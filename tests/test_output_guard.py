@@ -202,3 +202,18 @@ def test_train_never_replaces_an_earlier_runs_files_or_its_weights(tmp_path, tin
     _assert_refused(weights, out, before, "would replace the input")
     earlier = _run(*args, "--preset", "tiny")
     _assert_refused(earlier, out, before, "already holds best.safetensors of another run")
+
+
+def test_an_overlay_outside_the_tables_folder_is_a_refused_plan(tmp_path, tiny_weights):
+    """A run record names its files by name, beside it (a record never points elsewhere):
+    an overlay in another folder could be neither protected nor found by `status`."""
+    shutil.copy(shared_path("media", "vox_talking.mp4"), tmp_path / "v.mp4")
+    (tmp_path / "vids").mkdir()
+    result = _run("analyze", str(tmp_path / "v.mp4"), "-o", str(tmp_path / "out" / "a.csv"),
+                  "--overlay", str(tmp_path / "vids" / "o.mp4"), "-w", str(tiny_weights))
+    assert result.exit_code == 2, result.output
+    assert result.output.strip() == (
+        f"fgnet-video: error: --overlay {tmp_path / 'vids' / 'o.mp4'}: the overlay goes in "
+        "the table's folder, where its run record can name it (records name no file "
+        f"elsewhere): give --overlay {tmp_path / 'out' / 'o.mp4'}")
+    assert not (tmp_path / "out").exists() and not list((tmp_path / "vids").iterdir())

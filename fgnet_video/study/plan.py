@@ -197,6 +197,12 @@ def plan_jobs(inputs: Iterable[str], options: AnalyzeOptions,
         fmt = table_format(output, options.table_format)
         paths = OutputPaths.for_table(output, overlay_to or options.overlay,
                                       options.save_tracks)
+        if paths.overlay is not None and (os.path.realpath(paths.overlay.parent)
+                                          != os.path.realpath(paths.table.parent)):
+            raise OutputClash(f"--overlay {paths.overlay}: the overlay goes in the table's "
+                              f"folder, where its run record can name it (records name no "
+                              f"file elsewhere): give --overlay "
+                              f"{paths.table.parent / paths.overlay.name}")
         jobs = [Job(jobs[0].source, paths.table.stem, paths)]
     plan = Plan(jobs, Path(out_dir or "."), replace(options, table_format=fmt))
     if options.tracks is not None:
