@@ -181,3 +181,26 @@ def test_folder_inputs_leave_out_hidden_files_and_overlays_beside_a_record(tmp_p
     (tmp_path / "other.overlay.mp4").write_bytes(b"")  # no record: a user's video
     assert sorted(job.name for job in expand_inputs([str(tmp_path)])) == [
         "other.overlay", "talk"]
+
+
+def test_a_study_redoes_each_unit_made_with_other_settings_and_names_it(tmp_path, tiny_weights):
+    """--out-dir: a rerun with the same settings skips both finished units; with another
+    --fps, each unit is redone with one line naming it and the reason."""
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    shutil.copy(shared_path("media", "vox_talking.mp4"), inputs / "talk.mp4")
+    shutil.copy(shared_path("media", "sample_disfa.avi"), inputs / "lab.avi")
+    common = ["analyze", str(inputs), "--out-dir", str(out), "-w", str(tiny_weights)]
+    first = _run(*common, "--fps", "2")
+    assert first.exit_code == 0, first.output
+    again = _run(*common, "--fps", "2")
+    assert again.exit_code == 0 and "analysed again" not in again.output, again.output
+    assert "0 done, 2 skipped, 0 failed" in again.output, again.output
+    redone = _run(*common, "--fps", "1")
+    assert redone.exit_code == 0, redone.output
+    lines = [line for line in redone.output.splitlines() if "analysed again" in line]
+    assert len(lines) == 2 and all("sampling" in line for line in lines), redone.output
+    assert any("talk" in line for line in lines) and any("lab" in line for line in lines)
+    for name in ("talk", "lab"):
+        record = read_run_record(out / f"{name}.json")
+        assert record is not None and record["settings"]["sampling"]["fps"] == 1.0
