@@ -174,6 +174,42 @@ def test_a_study_reuses_one_face_stage_and_gives_the_tables_of_single_runs(
         assert built[0]._pool is None  # the detection processes stopped with the study
 
 
+def test_the_tasks_of_a_ray_worker_process_share_one_face_stage(tiny_weights, tmp_path,
+                                                                monkeypatch):
+    """Ray runs a study's recordings as tasks in long-lived worker processes: the second
+    task of a process resets the first's face stage instead of building one (as a local
+    study does), with the tables of single runs."""
+    import shutil
+
+    from fgnet_video.analysis import recording
+    from fgnet_video.options import AnalyzeOptions
+    from fgnet_video.study import ray_cluster
+    from fgnet_video.study.plan import plan_jobs
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for k in range(2):
+        shutil.copy(shared_path("media", "vox_talking.mp4"), inputs / f"c{k}.mp4")
+    options = AnalyzeOptions.from_kwargs(weights=str(tiny_weights), fps=5, detector="hog")
+    plan = plan_jobs([str(inputs)], options, out_dir=tmp_path / "out")
+    built = []
+    original = recording.FacePipeline.__init__
+
+    def counting(self, *args, **kwargs):
+        built.append(self)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(recording.FacePipeline, "__init__", counting)
+    try:
+        outcomes = [ray_cluster.run_job(job, plan, str(tmp_path), False) for job in plan.jobs]
+    finally:  # this test's thread is not a Ray worker: give its kept stage up
+        recording._stages.keep = False
+        recording._drop_kept()
+    assert [o.status for o in outcomes] == ["done", "done"] and len(built) == 1
+    tables = [(tmp_path / "out" / f"c{k}.csv").read_bytes() for k in range(2)]
+    assert tables[0] == tables[1]  # the same clip twice: the reset stage gives the same rows
+
+
 def _faces_as_rows(pairs) -> list[tuple]:
     return [(frame.index, f.face_id, f.person_id, tuple(round(v, 6) for v in f.box),
              round(f.confidence, 6), f.detected) for frame, faces in pairs for f in faces]

@@ -125,12 +125,20 @@ def layout_columns(aus: tuple[int, ...], layout: str) -> list[str]:
 _stages = threading.local()  # this thread's kept face stage: (settings, workers, stage)
 
 
+def keep_face_stages() -> None:
+    """From now on the analyses of this thread share one face stage, as inside
+    `face_stages_kept`, for as long as the process lives: for a process that runs one task
+    after another and has no end of its own to close it at (a Ray worker); its detection
+    processes stop with it."""
+    _stages.keep = True
+
+
 @contextmanager
 def face_stages_kept() -> Iterator[None]:
     """Inside, the analyses of this thread share one face stage, built once per face
     settings and reset for each recording (a study's models and detection processes start
     once; the faces are those of a new pipeline); it is closed on leaving."""
-    _stages.keep = True
+    keep_face_stages()
     try:
         yield
     finally:

@@ -262,6 +262,9 @@ def run_job(job: Job, plan: Plan, folder: str, warning_lines: bool) -> JobOutcom
         except Exception as exc:  # noqa: BLE001 - reported once by the driver
             log.debug("the model could not be loaded", exc_info=True)
             return JobOutcome("fatal", reason=error_line(exc))
+        from fgnet_video.analysis.recording import keep_face_stages
+
+        keep_face_stages()  # the recordings of this worker process share its face stage
         return process_job(job, engine, plan)
 
 
