@@ -27,7 +27,7 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CLIPS = ("vox_talking.mp4", "webcam_lamp.wmv", "sample_disfa.avi", "phone_cut_vfr.mov")
 REAL = Path(__file__).resolve().parent / "real_footage"
 REAL_CLIPS = ("hamilton_whitehouse.mp4", "walk_opera.mp4")
-LINE = re.compile(r"about (?:(\d+(?:\.\d+)?) (s|min|h)|under 1 s) left for")
+LINE = re.compile(r"(?:about (\d+(?:\.\d+)?) (s|min|h)|under 1 s) left for")
 UNIT = {"s": 1.0, "min": 60.0, "h": 3600.0}
 MEANINGFUL_S = 5.0  # a ratio of remaining times shorter than this says nothing
 

@@ -25,8 +25,8 @@ def test_single_input_says_where_how_long_and_what_it_wrote(tiny_weights, tmp_pa
     assert result.exit_code == 0, result.output
     lines = result.output.strip().splitlines()
     assert lines[0].startswith("fgnet-video: cpu, fp32, batch 16, reduced model (bp4d")
-    assert lines[1].startswith("fgnet-video: vox_talking.mp4: about ")
-    assert " more of 118 frames at " in lines[1]
+    assert lines[1].startswith("fgnet-video: vox_talking.mp4: ")
+    assert " left for " in lines[1] and " more of 118 frames at " in lines[1]
     assert lines[-1].startswith("118 rows (118 faces, 0 frames without a face) in ")
     assert lines[-1].endswith(f"-> {out}, {tmp_path / 'aus.overlay.mp4'}, "
                               f"{tmp_path / 'aus.json'}")
@@ -41,35 +41,48 @@ def test_a_short_run_gets_no_guess_of_its_time(tiny_weights, tmp_path, monkeypat
     assert not [line for line in result.output.splitlines() if " left for " in line]
 
 
-def test_time_left_is_said_once_two_windows_agree_on_the_rate():
-    """The clock starts at the first report (start-up excluded); a window's rate is said
-    only once the next window agrees with it, and never again."""
+def test_time_left_is_said_once_the_rate_since_the_warm_up_settles():
+    """The clock starts at the first report; the first window is a warm-up, left out; then
+    the rate is all frames since the warm-up over all the time since, said once two
+    consecutive rates agree, and never again. Windows that jump (model batches) do not
+    hold it back."""
     now = [100.0]
     left = TimeLeft(1000, "cpu", clock=lambda: now[0])
     window = eta.ETA_AFTER_S
     assert left.update(16) is None  # the first report starts the clock
     now[0] += window / 2
-    assert left.update(20) is None  # the window is not over
+    assert left.update(20) is None  # the warm-up is not over
     now[0] += window / 2
-    assert left.update(26) is None  # window 1: 10 frames (detections ahead, a slow start)
+    assert left.update(26) is None  # the warm-up's end: 26 frames, left out
     now[0] += window
-    assert left.update(66) is None  # window 2: 40 frames, 4x window 1: no agreement yet
+    assert left.update(66) is None  # 40 frames in one window: the first rate, 20/window
     now[0] += window
-    line = left.update(110)  # window 3: 44 frames, within 25% of window 2
-    assert line == time_left_line(1000, 110, 44 / window, "cpu")
+    line = left.update(76)  # a window of 10 only, but 50 frames in 2 windows: 25/window
+    assert line == time_left_line(1000, 76, 50 / (2 * window), "cpu")
     now[0] += window
     assert left.update(200) is None  # said once
 
 
+def test_no_time_left_is_said_when_nothing_is_left():
+    now = [0.0]
+    left = TimeLeft(100, "cpu", clock=lambda: now[0])
+    lines = []
+    for frames in (10, 20, 60, 100):  # the run is done by the time the rates agree
+        lines.append(left.update(frames))
+        now[0] += eta.ETA_AFTER_S
+    assert lines == [None] * 4
+    assert time_left_line(100, 99, 10.0, "cpu").startswith("under 1 s left for 1 more")
+
+
 def test_time_left_is_said_by_eta_latest_s_even_without_agreement():
     now = [0.0]
-    left = TimeLeft(10_000, "cpu", clock=lambda: now[0])
+    left = TimeLeft(10**30, "cpu", clock=lambda: now[0])
     left.update(0)
     frames = 0
     line = None
     for step in range(1, 100):
         now[0] += eta.ETA_AFTER_S
-        frames += 10 * (3 if step % 2 else 1)  # the rate keeps jumping 3x
+        frames += 10 * 4**step  # the pace keeps quadrupling: no two rates agree
         line = left.update(frames)
         if line is not None:
             break

@@ -2,13 +2,16 @@
 
 The time left is not guessed from a warm-up before the run (a blank face on a cold model
 says nothing of decode, the face stage or the first batch's start-up: such guesses were off
-10-40x on short jobs). It is measured: from the first frames the run has written on, in
-windows of ETA_AFTER_S seconds, the rate is frames written / time taken in the window. The
-first windows of a run are often not its pace (the face stage's detections run ahead of
-the frames written, the first batches start up), so one line says the time left (frames
-still to come / rate) once two consecutive windows agree within RATE_AGREEMENT, or at the
-latest after ETA_LATEST_S seconds (with the last window's rate). A run finished sooner
-needs no estimate and gets none.
+10-40x on short jobs). It is measured on the frames the run has written. The first
+ETA_AFTER_S seconds after the first frames are a warm-up, left out (the face stage's
+detections run ahead of the frames written, the first batches start up). From then on,
+every ETA_AFTER_S seconds, the rate is the frames written since the warm-up / the time
+since it: all the run's pace so far, not the last few seconds' (frames come in model
+batches, and the number of faces per frame changes, so a short window jumps). One line
+says the time left (frames still to come / rate) once two consecutive rates agree within
+RATE_AGREEMENT, or at the latest after ETA_LATEST_S seconds. A run finished sooner, or with
+nothing left to write when the line would come, needs no estimate and gets none.
+`python benchmarks/eta_accuracy.py` compares the line with the time the run then took.
 """
 
 from __future__ import annotations
@@ -46,28 +49,37 @@ class TimeLeft:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.total, self.device_type, self.clock = total, device_type, clock
         self._first: float | None = None  # when the first frames were written
-        self._window: tuple[int, float] | None = None  # (frames, time) at its start
-        self._last_rate: float | None = None  # the previous window's rate
+        self._base: tuple[int, float] | None = None  # (frames, time) at the warm-up's end
+        self._checked = 0.0  # when the rate was last measured
+        self._last_rate: float | None = None  # the rate measured then
         self._said = False
 
     def update(self, frames: int) -> str | None:
         now = self.clock()
         if self._said:
             return None
-        if self._window is None:
-            self._first, self._window = now, (frames, now)
+        if self._first is None:
+            self._first = self._checked = now
             return None
-        start_frames, start = self._window
-        if now - start < ETA_AFTER_S or frames <= start_frames:
+        if now - self._checked < ETA_AFTER_S:
             return None
-        rate = (frames - start_frames) / (now - start)
+        self._checked = now
+        if self._base is None:  # the warm-up is over: the pace is measured from here
+            self._base = (frames, now)
+            return None
+        base_frames, base_time = self._base
+        if frames <= base_frames:
+            return None
+        rate = (frames - base_frames) / (now - base_time)
         agreed = (self._last_rate is not None
                   and abs(rate - self._last_rate) <= RATE_AGREEMENT * self._last_rate)
-        if agreed or now - self._first >= ETA_LATEST_S:
-            self._said = True
-            return time_left_line(self.total, frames, rate, self.device_type)
-        self._last_rate, self._window = rate, (frames, now)
-        return None
+        self._last_rate = rate
+        if not (agreed or now - self._first >= ETA_LATEST_S):
+            return None
+        self._said = True
+        if self.total is not None and frames >= self.total:
+            return None  # nothing left to say a time for
+        return time_left_line(self.total, frames, rate, self.device_type)
 
 
 def time_left_line(total: int | None, done: int, frames_per_second: float,
@@ -79,17 +91,18 @@ def time_left_line(total: int | None, done: int, frames_per_second: float,
         return f"{rate} (the video's length is unknown)"
     left = max(total - done, 0)
     seconds = left / frames_per_second
-    line = f"about {_duration(seconds)} left for {left} more of {total} frames at {rate}"
+    line = f"{_duration(seconds)} left for {left} more of {total} frames at {rate}"
     if device_type == "cpu" and seconds > SLOW_RUN_SECONDS:
         line += (f"; on a CPU, try --fps {SUGGESTED_FPS} for a quicker pass, or run on a GPU")
     return line
 
 
 def _duration(seconds: float) -> str:
+    """'about 37 s', 'about 4 min', 'about 2.5 h', or 'under 1 s'."""
     if seconds < 1:
         return "under 1 s"
     if seconds < 90:
-        return f"{seconds:.0f} s"
+        return f"about {seconds:.0f} s"
     if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
+        return f"about {seconds / 60:.0f} min"
+    return f"about {seconds / 3600:.1f} h"
