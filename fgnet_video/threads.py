@@ -9,7 +9,10 @@ An exception raised by `items` reaches the consumer after the items produced bef
 When the consumer stops early (break, exception, or `close()` of the returned generator),
 the producer stops at its next item, `items` is closed (its `finally` blocks run, in the
 producer thread) and the thread is joined: no thread outlives its consumer. Stages chain:
-`items` may itself read from another `background` generator.
+`items` may itself read from another `background` generator, and a stop reaches down the
+chain without waiting for the next item: a producer waiting on its own inner stage gives
+up (StageStopped) within _POLL_SECONDS once its consumer has gone, and any other long wait
+in a producer can do the same by checking `stop_requested()`.
 """
 
 from __future__ import annotations
@@ -32,6 +35,18 @@ class _Raised:
 
 
 _END = object()
+_stage = threading.local()  # in a producer thread: `stop`, set when its consumer has gone
+
+
+class StageStopped(Exception):
+    """Raised in a producer thread whose consumer has gone, to unwind what it waits on."""
+
+
+def stop_requested() -> bool:
+    """Whether this thread produces a `background` stage whose consumer has gone (a long
+    wait in it should give up: nobody takes what it would produce)."""
+    stop = getattr(_stage, "stop", None)
+    return stop is not None and stop.is_set()
 
 
 def put_unless_stopped(target: queue.Queue, item: object, stop: threading.Event) -> bool:
@@ -47,6 +62,7 @@ def put_unless_stopped(target: queue.Queue, item: object, stop: threading.Event)
 
 
 def _produce(items: Iterable[T], out: queue.Queue, stop: threading.Event) -> None:
+    _stage.stop = stop
     iterator = iter(items)
     try:
         for item in iterator:
@@ -70,7 +86,12 @@ def background(items: Iterable[T], *, maxsize: int, name: str) -> Iterator[T]:
     thread.start()
     try:
         while True:
-            item = out.get()
+            try:
+                item = out.get(timeout=_POLL_SECONDS)
+            except queue.Empty:
+                if stop_requested():  # this thread's own consumer has gone: stop too
+                    raise StageStopped() from None
+                continue
             if item is _END:
                 return
             if isinstance(item, _Raised):

@@ -402,16 +402,32 @@ def _any(folder: Path, pattern: str) -> Callable[[], bool]:
     return lambda: any(folder.rglob(pattern))
 
 
+def _delayed(folder: Path, seconds: float) -> Callable[[], bool]:
+    """True `seconds` after a partial first appeared in `folder` (the work is under way)."""
+    since: list[float] = []
+
+    def working() -> bool:
+        if not since and any(folder.rglob(".*partial-*")):
+            since.append(time.monotonic())
+        return bool(since) and time.monotonic() - since[0] >= seconds
+
+    return working
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("command", ["analyze", "study", "preprocess"])
+@pytest.mark.parametrize("command", ["analyze", "small faces", "study", "preprocess"])
 def test_sigterm_stops_each_long_command_within_seconds(command, clip, tmp_path, tiny_weights):
     """SIGTERM while the command works: exit 143 within STOP_WITHIN_S, one line, no partial
-    file left (workers included)."""
+    file left (workers included). "small faces": the CNN's search of a 720p crowd with
+    --min-face 20, a 5120x2880 small-face pass of tens of seconds on a CPU, is given up."""
     out = tmp_path / "out"
     inputs = study(tmp_path, clip, 6)
+    crowd = REPO / "benchmarks" / "real_footage" / "walk_opera.mp4"
     args, working = {
         "analyze": (["analyze", inputs[0], "-o", str(out / "x.csv"), "-w", str(tiny_weights),
                      "--overlay", str(out / "x.mp4")], _any(out, ".*partial-*")),
+        "small faces": (["analyze", str(crowd), "-o", str(out / "x.csv"), "-w",
+                         str(tiny_weights), "--min-face", "20"], _delayed(out, 2.0)),
         "study": (["analyze", *inputs, "--out-dir", str(out), "-w", str(tiny_weights),
                    "--face-workers", "2"], _any(out, ".*partial-*")),
         "preprocess": (["preprocess", *inputs, "-o", str(out), "-j", "2"],

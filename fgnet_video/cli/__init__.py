@@ -34,9 +34,11 @@ class _Group(click.Group):
             raise
         except KeyboardInterrupt:
             click.echo("fgnet-video: interrupted", err=True)
+            _exit_if_device_busy(130)
             sys.exit(130)
         except Terminated:
             click.echo("fgnet-video: stopped (SIGTERM)", err=True)
+            _exit_if_device_busy(143)
             sys.exit(143)
         except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -49,6 +51,17 @@ class _Group(click.Group):
                 message += " (run with --verbose for details)"
             click.echo(f"fgnet-video: error: {message}", err=True)
             sys.exit(getattr(exc, "exit_code", 1))
+
+
+def _exit_if_device_busy(code: int) -> None:
+    """Leave at once (os._exit) when the CNN's detection thread is still computing a batch
+    nobody will use (`fgnet_video.face.device_detections.busy`): the interpreter's normal
+    end would abort under it. Everything that holds files has unwound by now."""
+    module = sys.modules.get("fgnet_video.face.device_detections")
+    if module is not None and module.busy():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

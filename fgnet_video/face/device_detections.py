@@ -22,6 +22,17 @@ from fgnet_video.face.detect import FaceDetector
 
 DEVICE_BATCH = 16  # frames at most in one batch of detections
 
+_running = 0  # batches being computed now, in every DeviceDetections of this process
+_running_lock = threading.Lock()
+
+
+def busy() -> bool:
+    """Whether a batch is being computed now. An interrupted run does not wait for one (a
+    small-face pass on a large frame takes tens of seconds on a CPU), but while one runs the
+    interpreter cannot end normally (torch's threads would be torn down under it): the CLI
+    then leaves at once (`fgnet_video.cli`), as the thread holds no files."""
+    return _running > 0
+
 
 class DeviceDetections:
     """`submit(image, small_faces)` -> Future of `detector(image, small_faces)`, run in
@@ -77,7 +88,7 @@ class DeviceDetections:
             if not live:
                 continue
             try:
-                found = self.detector.detect_many([image for image, _ in live], taken[0][1])
+                found = self._batch([image for image, _ in live], taken[0][1])
             except BaseException as exc:  # the waiting tracker raises it
                 for _, future in live:
                     future.set_exception(exc)
@@ -85,3 +96,12 @@ class DeviceDetections:
             for (_, future), detections in zip(live, found, strict=True):
                 future.set_result(detections)
 
+    def _batch(self, images: list[np.ndarray], small_faces: bool) -> list:
+        global _running
+        with _running_lock:
+            _running += 1
+        try:
+            return self.detector.detect_many(images, small_faces)
+        finally:
+            with _running_lock:
+                _running -= 1

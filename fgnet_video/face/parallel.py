@@ -44,27 +44,42 @@ from fgnet_video.face.device_detections import DEVICE_BATCH, DeviceDetections
 from fgnet_video.face.pipeline import Face, FacePipeline
 from fgnet_video.media.video import Frame
 from fgnet_video.options import FaceSettings
-from fgnet_video.threads import background
+from fgnet_video.threads import StageStopped, background, stop_requested
 
 LOOK_AHEAD_BYTES = 256 * 2**20  # at most this much of decoded frames is read ahead
 TRACKED_QUEUE = 8  # frames tracked ahead of their alignment
 NO_FRAME = 1 << 62  # past every frame: forgetting the detections before it forgets them all
+_POLL_SECONDS = 0.1  # how often a wait for a detection checks whether it was abandoned
 
 
 class _PrefetchedDetector:
     """The tracker's detector: answers from the workers' detections of the frame being
-    tracked (`current`), else runs `local`."""
+    tracked (`current`), else runs `local`, or, while `device` is set (the CNN's thread),
+    asks it. A wait gives up (StageStopped) once the tracking stage's consumer has gone
+    (`stop_requested`): an interrupted run must not wait for a detection nobody will use
+    (the CNN's small-face pass on a large frame takes tens of seconds on a CPU)."""
 
     def __init__(self, local: FaceDetector):
         self.local = local
         self.current = 0
         self.pending: dict[tuple[int, bool], Future] = {}
+        self.device: DeviceDetections | None = None
 
     def __call__(self, image: np.ndarray, small_faces: bool = True) -> list[Detection]:
         future = self.pending.pop((self.current, small_faces), None)
         if future is not None and not future.cancel():  # started: its answer comes soonest
-            return future.result()
+            return self._wait(future)
+        if self.device is not None:  # in the device's thread: a wait that can be given up
+            return self._wait(self.device.submit(image, small_faces))
         return self.local(image, small_faces=small_faces)
+
+    def _wait(self, future: Future) -> list[Detection]:
+        while True:
+            try:
+                return future.result(timeout=_POLL_SECONDS)
+            except TimeoutError:
+                if stop_requested():
+                    raise StageStopped() from None
 
     @property
     def small_face_side(self) -> float:
@@ -128,11 +143,12 @@ class ParallelFacePipeline:
 
     def close(self) -> None:
         """Stop the detection processes: what they have not started is dropped, and they
-        exit after the detection at hand (under a second). A later `stream` starts new
-        ones."""
+        exit after the detection at hand (under a second). The CNN's thread is not waited
+        for: it drops its queue and ends after its batch at hand, whose answers nobody
+        takes. A later `stream` starts new ones."""
         self._detector.forget_before(NO_FRAME)
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.shutdown(wait=not self.on_device, cancel_futures=True)
             self._pool = None
 
     def _detections(self) -> _WorkerDetections | DeviceDetections:
@@ -177,6 +193,7 @@ class ParallelFacePipeline:
         a clip stopped early (a failure, an interrupt) stops them."""
         pool = self._detections()
         started = pool.started  # until then, the tracker detects alone
+        self._detector.device = pool if self.on_device else None
         source = iter(frames)
         ahead: deque[Frame] = deque()
         tracker = self.pipeline.tracker
@@ -207,6 +224,7 @@ class ParallelFacePipeline:
                 self._detector.forget_before(tracker.frames_seen)
                 yield frame, faces
         finally:
+            self._detector.device = None
             if finished:
                 self._detector.forget_before(NO_FRAME)
             else:
