@@ -4,6 +4,7 @@ face, finite thresholds, the size a reference photo is searched at."""
 from __future__ import annotations
 
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -85,12 +86,44 @@ def test_a_ray_address_where_nothing_listens_is_one_line_at_once(tmp_path):
         check_reachable(f"127.0.0.1:{port}")
     with pytest.raises(UserError, match="give auto, HOST:PORT or ray://HOST:PORT"):
         check_reachable("nowhere")
+    with socket.socket() as server:  # something listens, accepts, and says nothing
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        address = f"ray://127.0.0.1:{server.getsockname()[1]}"
+        started = time.monotonic()
+        with pytest.raises(UserError, match=rf"--ray {address}: something listens there, but "
+                                            r"it is not a Ray cluster \(no gRPC answer within "
+                                            r"0.5 s\)"):
+            check_reachable(address, timeout=0.5)
+        assert time.monotonic() - started < 2
+    check_reachable("auto")
+    check_reachable(None)
+
+
+def test_the_address_of_something_that_is_not_ray_is_one_line_within_the_deadline(tmp_path):
+    """Through the CLI: a server that accepts connections and never answers (ray.init
+    retried it for minutes) ends the command with one line, long before Ray would."""
+    import socket
+    import subprocess
+    import sys
+
+    from .conftest import REPO, shared_path
+
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen()
-        check_reachable(f"ray://127.0.0.1:{server.getsockname()[1]}")
-    check_reachable("auto")
-    check_reachable(None)
+        address = f"127.0.0.1:{server.getsockname()[1]}"
+        started = time.monotonic()
+        done = subprocess.run([sys.executable, "-m", "fgnet_video", "analyze",
+                               str(shared_path("media", "vox_talking.mp4")), "--out-dir",
+                               str(tmp_path / "out"), "--ray", address], cwd=REPO,
+                              capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"fgnet-video: error: --ray {address}: something listens there, but it is not a Ray "
+        "cluster (no gRPC answer within 10 s); give the head's GCS address (HOST:6379 by "
+        "default) or its client address (ray://HOST:10001)"]
+    assert time.monotonic() - started < 60
 
 
 # -- saved tracks that are not what they claim --------------------------------------------------

@@ -159,23 +159,57 @@ def task_resources(task_options: AnalyzeOptions, nodes: list[dict]) -> dict[str,
 RAY_CONNECT_TIMEOUT_S = 10.0  # nothing answering at a cluster's address by then: one line
 
 
+# A client's HTTP/2 connection preface and an empty SETTINGS frame: a gRPC server, which a
+# Ray cluster's GCS (HOST:PORT) and its client server (ray://) both are, answers with a
+# SETTINGS frame of its own (a 9-byte frame header of type 4).
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+_HTTP2_SETTINGS = 4
+
+
 def check_reachable(address: str | None, timeout: float = RAY_CONNECT_TIMEOUT_S) -> None:
-    """UserError unless something accepts a TCP connection at `address` ('HOST:PORT' or
-    'ray://HOST:PORT') within `timeout` seconds (Ray itself retries a dead address for
-    minutes); 'auto', 'local' and a bare --ray (local or RAY_ADDRESS) are not probed."""
+    """UserError unless a gRPC server answers at `address` ('HOST:PORT' or 'ray://HOST:PORT')
+    within `timeout` seconds: Ray itself retries a dead address, or one where something else
+    listens, for minutes. 'auto', 'local' and a bare --ray (local or RAY_ADDRESS) are not
+    probed, nor the protocol of a cluster with TLS (RAY_USE_TLS)."""
     if not address or address in ("auto", "local"):
         return
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit():
         raise UserError(f"--ray {address}: give auto, HOST:PORT or ray://HOST:PORT")
+    deadline = time.monotonic() + timeout
     try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
-            pass
+        link = socket.create_connection((host.strip("[]"), int(port)), timeout=timeout)
     except OSError as exc:
         reason = (f"no answer within {timeout:g} s" if isinstance(exc, TimeoutError)
                   else (exc.strerror or str(exc)).lower())
         raise UserError(f"--ray {address}: nothing answers there ({reason}); start the "
                         "cluster's head first (ray start --head) or check the address") from None
+    with link:
+        if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
+            return
+        answer = _first_frame_header(link, deadline)
+    if len(answer) < 9 or answer[3] != _HTTP2_SETTINGS:
+        raise UserError(f"--ray {address}: something listens there, but it is not a Ray "
+                        f"cluster (no gRPC answer within {timeout:g} s); give the head's GCS "
+                        "address (HOST:6379 by default) or its client address "
+                        "(ray://HOST:10001)")
+
+
+def _first_frame_header(link: socket.socket, deadline: float) -> bytes:
+    """The first 9 bytes the server sends after our HTTP/2 preface, or fewer when it sends
+    less, closes, or says nothing before `deadline`."""
+    answer = b""
+    try:
+        link.sendall(_HTTP2_PREFACE)
+        while len(answer) < 9:
+            link.settimeout(max(deadline - time.monotonic(), 0.001))
+            chunk = link.recv(9 - len(answer))
+            if not chunk:
+                break
+            answer += chunk
+    except OSError:  # a timeout, a reset
+        pass
+    return answer
 
 
 @contextmanager
