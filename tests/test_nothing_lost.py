@@ -402,6 +402,43 @@ def _any(folder: Path, pattern: str) -> Callable[[], bool]:
     return lambda: any(folder.rglob(pattern))
 
 
+def _after(seconds: float) -> Callable[[], bool]:
+    """True `seconds` after its first call (made as the command starts)."""
+    since: list[float] = []
+
+    def working() -> bool:
+        since[:] = since or [time.monotonic()]
+        return time.monotonic() - since[0] >= seconds
+
+    return working
+
+
+def _labelled_frames(root: Path, n: int) -> Path:
+    """A BP4D-layout data folder: n aligned frames, each in the test list of folds 0-2."""
+    import numpy as np
+    from PIL import Image
+
+    from fgnet_video.aus import BP4D_AUS
+    from fgnet_video.train.data import landmark_file
+
+    paths = []
+    for i in range(n):
+        path = f"BP4D/aligned_images/{i:03d}.png"
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((8, 8, 3), i % 256, np.uint8)).save(root / path)
+        landmarks = landmark_file(root / path)
+        landmarks.parent.mkdir(parents=True, exist_ok=True)
+        np.save(landmarks, np.full((68, 2), 128.0))
+        paths.append(path)
+    header = "image_path," + ",".join(f"au{a}" for a in BP4D_AUS)
+    rows = [header] + [path + "," + ",".join("1" for _ in BP4D_AUS) for path in paths]
+    for fold in range(3):
+        folder = root / "BP4D" / "labels" / str(fold)
+        folder.mkdir(parents=True)
+        (folder / "test.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
 def _delayed(folder: Path, seconds: float) -> Callable[[], bool]:
     """True `seconds` after a partial first appeared in `folder` (the work is under way)."""
     since: list[float] = []
@@ -415,7 +452,8 @@ def _delayed(folder: Path, seconds: float) -> Callable[[], bool]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("command", ["analyze", "small faces", "study", "preprocess"])
+@pytest.mark.parametrize("command", ["analyze", "small faces", "study", "preprocess",
+                                     "evaluate"])
 def test_sigterm_stops_each_long_command_within_seconds(command, clip, tmp_path, tiny_weights):
     """SIGTERM while the command works: exit 143 within STOP_WITHIN_S, one line, no partial
     file left (workers included). "small faces": the CNN's search of a 720p crowd with
@@ -432,6 +470,10 @@ def test_sigterm_stops_each_long_command_within_seconds(command, clip, tmp_path,
                    "--face-workers", "2"], _any(out, ".*partial-*")),
         "preprocess": (["preprocess", *inputs, "-o", str(out), "-j", "2"],
                        _any(out, "*.jpg")),
+        "evaluate": (["evaluate", "--weights", str(tiny_weights), "--dataset", "bp4d",
+                      "--data", str(_labelled_frames(tmp_path / "data", 400)), "--all-folds",
+                      "--device", "cpu", "--num-workers", "2", "--json",
+                      str(out / "scores.json")], _after(6.0)),
     }[command]
     code, seconds, err = stopped_by_sigterm(args, working, tmp_path / "stderr.txt")
     assert code == 143, err
