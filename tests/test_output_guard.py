@@ -217,3 +217,14 @@ def test_an_overlay_outside_the_tables_folder_is_a_refused_plan(tmp_path, tiny_w
         "the table's folder, where its run record can name it (records name no file "
         f"elsewhere): give --overlay {tmp_path / 'out' / 'o.mp4'}")
     assert not (tmp_path / "out").exists() and not list((tmp_path / "vids").iterdir())
+
+
+def test_summarize_of_a_parquet_table_never_replaces_its_run_record(tmp_path, tiny_weights):
+    """summarize p.parquet -o p.csv writes p.json beside p.csv: the run record of p.parquet."""
+    shutil.copy(shared_path("media", "vox_talking.mp4"), tmp_path / "v.mp4")
+    made = _run("analyze", str(tmp_path / "v.mp4"), "-o", str(tmp_path / "p.parquet"), "-w",
+                str(tiny_weights), "--fps", "2")
+    assert made.exit_code == 0, made.output
+    before = _digests(tmp_path)
+    result = _run("summarize", str(tmp_path / "p.parquet"), "-o", str(tmp_path / "p.csv"))
+    _assert_refused(result, tmp_path, before, "p.json: would replace a file of the analysis")
