@@ -204,3 +204,19 @@ def test_a_study_redoes_each_unit_made_with_other_settings_and_names_it(tmp_path
     for name in ("talk", "lab"):
         record = read_run_record(out / f"{name}.json")
         assert record is not None and record["settings"]["sampling"]["fps"] == 1.0
+
+
+def test_a_known_weights_name_other_than_the_recorded_one_redoes_the_unit(tmp_path,
+                                                                        monkeypatch):
+    """-w bp4d, then -w disfa: the record names the cached bp4d file; disfa's is another
+    (the names resolve in the weights cache, nothing is downloaded to compare)."""
+    from fgnet_video.options import AnalyzeOptions
+    from fgnet_video.study.freshness import _weights_differ
+    from fgnet_video.weights.store import KNOWN_WEIGHTS
+
+    monkeypatch.setenv("FGNET_VIDEO_HOME", str(tmp_path))
+    cached = tmp_path / KNOWN_WEIGHTS["bp4d"].filename
+    recorded = {"path": str(cached), "sha256": "0" * 64}
+    assert _weights_differ(recorded, AnalyzeOptions.from_kwargs(weights="bp4d")) is None
+    assert _weights_differ(recorded, AnalyzeOptions.from_kwargs(weights="disfa")) == (
+        f"weights {cached} then, disfa now")
