@@ -277,6 +277,22 @@ def test_two_inputs_with_one_output_name_are_a_refused_plan(tmp_path):
     assert result.exit_code == 2 and "would both write outputs named 'clip'" in result.output
 
 
+def test_two_inputs_whose_output_names_differ_only_in_case_are_a_refused_plan(tmp_path):
+    """Interview.mp4 and interview.mp4 in one folder: Interview.csv and interview.csv are
+    one file on macOS's and Windows's file systems, so the second would replace the first."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("Interview.mp4", "interview.mp4"):
+        (folder / name).write_bytes(b"")
+    result = CliRunner().invoke(main, ["analyze", str(folder), "--out-dir",
+                                       str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip() == (
+        f"fgnet-video: error: {folder / 'Interview.mp4'} and {folder / 'interview.mp4'} would "
+        "both write outputs named 'Interview' and 'interview', one file where case is ignored "
+        "(macOS, Windows): list them in a manifest with distinct names")
+
+
 def test_a_checkpoint_claiming_a_known_dataset_must_hold_its_aus(tmp_path):
     from fgnet_video.model.config import TINY
     from fgnet_video.model.init import random_model

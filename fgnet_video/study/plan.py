@@ -113,16 +113,21 @@ def expand_inputs(specs: Iterable[str]) -> list[Job]:
             jobs += [Job(Path(m), Path(m).stem) for m in matches if Path(m).is_file()]
         else:
             jobs.append(Job(path, path.stem))
-    names: dict[str, Path] = {}
+    names: dict[str, tuple[str, Path]] = {}  # casefolded name -> (name, source)
     for job in jobs:
         problem = name_problem(job.name)
         if problem is not None:  # the name of a file given, found in a folder or matched
             raise OutputClash(f"{str(job.source)!r}: its output name {problem}; rename the "
                               "file, or give it another name in a manifest")
-        if job.name in names and names[job.name] != job.source:
-            raise OutputClash(f"{names[job.name]} and {job.source} would both write outputs named "
-                            f"{job.name!r}: list them in a manifest with distinct names")
-        names[job.name] = job.source
+        key = job.name.casefold()  # names differing in case only: one file on macOS, Windows
+        if key in names and names[key][1] != job.source:
+            other, source = names[key]
+            what = (f"named {other!r}" if other == job.name else
+                    f"named {other!r} and {job.name!r}, one file where case is ignored (macOS, "
+                    "Windows)")
+            raise OutputClash(f"{source} and {job.source} would both write outputs {what}: "
+                              "list them in a manifest with distinct names")
+        names[key] = (job.name, job.source)
     return list({job.name: job for job in jobs}.values())
 
 
