@@ -2,6 +2,7 @@
 
 import signal
 import sys
+import threading
 import warnings
 
 
@@ -76,10 +77,26 @@ def interruption_behind(exc: BaseException) -> BaseException | None:
     return None
 
 
+_signalled = threading.Event()  # SIGTERM or SIGINT arrived (raise_on_sigterm's handlers)
+
+
+def signal_received() -> bool:
+    """Whether this process was told to stop by SIGTERM or Ctrl-C (after `raise_on_sigterm`):
+    what is left to do then must not wait for work nobody will use."""
+    return _signalled.is_set()
+
+
 def raise_on_sigterm() -> None:
-    """From now on, SIGTERM raises Terminated in the main thread (call from the main
-    thread)."""
+    """From now on, SIGTERM raises Terminated and SIGINT KeyboardInterrupt in the main
+    thread, both noted for `signal_received` (call from the main thread)."""
     def stop(signum, frame) -> None:
+        _signalled.set()
         raise Terminated()
 
+    def interrupt(signum, frame) -> None:
+        _signalled.set()
+        signal.default_int_handler(signum, frame)
+
     signal.signal(signal.SIGTERM, stop)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, interrupt)

@@ -11,8 +11,9 @@ the producer stops at its next item, `items` is closed (its `finally` blocks run
 producer thread) and the thread is joined: no thread outlives its consumer. Stages chain:
 `items` may itself read from another `background` generator, and a stop reaches down the
 chain without waiting for the next item: a producer waiting on its own inner stage gives
-up (StageStopped) within _POLL_SECONDS once its consumer has gone, and any other long wait
-in a producer can do the same by checking `stop_requested()`.
+up (StageStopped) within POLL_SECONDS once its consumer has gone, and any other long wait
+in a producer can do the same by checking `stop_requested()` (`wait_for` does, for a
+`concurrent.futures.Future`).
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout  # not the builtin before 3.11
 from typing import TypeVar
 
 T = TypeVar("T")
 
-_POLL_SECONDS = 0.1
+POLL_SECONDS = 0.1
 
 
 class _Raised:
@@ -49,12 +52,23 @@ def stop_requested() -> bool:
     return stop is not None and stop.is_set()
 
 
+def wait_for(future: Future) -> object:
+    """The result of `future`, waited for in steps of POLL_SECONDS; in a producer thread
+    whose consumer has gone, StageStopped instead (nobody would take what it produces)."""
+    while True:
+        try:
+            return future.result(timeout=POLL_SECONDS)
+        except FutureTimeout:
+            if stop_requested():
+                raise StageStopped() from None
+
+
 def put_unless_stopped(target: queue.Queue, item: object, stop: threading.Event) -> bool:
     """Put `item` into a bounded queue, waiting while it is full; False (not put) once `stop`
     is set, so a producer never blocks forever on a consumer that went away."""
     while not stop.is_set():
         try:
-            target.put(item, timeout=_POLL_SECONDS)
+            target.put(item, timeout=POLL_SECONDS)
             return True
         except queue.Full:
             continue
@@ -87,7 +101,7 @@ def background(items: Iterable[T], *, maxsize: int, name: str) -> Iterator[T]:
     try:
         while True:
             try:
-                item = out.get(timeout=_POLL_SECONDS)
+                item = out.get(timeout=POLL_SECONDS)
             except queue.Empty:
                 if stop_requested():  # this thread's own consumer has gone: stop too
                     raise StageStopped() from None

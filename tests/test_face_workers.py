@@ -264,6 +264,37 @@ def test_device_detections_run_in_batches_and_skip_cancelled_requests():
     assert calls == [(1, True), (3, False), (1, False)]
 
 
+def test_device_detections_stop_without_being_waited_for():
+    """shutdown(wait=False), as after a signal: the queue is cancelled, the batch at hand
+    finishes in the background and the thread ends after it (also when it was idle)."""
+    import threading
+
+    from fgnet_video.face.device_detections import DeviceDetections, busy
+
+    gate = threading.Event()
+
+    class Slow:
+        def detect_many(self, images, small_faces):
+            gate.wait(5)
+            return [[] for _ in images]
+
+    image = np.zeros((4, 4, 3), np.uint8)
+    working = DeviceDetections(Slow())
+    running = working.submit(image, True)
+    time.sleep(0.2)  # the thread has taken it and waits in the detector
+    queued = working.submit(image, True)
+    assert busy()
+    working.shutdown(wait=False)
+    assert queued.cancelled() and not running.done()
+    gate.set()
+    working._thread.join(5)
+    assert not working._thread.is_alive() and running.result(1) == [] and not busy()
+    idle = DeviceDetections(Slow())
+    idle.shutdown(wait=False)
+    idle._thread.join(5)
+    assert not idle._thread.is_alive()
+
+
 def test_a_search_on_the_cpu_prepares_only_the_next_frame(monkeypatch):
     """While no face is tracked, the CNN on a CPU prepares the next frame's search only: a
     face found on frame 0 makes the detections of frames 1-15 useless (they cost 0.4-2.5 s

@@ -228,3 +228,16 @@ def test_summarize_of_a_parquet_table_never_replaces_its_run_record(tmp_path, ti
     before = _digests(tmp_path)
     result = _run("summarize", str(tmp_path / "p.parquet"), "-o", str(tmp_path / "p.csv"))
     _assert_refused(result, tmp_path, before, "p.json: would replace a file of the analysis")
+
+
+def test_the_library_call_is_guarded_as_the_command_is(tmp_path, tiny_weights):
+    """analyze_video(path, output, overlay=...) plans and checks its outputs like
+    `analyze -o`: an overlay onto the video it reads is refused, nothing written."""
+    from fgnet_video.analysis.recording import analyze_video
+
+    video = tmp_path / "v.mp4"
+    shutil.copy(shared_path("media", "vox_talking.mp4"), video)
+    before = _digests(tmp_path)
+    with pytest.raises(OutputClash, match="would replace the input"):
+        analyze_video(video, tmp_path / "a.csv", overlay=video, weights=str(tiny_weights))
+    assert _digests(tmp_path) == before

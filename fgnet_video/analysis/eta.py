@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from fgnet_video.inference.engine import InferenceEngine
 
-ETA_AFTER_S = 2.0  # seconds of one measuring window
-RATE_AGREEMENT = 0.5  # two windows agree when their rates differ by at most this share
+ETA_AFTER_S = 2.0  # the warm-up, then the time between two measurements of the rate
+RATE_AGREEMENT = 0.5  # two consecutive rates agree when they differ by at most this share
 ETA_LATEST_S = 30.0  # the time left is said by then, agreeing windows or not
 SLOW_RUN_SECONDS = 600.0  # on a CPU, longer runs get the advice to sample frames
 SUGGESTED_FPS = 1

@@ -15,6 +15,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -341,11 +342,12 @@ def analyze_video(
     min_confidence, max_faces, align_method, weights, psp, dataset, features, offline, device,
     precision, batch_size, channels_last, cuda_graphs, compile, table_format, ...), with the
     same defaults; `columns="openface"` gives OpenFace's column layout
-    (`fgnet_video.analysis.tables.in_layout`). With `output`, the table, its JSON sidecar and (with
-    `overlay`: True or a path) the overlay video are written as well, exactly as the command
-    writes them. Pass `engine` to reuse a loaded model across videos (the model options are
-    then not used).
-    A truncated stream is reported as a TruncatedVideoWarning.
+    (`fgnet_video.analysis.tables.in_layout`). With `output`, the table, its JSON sidecar and
+    (with `overlay`: True or a path in the table's folder) the overlay video are written as
+    well, exactly as the command writes them, after the same checks (`plan_jobs`: no output
+    may replace an input or a file of another finished analysis; OutputClash otherwise).
+    Pass `engine` to reuse a loaded model across videos (the model options are then not
+    used). A truncated stream is reported as a TruncatedVideoWarning.
     """
     from fgnet_video.media.video import TruncatedVideoWarning
 
@@ -354,8 +356,12 @@ def analyze_video(
         engine = InferenceEngine.from_weights(**settings.model.engine_kwargs())
     aus = engine.aus
     rows = _CollectedRows(layout_columns(aus, settings.columns))
-    if output is not None:
-        outputs = OutputPaths.for_table(output, overlay, settings.save_tracks)
+    if output is not None:  # planned and guarded as the command plans and guards it
+        from fgnet_video.study.plan import plan_jobs
+
+        plan = plan_jobs([str(path)], replace(settings, overlay=overlay is True), output=output,
+                         overlay_to=None if isinstance(overlay, bool) else overlay)
+        outputs = plan.outputs(plan.jobs[0])
         stats = analyze_to_files(path, engine, outputs, settings, tracks_in=settings.tracks,
                                  on_rows=rows.write)
     else:

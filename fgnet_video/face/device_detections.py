@@ -53,15 +53,18 @@ class DeviceDetections:
         return future
 
     def shutdown(self, wait: bool = True, cancel_futures: bool = True) -> None:
-        """Stop the thread after the batch at hand; what waits in the queue is cancelled
-        (`cancel_futures`) or run first."""
+        """Stop the thread after the batch at hand (joined when `wait`); what waits in the
+        queue is cancelled first (`cancel_futures`), or run before it stops."""
+        while cancel_futures:
+            try:
+                item = self._requests.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                item[2].cancel()
         self._requests.put(None)
         if wait:
             self._thread.join()
-        while cancel_futures and not self._requests.empty():
-            item = self._requests.get()
-            if item is not None:
-                item[2].cancel()
 
     def _take(self) -> list[tuple[np.ndarray, bool, Future]] | None:
         """The next batch: the first waiting request and those behind it of the same kind

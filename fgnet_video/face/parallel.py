@@ -14,9 +14,11 @@ detect while the tracker, faster than a detection, goes on; before each frame is
 the detections the tracker will ask for (`FaceTracker.upcoming`: its keyframes, or every
 frame while no face is tracked), among the frames already read, are sent to the workers
 with the detector passes they will need. When the tracker asks, the answer is ready or
-being computed (one not yet started is taken back and run in the tracking thread); a
+being computed (a worker's not yet started is taken back and run in the tracking thread); a
 detection it asks for unexpectedly (a failed tracking check) runs in the tracking thread,
 as do those asked for before the first worker has started (spawning takes about a second).
+With the CNN, every detection runs in the device's thread (the tracker only waits, and gives
+the wait up when the run stops: `close`).
 dlib's detectors are deterministic and a detection depends on its frame
 alone, so where it runs changes no box: the faces, ids and tables are identical for any
 number of workers (tested).
@@ -38,26 +40,26 @@ from concurrent.futures import Future, ProcessPoolExecutor
 
 import numpy as np
 
+from fgnet_video.errors import signal_received
 from fgnet_video.face import detect_worker
 from fgnet_video.face.detect import Detection, FaceDetector
 from fgnet_video.face.device_detections import DEVICE_BATCH, DeviceDetections
 from fgnet_video.face.pipeline import Face, FacePipeline
 from fgnet_video.media.video import Frame
 from fgnet_video.options import FaceSettings
-from fgnet_video.threads import StageStopped, background, stop_requested
+from fgnet_video.threads import background, wait_for
 
 LOOK_AHEAD_BYTES = 256 * 2**20  # at most this much of decoded frames is read ahead
 TRACKED_QUEUE = 8  # frames tracked ahead of their alignment
 NO_FRAME = 1 << 62  # past every frame: forgetting the detections before it forgets them all
-_POLL_SECONDS = 0.1  # how often a wait for a detection checks whether it was abandoned
 
 
 class _PrefetchedDetector:
     """The tracker's detector: answers from the workers' detections of the frame being
     tracked (`current`), else runs `local`, or, while `device` is set (the CNN's thread),
-    asks it. A wait gives up (StageStopped) once the tracking stage's consumer has gone
-    (`stop_requested`): an interrupted run must not wait for a detection nobody will use
-    (the CNN's small-face pass on a large frame takes tens of seconds on a CPU)."""
+    asks it. A wait gives up (StageStopped, `wait_for`) once the tracking stage's consumer
+    has gone: an interrupted run must not wait for a detection nobody will use (the CNN's
+    small-face pass on a large frame takes tens of seconds on a CPU)."""
 
     def __init__(self, local: FaceDetector):
         self.local = local
@@ -67,19 +69,13 @@ class _PrefetchedDetector:
 
     def __call__(self, image: np.ndarray, small_faces: bool = True) -> list[Detection]:
         future = self.pending.pop((self.current, small_faces), None)
-        if future is not None and not future.cancel():  # started: its answer comes soonest
-            return self._wait(future)
+        # a worker's detection not started yet is taken back (the tracking thread runs it
+        # at once); the device's stays in its queue, where it is ahead of later requests
+        if future is not None and (self.device is not None or not future.cancel()):
+            return wait_for(future)
         if self.device is not None:  # in the device's thread: a wait that can be given up
-            return self._wait(self.device.submit(image, small_faces))
+            return wait_for(self.device.submit(image, small_faces))
         return self.local(image, small_faces=small_faces)
-
-    def _wait(self, future: Future) -> list[Detection]:
-        while True:
-            try:
-                return future.result(timeout=_POLL_SECONDS)
-            except TimeoutError:
-                if stop_requested():
-                    raise StageStopped() from None
 
     @property
     def small_face_side(self) -> float:
@@ -142,13 +138,15 @@ class ParallelFacePipeline:
         self._detector.current = 0
 
     def close(self) -> None:
-        """Stop the detection processes: what they have not started is dropped, and they
-        exit after the detection at hand (under a second). The CNN's thread is not waited
-        for: it drops its queue and ends after its batch at hand, whose answers nobody
-        takes. A later `stream` starts new ones."""
+        """Stop the detections: what has not started is dropped; the worker processes exit
+        after the detection at hand (under a second), and the CNN's thread after its batch
+        at hand, which is waited for, but not after a signal (`errors.signal_received`: a
+        CNN batch can take tens of seconds on a CPU; the CLI then leaves at once). A later
+        `stream` starts new ones."""
         self._detector.forget_before(NO_FRAME)
         if self._pool is not None:
-            self._pool.shutdown(wait=not self.on_device, cancel_futures=True)
+            self._pool.shutdown(wait=not (self.on_device and signal_received()),
+                                cancel_futures=True)
             self._pool = None
 
     def _detections(self) -> _WorkerDetections | DeviceDetections:

@@ -144,6 +144,7 @@ class PersonIdentifier:
         self.people = [_Person(descriptor, 1, name) for name, descriptor in self.named]
         self.tracks.clear()
         self._described: dict[tuple[float, ...], np.ndarray] = {}  # `resumable`'s, by box
+        self._described_in: np.ndarray | None = None  # ... of this image
 
     def _nearest(self, descriptor: np.ndarray, taken: set[int]) -> int | None:
         """The person a descriptor is: the nearest person not in this frame (`taken`), when
@@ -171,8 +172,13 @@ class PersonIdentifier:
         landmarks) of `image`, the lost track (of the face ids `lost`, the most recently
         seen first) of the person it is (`_nearest`, persons of the `present` face ids
         excluded), or None. Two faces never resume tracks of one person. The descriptors
-        are kept for `update` on this frame, which then does not compute them again."""
+        are kept for `update` of the same image, which then does not compute them again;
+        nothing is computed when no lost track has been identified here."""
+        lost = [i for i in lost if i in self.tracks]  # tracks this identifier has seen
+        if not lost:
+            return [None] * len(faces)
         descriptors = self.embedder.describe(image, faces)
+        self._described_in = image  # the descriptors hold for this very image only
         self._described = {tuple(box): d for (box, _), d in zip(faces, descriptors,
                                                                 strict=True)}
         taken = {self.tracks[i].person_id for i in present if i in self.tracks}
@@ -196,7 +202,8 @@ class PersonIdentifier:
         taken = {self.tracks[f.face_id].person_id for f in faces if f.face_id in self.tracks}
         wanted = [f for f in faces if f.face_id not in self.tracks
                   or self.tracks[f.face_id].embedded < EMBED_FRAMES]
-        known, self._described = self._described, {}
+        known = self._described if self._described_in is image else {}
+        self._described, self._described_in = {}, None
         missing = [f for f in wanted if tuple(f.box) not in known]
         computed = dict(zip((id(f) for f in missing), self.embedder.describe(
             image, [(f.box, f.landmarks) for f in missing]), strict=True))

@@ -298,7 +298,9 @@ def run_job(job: Job, plan: Plan, folder: str, warning_lines: bool) -> JobOutcom
             return JobOutcome("fatal", reason=error_line(exc))
         from fgnet_video.analysis.recording import keep_face_stages
 
-        keep_face_stages()  # the recordings of this worker process share its face stage
+        # the recordings of a worker process share its face stage (Ray's local mode runs
+        # tasks in the driver, whose analyses then share it too, until it exits)
+        keep_face_stages()
         return process_job(job, engine, plan)
 
 

@@ -189,7 +189,7 @@ def _download_error(error: UserError, home: Path, known: KnownWeights) -> UserEr
     )
 
 
-def _check_target(path: Path) -> None:
+def _guard_cache_file(path: Path) -> None:
     """The output guard (`fgnet_video.analysis.guard`) for a file the cache is about to
     get: not a link, folder or device, nor a file of a finished analysis."""
     from fgnet_video.analysis.guard import check_outputs
@@ -207,7 +207,7 @@ def _fetch(home: Path, manifest: Manifest, file: ReleaseFile, known: KnownWeight
         _check_recorded(manifest, path, known)
     else:
         source = f"gdrive:{file.drive_id}"
-        _check_target(path)
+        _guard_cache_file(path)
         try:
             download(drive_url(file.drive_id), path, label=file.title, progress=progress,
                      check=check_torch_archive)
@@ -228,7 +228,7 @@ def _fetch(home: Path, manifest: Manifest, file: ReleaseFile, known: KnownWeight
 def _convert(home: Path, known: KnownWeights, progress: bool) -> Path:
     """Release model.pth + pSp encoder.pt -> one converted `<name>.safetensors`."""
     target = home / known.filename
-    _check_target(target)
+    _guard_cache_file(target)
     console = Console(stderr=True)
     shown = progress and console.is_terminal
     with console.status(f"converting {known.name} weights") if shown else nullcontext():
