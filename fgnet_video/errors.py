@@ -13,6 +13,13 @@ class UserError(Exception):
     exit_code = 1
 
 
+class OutputClash(UserError):
+    """An output that would replace an input, another output or a non-regular file, or
+    that leaves the output folder (`fgnet_video.analysis.guard`): a refused plan."""
+
+    exit_code = 2
+
+
 def error_line(exc: BaseException) -> str:
     """One line describing `exc`: a user error's (or OS error's) own message, any other
     error's type and first message line (it is a bug or an unexpected state)."""

@@ -1,8 +1,10 @@
 """What a path is, for messages and checks made before any work: the kind of a file that is
-not a regular one, and what makes a text unusable as a file name."""
+not a regular one, whether a path is a place to write a file, and what makes a text
+unusable as a file name."""
 
 from __future__ import annotations
 
+import os
 import stat
 from pathlib import Path
 
@@ -19,6 +21,23 @@ def special_file_kind(mode: int) -> str:
     if stat.S_ISSOCK(mode):
         return "a socket"
     return "a special file"
+
+
+def write_target_problem(path: str | os.PathLike) -> str | None:
+    """Why `path` is no place to write a file (a link, a folder, a device, a FIFO, or not
+    examinable), or None: it is absent, or a regular file."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"cannot be written ({exc.strerror})"
+    if stat.S_ISLNK(info.st_mode):
+        return "is a link; give the path of a regular file as output"
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+        return f"is {kind}; outputs are written as new regular files"
+    return None
 
 
 MAX_NAME_BYTES = 200  # a file name part: 255 bytes at most, less our suffixes and prefixes

@@ -14,13 +14,13 @@ of `analyze` may replace the files its own run record lists (a rerun of that rec
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from fgnet_video.analysis.sidecar import finished_files
-from fgnet_video.errors import UserError
+from fgnet_video.analysis.sidecar import OutputPaths, finished_files
+from fgnet_video.errors import OutputClash
+from fgnet_video.paths import write_target_problem
 
 
 @dataclass(frozen=True)
@@ -34,11 +34,26 @@ class PlannedUnit:
     record: Path | None = None
 
 
-class OutputClash(UserError):
-    """An output that would replace an input, another output or a non-regular file, or
-    that leaves the output folder."""
+def single_outputs(table: str | os.PathLike, overlay: bool | str | os.PathLike,
+                   tracks: bool) -> OutputPaths:
+    """The outputs of one analysis written to `table` (`OutputPaths.for_table`); a named
+    overlay outside the table's folder is refused (OutputClash): run records name the files
+    beside them only, so it could be neither protected nor found."""
+    paths = OutputPaths.for_table(table, overlay, tracks)
+    if paths.overlay is not None and (os.path.realpath(paths.overlay.parent)
+                                      != os.path.realpath(paths.table.parent)):
+        raise OutputClash(f"--overlay {paths.overlay}: the overlay goes in the table's "
+                          f"folder, where its run record can name it (records name no "
+                          f"file elsewhere): give --overlay "
+                          f"{paths.table.parent / paths.overlay.name}")
+    return paths
 
-    exit_code = 2
+
+def analysis_unit(source: Path, outputs: OutputPaths) -> PlannedUnit:
+    """What one analysis of `source` writes: its files and its failure record (planned like
+    the others), with its run record (whose files it may replace)."""
+    return PlannedUnit(source, [*outputs.finals(), outputs.failure_record],
+                       record=outputs.sidecar)
 
 
 def _identity(path: Path) -> tuple[int, int] | None:
@@ -52,17 +67,9 @@ def _identity(path: Path) -> tuple[int, int] | None:
 
 def _check_target(output: Path) -> None:
     """A place we may write: absent, or a regular file (not a link, device, FIFO, folder)."""
-    try:
-        info = os.lstat(output)
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        raise OutputClash(f"{output}: cannot be written ({exc.strerror})") from None
-    if stat.S_ISLNK(info.st_mode):
-        raise OutputClash(f"{output}: is a link; give the path of a regular file as output")
-    if not stat.S_ISREG(info.st_mode):
-        kind = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file"
-        raise OutputClash(f"{output}: is {kind}; outputs are written as new regular files")
+    problem = write_target_problem(output)
+    if problem is not None:
+        raise OutputClash(f"{output}: {problem}")
 
 
 def check_outputs(units: Iterable[PlannedUnit | tuple[Path | None, Sequence[Path]]],

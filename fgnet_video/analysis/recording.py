@@ -15,13 +15,13 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from fgnet_video.analysis.commit import OutputUnit, remove_stale_partials
+from fgnet_video.analysis.guard import analysis_unit, check_outputs, single_outputs
 from fgnet_video.analysis.sidecar import OutputPaths, failed_record, output_record, run_record
 from fgnet_video.analysis.smoothing import DecisionSmoother
 from fgnet_video.analysis.stream import (
@@ -344,10 +344,11 @@ def analyze_video(
     same defaults; `columns="openface"` gives OpenFace's column layout
     (`fgnet_video.analysis.tables.in_layout`). With `output`, the table, its JSON sidecar and
     (with `overlay`: True or a path in the table's folder) the overlay video are written as
-    well, exactly as the command writes them, after the same checks (`plan_jobs`: no output
-    may replace an input or a file of another finished analysis; OutputClash otherwise).
-    Pass `engine` to reuse a loaded model across videos (the model options are then not
-    used). A truncated stream is reported as a TruncatedVideoWarning.
+    well, exactly as the command writes them, after the same checks
+    (`fgnet_video.analysis.guard`: no output may replace an input or a file of another
+    finished analysis; OutputClash otherwise). Pass `engine` to reuse a loaded model across
+    videos (the model options are then not used). A truncated stream is reported as a
+    TruncatedVideoWarning.
     """
     from fgnet_video.media.video import TruncatedVideoWarning
 
@@ -356,12 +357,11 @@ def analyze_video(
         engine = InferenceEngine.from_weights(**settings.model.engine_kwargs())
     aus = engine.aus
     rows = _CollectedRows(layout_columns(aus, settings.columns))
-    if output is not None:  # planned and guarded as the command plans and guards it
-        from fgnet_video.study.plan import plan_jobs
-
-        plan = plan_jobs([str(path)], replace(settings, overlay=overlay is True), output=output,
-                         overlay_to=None if isinstance(overlay, bool) else overlay)
-        outputs = plan.outputs(plan.jobs[0])
+    if output is not None:  # planned and guarded as `analyze -o` plans and guards it
+        outputs = single_outputs(output, overlay, settings.save_tracks)
+        tracks_in = [Path(settings.tracks)] if settings.tracks is not None else []
+        check_outputs([analysis_unit(Path(path), outputs)],
+                      extra_inputs=settings.model.files() + tracks_in)
         stats = analyze_to_files(path, engine, outputs, settings, tracks_in=settings.tracks,
                                  on_rows=rows.write)
     else:

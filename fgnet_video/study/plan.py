@@ -20,7 +20,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from fgnet_video.analysis.guard import OutputClash, PlannedUnit, check_outputs
+from fgnet_video.analysis.guard import (
+    OutputClash,
+    analysis_unit,
+    check_outputs,
+    single_outputs,
+)
 from fgnet_video.analysis.sidecar import OutputPaths, recorded_outputs
 from fgnet_video.analysis.tables import table_format
 from fgnet_video.errors import UserError
@@ -200,14 +205,7 @@ def plan_jobs(inputs: Iterable[str], options: AnalyzeOptions,
             raise UserError(f"-o takes one input, got {len(jobs)}: use --out-dir")
         probe(jobs[0].source)  # a missing or unreadable video: its one line, before any load
         fmt = table_format(output, options.table_format)
-        paths = OutputPaths.for_table(output, overlay_to or options.overlay,
-                                      options.save_tracks)
-        if paths.overlay is not None and (os.path.realpath(paths.overlay.parent)
-                                          != os.path.realpath(paths.table.parent)):
-            raise OutputClash(f"--overlay {paths.overlay}: the overlay goes in the table's "
-                              f"folder, where its run record can name it (records name no "
-                              f"file elsewhere): give --overlay "
-                              f"{paths.table.parent / paths.overlay.name}")
+        paths = single_outputs(output, overlay_to or options.overlay, options.save_tracks)
         jobs = [Job(jobs[0].source, paths.table.stem, paths)]
     plan = Plan(jobs, Path(out_dir or "."), replace(options, table_format=fmt))
     if options.tracks is not None:
@@ -220,10 +218,6 @@ def plan_jobs(inputs: Iterable[str], options: AnalyzeOptions,
                             + ("the folder of a --save-tracks run with --out-dir" if folder
                                else "the .tracks.npz file of the input with -o"))
     tracks_in = [t for t in map(plan.tracks_in, jobs) if t is not None]
-    units = []
-    for job in jobs:  # a unit writes its files and run record, and removes its failure record
-        outputs = plan.outputs(job)
-        units.append(PlannedUnit(job.source, [*outputs.finals(), outputs.failure_record],
-                                 record=outputs.sidecar))
+    units = [analysis_unit(job.source, plan.outputs(job)) for job in jobs]
     check_outputs(units, out_dir, extra_inputs=options.model.files() + tracks_in)
     return plan

@@ -27,8 +27,9 @@ from rich.console import Console
 
 from fgnet_video.atomic import atomic_path, file_sha256
 from fgnet_video.cache import cache_dir, file_lock
-from fgnet_video.errors import UserError
+from fgnet_video.errors import OutputClash, UserError
 from fgnet_video.options import DEFAULT_WEIGHTS
+from fgnet_video.paths import write_target_problem
 from fgnet_video.weights.checkpoints import load_model, save_converted
 from fgnet_video.weights.download import NotTheFile, download, drive_url, partial_path
 from fgnet_video.weights.formats import check_torch_archive
@@ -190,11 +191,11 @@ def _download_error(error: UserError, home: Path, known: KnownWeights) -> UserEr
 
 
 def _guard_cache_file(path: Path) -> None:
-    """The output guard (`fgnet_video.analysis.guard`) for a file the cache is about to
-    get: not a link, folder or device, nor a file of a finished analysis."""
-    from fgnet_video.analysis.guard import check_outputs
-
-    check_outputs([(None, [path])])
+    """A file the cache is about to get must be absent or a regular file: not a link, a
+    folder or a device (OutputClash, as the output guard says it)."""
+    problem = write_target_problem(path)
+    if problem is not None:
+        raise OutputClash(f"{path}: {problem}")
 
 
 def _fetch(home: Path, manifest: Manifest, file: ReleaseFile, known: KnownWeights,
