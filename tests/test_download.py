@@ -551,3 +551,25 @@ def test_weights_download_goes_through_the_output_guard(serve, tmp_path, release
     assert result.output.strip().splitlines() == [
         f"fgnet-video: error: {link}: is a link; give the path of a regular file as output"]
     assert link.is_symlink() and not (tmp_path / "elsewhere.pth").exists()
+
+
+def test_sigterm_stops_a_download_at_once(silent_server, tmp_path, monkeypatch):
+    """`weights download` waiting on a server that never answers: SIGTERM ends it within
+    seconds (exit 143, one line), and nothing in the cache has a release file's name."""
+    from .conftest import STOP_WITHIN_S, stopped_by_sigterm
+
+    monkeypatch.setenv("FGNET_VIDEO_HOME", str(tmp_path / "cache"))
+    since: list[float] = []
+
+    def waiting() -> bool:  # the command has had two seconds to start its request
+        since[:] = since or [time.monotonic()]
+        return time.monotonic() - since[0] >= 2.0
+
+    code, seconds, err = stopped_by_sigterm(["weights", "download", "bp4d"], waiting,
+                                            tmp_path / "stderr.txt")
+    assert code == 143, err
+    assert err.strip().splitlines()[-1] == "fgnet-video: stopped (SIGTERM)", err
+    assert seconds < STOP_WITHIN_S, f"stopped {seconds:.1f} s after SIGTERM"
+    cache = tmp_path / "cache"
+    assert not (cache / "fgnet-bp4d-model.pth").exists()
+    assert not (cache / "bp4d.safetensors").exists()
