@@ -121,8 +121,8 @@ def place_panels(frame: Size, boxes: Sequence[Rect],
     the last level the faces without one (the others keep their panels of that level) are
     listed in a legend, their entries stacked in one column, at the frame corner of least
     overlap area with the boxes and `keep_clear`, then with the panels (ties: top-left,
-    top-right, bottom-left, bottom-right). Every rectangle returned lies within the frame (cut to it
-    when larger)."""
+    top-right, bottom-left, bottom-right). Every rectangle returned lies within the frame
+    (cut to it when larger)."""
     for level, level_sizes in enumerate(sizes):
         taken = [*boxes, *keep_clear]
         panels: list[Rect | None] = []
@@ -157,8 +157,8 @@ def place_labels(frame: Size, boxes: Sequence[Rect], sizes: Sequence[Size],
     """Id label rectangles: for each face in turn, the first of above its box, below it and
     inside its top edge (`inset` pixels down) that lies whole in the frame and overlaps no
     other box, nothing of `keep_clear` and no label placed before; inside the top edge when
-    none does. Left edges
-    are the box's, moved inside the frame; every label lies within the frame."""
+    none does. Left edges are the box's, moved inside the frame; every label lies within
+    the frame."""
     labels: list[Rect] = []
     for index, ((x, y, _, h), size) in enumerate(zip(boxes, sizes, strict=True)):
         taken = [*boxes[:index], *boxes[index + 1:], *keep_clear, *labels]

@@ -143,8 +143,8 @@ class PersonIdentifier:
         """Start a new recording (person ids restart after the named people)."""
         self.people = [_Person(descriptor, 1, name) for name, descriptor in self.named]
         self.tracks.clear()
-        self._described: dict[tuple[float, ...], np.ndarray] = {}  # `resumable`'s, by box
-        self._described_in: np.ndarray | None = None  # ... of this image
+        # `resumable`'s descriptors: (the image they hold for, {box: descriptor})
+        self._described: tuple[np.ndarray, dict[tuple[float, ...], np.ndarray]] | None = None
 
     def _nearest(self, descriptor: np.ndarray, taken: set[int]) -> int | None:
         """The person a descriptor is: the nearest person not in this frame (`taken`), when
@@ -178,15 +178,13 @@ class PersonIdentifier:
         if not lost:
             return [None] * len(faces)
         descriptors = self.embedder.describe(image, faces)
-        self._described_in = image  # the descriptors hold for this very image only
-        self._described = {tuple(box): d for (box, _), d in zip(faces, descriptors,
-                                                                strict=True)}
+        self._described = (image, {tuple(box): d for (box, _), d in zip(faces, descriptors,
+                                                                        strict=True)})
         taken = {self.tracks[i].person_id for i in present if i in self.tracks}
         resumed: list[int | None] = []
         for descriptor in descriptors:
             person = self._nearest(descriptor, taken)
-            track = next((i for i in lost if i in self.tracks
-                          and self.tracks[i].person_id == person), None)
+            track = next((i for i in lost if self.tracks[i].person_id == person), None)
             if track is not None:
                 taken.add(person)
             resumed.append(track)
@@ -202,12 +200,11 @@ class PersonIdentifier:
         taken = {self.tracks[f.face_id].person_id for f in faces if f.face_id in self.tracks}
         wanted = [f for f in faces if f.face_id not in self.tracks
                   or self.tracks[f.face_id].embedded < EMBED_FRAMES]
-        known = self._described if self._described_in is image else {}
-        self._described, self._described_in = {}, None
+        described, self._described = self._described, None
+        known = described[1] if described is not None and described[0] is image else {}
         missing = [f for f in wanted if tuple(f.box) not in known]
-        computed = dict(zip((id(f) for f in missing), self.embedder.describe(
-            image, [(f.box, f.landmarks) for f in missing]), strict=True))
-        descriptors = [computed[id(f)] if id(f) in computed else known[tuple(f.box)]
+        computed = iter(self.embedder.describe(image, [(f.box, f.landmarks) for f in missing]))
+        descriptors = [known[tuple(f.box)] if tuple(f.box) in known else next(computed)
                        for f in wanted]
         for face, descriptor in zip(wanted, descriptors, strict=True):
             state = self.tracks.get(face.face_id)
