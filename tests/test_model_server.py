@@ -23,6 +23,7 @@ from fgnet_video.options import AnalyzeOptions
 from fgnet_video.study import model_server
 from fgnet_video.study.model_server import ModelClient, ModelServer
 from fgnet_video.study.run import analyze_inputs
+from fgnet_video.study.worker_link import WorkerLink
 
 from .conftest import shared_path
 
@@ -113,15 +114,15 @@ def test_a_gone_worker_s_requests_are_dropped():
 
 def test_the_client_gets_its_own_answer_and_skips_a_stale_one():
     ours, theirs = multiprocessing.Pipe()
-    client = ModelClient(theirs, 4, (1, 2), {"run": {}})
+    client = ModelClient(WorkerLink(theirs), 4, (1, 2), {"run": {}})
     served = []
 
     def serve():
         kind, number, images = ours.recv()
-        ours.send(("scores", number - 1, np.zeros((9, 2))))  # a reply to an abandoned request
-        ours.send(("scores", number, np.full((len(images), 2), 3.0)))
+        ours.send(("answer", number + 7, np.zeros((9, 2))))  # nobody asked for this one
+        ours.send(("answer", number, np.full((len(images), 2), 3.0)))
         kind, number, images = ours.recv()
-        ours.send(("scores", number, "out of memory on cuda even with one face per batch"))
+        ours.send(("answer", number, "out of memory on cuda even with one face per batch"))
         served.append(kind)
 
     thread = threading.Thread(target=serve)

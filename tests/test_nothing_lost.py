@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -439,6 +440,14 @@ def _labelled_frames(root: Path, n: int) -> Path:
     return root
 
 
+def _copies(path: Path, folder: Path, n: int) -> list[str]:
+    """n copies of `path` in `folder`, named copy0, copy1, ..."""
+    folder.mkdir()
+    for k in range(n):
+        shutil.copy(path, folder / f"copy{k}{path.suffix}")
+    return [str(folder / f"copy{k}{path.suffix}") for k in range(n)]
+
+
 def _delayed(folder: Path, seconds: float) -> Callable[[], bool]:
     """True `seconds` after a partial first appeared in `folder` (the work is under way)."""
     since: list[float] = []
@@ -452,12 +461,14 @@ def _delayed(folder: Path, seconds: float) -> Callable[[], bool]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("command", ["analyze", "small faces", "study", "preprocess",
-                                     "evaluate"])
+@pytest.mark.parametrize("command", ["analyze", "small faces", "study", "cnn study",
+                                     "preprocess", "evaluate"])
 def test_sigterm_stops_each_long_command_within_seconds(command, clip, tmp_path, tiny_weights):
     """SIGTERM while the command works: exit 143 within STOP_WITHIN_S, one line, no partial
     file left (workers included). "small faces": the CNN's search of a 720p crowd with
-    --min-face 20, a 5120x2880 small-face pass of tens of seconds on a CPU, is given up."""
+    --min-face 20, a 5120x2880 small-face pass of tens of seconds on a CPU, is given up;
+    "cnn study": the same search, by the main process of a study (--jobs 2) for its
+    workers."""
     out = tmp_path / "out"
     inputs = study(tmp_path, clip, 6)
     crowd = REPO / "benchmarks" / "real_footage" / "walk_opera.mp4"
@@ -468,6 +479,9 @@ def test_sigterm_stops_each_long_command_within_seconds(command, clip, tmp_path,
                          str(tiny_weights), "--min-face", "20"], _delayed(out, 2.0)),
         "study": (["analyze", *inputs, "--out-dir", str(out), "-w", str(tiny_weights),
                    "--face-workers", "2"], _any(out, ".*partial-*")),
+        "cnn study": (["analyze", str(crowd), *_copies(crowd, tmp_path / "crowds", 1),
+                       "--out-dir", str(out), "-w", str(tiny_weights), "--min-face", "20",
+                       "--detector", "cnn", "--jobs", "2"], _delayed(out, 4.0)),
         "preprocess": (["preprocess", *inputs, "-o", str(out), "-j", "2"],
                        _any(out, "*.jpg")),
         "evaluate": (["evaluate", "--weights", str(tiny_weights), "--dataset", "bp4d",

@@ -162,7 +162,7 @@ def _drop_kept() -> None:
 
 def face_device(engine: Scorer) -> str:
     """Where the face stage's networks run: the device of the model, also when the model
-    runs in another process (`--jobs`, Ray), if this process can use it; else the CPU."""
+    runs in another process (Ray), if this process can use it; else the CPU."""
     import torch
 
     device = engine.describe().device
@@ -178,12 +178,14 @@ def face_stage(path: str | os.PathLike, options: AnalyzeOptions,
     detections run ahead: the CNN's batched on the device, HOG's over several processes
     when `face_workers` asks for more than one): a new one, closed
     after the analysis, or this thread's kept one (`face_stages_kept`). Its networks
-    (detector, descriptors) run where `face_device` says."""
+    (detector, descriptors) run where `face_device` says, or, when `engine` carries
+    `face_networks` (a study's worker, `fgnet_video.study.face_server`), there."""
     if tracks_in is not None:
         yield TrackReplay(tracks_in, path, options.sampling, options.face)
         return
     workers = face_worker_count(options.face.face_workers, recordings=options.jobs)
-    device = face_device(engine)
+    shared = getattr(engine, "face_networks", None)  # a study worker's (Scorer)
+    device = shared.device if shared is not None else face_device(engine)
     keep = getattr(_stages, "keep", False)
     kept = getattr(_stages, "kept", None) if keep else None
     if kept is not None and kept[:3] == (options.face, workers, device):
@@ -194,9 +196,10 @@ def face_stage(path: str | os.PathLike, options: AnalyzeOptions,
     if workers > 1 or detector_for(options.face.detector) == "cnn":
         from fgnet_video.face.parallel import ParallelFacePipeline
 
-        stage = ParallelFacePipeline(options.face, workers, device=device)
+        stage = ParallelFacePipeline(options.face, workers, device=device, shared=shared)
     else:
-        stage = FacePipeline(options.face, device=device)
+        stage = FacePipeline(options.face, device="cpu" if shared else device,
+                             read_chips=shared.read_chips if shared else None)
     if keep:
         _stages.kept = (options.face, workers, device, stage)
         yield stage

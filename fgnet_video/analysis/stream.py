@@ -152,7 +152,9 @@ def rows_for(scored: list[ScoredFrame], aus: tuple[int, ...]) -> pd.DataFrame:
 class Scorer(Protocol):
     """What scores aligned faces: a `fgnet_video.inference.engine.InferenceEngine`, or a
     `fgnet_video.study.model_server.ModelClient` (a model shared by several recordings' analyses,
-    in another process). `batch_size` is how many faces it wants at a time."""
+    in another process). `batch_size` is how many faces it wants at a time. A ModelClient
+    also carries `face_networks` (`fgnet_video.face.parallel.SharedFaceNetworks`): the face
+    stage's networks, run beside the model, which the face stage then uses."""
 
     batch_size: int
 

@@ -1,28 +1,33 @@
-"""Detections batched on the device: the CNN detector's executor in the look-ahead face stage
-(`fgnet_video.face.parallel`), in place of the HOG detector's worker processes.
+"""Work batched on the device: the CNN detector's executor in the look-ahead face stage
+(`fgnet_video.face.parallel`), in place of the HOG detector's worker processes, and the
+face networks a study's main process runs for its worker processes
+(`fgnet_video.study.face_server`).
 
-One thread owns the detector's device work. Requests (frame, small_faces) queue up as the
-face stage reads frames ahead; each time the thread is free it takes every waiting request
-(up to `batch`, of one kind of pass: with or without the small-face pass) and runs them as
-one batch (`FaceDetector.detect_many`: frames of one size go through the network
-together). Each request's answer is a `concurrent.futures.Future`, so the tracker waits on
-it, or cancels it while it still waits in the queue, exactly as with worker processes; a
-detection depends on its frame alone, so batching changes no box.
+One thread owns the device work (`DeviceBatches`). Requests (item, kind) queue up, e.g. (frame,
+small_faces) as the face stage reads frames ahead; each time the thread is free it takes
+every waiting request (up to `batch`) of the kind of the first one (a detection with or
+without the small-face pass, descriptors) and runs them as one batch: `DeviceDetections`
+gives frames of one size to the network together (`FaceDetector.detect_many`). Each
+request's answer is a `concurrent.futures.Future`, so the tracker waits on it, or cancels it
+while it still waits in the queue, exactly as with worker processes; a detection depends on
+its frame alone, so batching changes no box.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Callable, Hashable
 from concurrent.futures import Future
+from typing import Any
 
 import numpy as np
 
 from fgnet_video.face.detect import FaceDetector
 
-DEVICE_BATCH = 16  # frames at most in one batch of detections
+DEVICE_BATCH = 16  # requests at most in one batch (frames of detections)
 
-_running = 0  # batches being computed now, in every DeviceDetections of this process
+_running = 0  # batches being computed now, in every DeviceBatches of this process
 _running_lock = threading.Lock()
 
 
@@ -34,22 +39,24 @@ def busy() -> bool:
     return _running > 0
 
 
-class DeviceDetections:
-    """`submit(image, small_faces)` -> Future of `detector(image, small_faces)`, run in
-    batches in a thread of its own (module docstring); `shutdown` stops it."""
+class DeviceBatches:
+    """`submit(item, kind)` -> Future of the item's entry of `run(kind, items)`, run in
+    batches of one kind in a thread of its own (module docstring); `shutdown` stops it.
+    `run` returns one answer per item, in order."""
 
-    def __init__(self, detector: FaceDetector, batch: int = DEVICE_BATCH) -> None:
-        self.detector, self.batch = detector, batch
+    def __init__(self, run: Callable[[Hashable, list], list], batch: int = DEVICE_BATCH
+                 ) -> None:
+        self.run, self.batch = run, batch
         self.started: Future = Future()  # ready at once (worker processes take a while)
         self.started.set_result(None)
         self._requests: queue.SimpleQueue = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._serve, name="device-detections",
+        self._thread = threading.Thread(target=self._serve, name="device-batches",
                                         daemon=True)
         self._thread.start()
 
-    def submit(self, image: np.ndarray, small_faces: bool) -> Future:
+    def submit(self, item: Any, kind: Hashable) -> Future:
         future: Future = Future()
-        self._requests.put((image, small_faces, future))
+        self._requests.put((item, kind, future))
         return future
 
     def shutdown(self, wait: bool = True, cancel_futures: bool = True) -> None:
@@ -57,16 +64,16 @@ class DeviceDetections:
         queue is cancelled first (`cancel_futures`), or run before it stops."""
         while cancel_futures:
             try:
-                item = self._requests.get_nowait()
+                request = self._requests.get_nowait()
             except queue.Empty:
                 break
-            if item is not None:
-                item[2].cancel()
+            if request is not None:
+                request[2].cancel()
         self._requests.put(None)
         if wait:
             self._thread.join()
 
-    def _take(self) -> list[tuple[np.ndarray, bool, Future]] | None:
+    def _take(self) -> list[tuple[Any, Hashable, Future]] | None:
         """The next batch: the first waiting request and those behind it of the same kind
         (up to `batch`); None when told to stop."""
         first = self._requests.get()
@@ -75,36 +82,48 @@ class DeviceDetections:
         taken = [first]
         while len(taken) < self.batch:
             try:
-                item = self._requests.get_nowait()
+                request = self._requests.get_nowait()
             except queue.Empty:
                 break
-            if item is None or item[1] != first[1]:
-                self._requests.put(item)  # after the batch (a stop stays a stop)
+            if request is None or request[1] != first[1]:
+                self._requests.put(request)  # after the batch (a stop stays a stop)
                 break
-            taken.append(item)
+            taken.append(request)
         return taken
 
     def _serve(self) -> None:
         while (taken := self._take()) is not None:
-            live = [(image, future) for image, _, future in taken
+            live = [(item, future) for item, _, future in taken
                     if future.set_running_or_notify_cancel()]
             if not live:
                 continue
             try:
-                found = self._batch([image for image, _ in live], taken[0][1])
-            except BaseException as exc:  # the waiting tracker raises it
+                answers = self._batch(taken[0][1], [item for item, _ in live])
+            except BaseException as exc:  # the waiting requester raises it
                 for _, future in live:
                     future.set_exception(exc)
                 continue
-            for (_, future), detections in zip(live, found, strict=True):
-                future.set_result(detections)
+            for (_, future), answer in zip(live, answers, strict=True):
+                future.set_result(answer)
 
-    def _batch(self, images: list[np.ndarray], small_faces: bool) -> list:
+    def _batch(self, kind: Hashable, items: list) -> list:
         global _running
         with _running_lock:
             _running += 1
         try:
-            return self.detector.detect_many(images, small_faces)
+            return self.run(kind, items)
         finally:
             with _running_lock:
                 _running -= 1
+
+
+class DeviceDetections(DeviceBatches):
+    """`submit(image, small_faces)` -> Future of `detector(image, small_faces)`, the frames
+    waiting with the same `small_faces` detected in one batch (`detect_many`)."""
+
+    def __init__(self, detector: FaceDetector, batch: int = DEVICE_BATCH) -> None:
+        self.detector = detector
+        super().__init__(self._detect, batch)
+
+    def _detect(self, small_faces: Hashable, images: list[np.ndarray]) -> list:
+        return self.detector.detect_many(images, bool(small_faces))

@@ -18,7 +18,9 @@ being computed (a worker's not yet started is taken back and run in the tracking
 detection it asks for unexpectedly (a failed tracking check) runs in the tracking thread,
 as do those asked for before the first worker has started (spawning takes about a second).
 With the CNN, every detection runs in the device's thread (the tracker only waits, and gives
-the wait up when the run stops: `close`).
+the wait up when the run stops: `close`), or, in a worker process of a study (`--jobs`),
+in its main process on the model's device, batched with the other recordings' detections
+(`SharedFaceNetworks`, `fgnet_video.study.face_server`), and so do the person descriptors.
 dlib's detectors are deterministic and a detection depends on its frame
 alone, so where it runs changes no box: the faces, ids and tables are identical for any
 number of workers (tested).
@@ -35,8 +37,10 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -54,6 +58,29 @@ TRACKED_QUEUE = 8  # frames tracked ahead of their alignment
 NO_FRAME = 1 << 62  # past every frame: forgetting the detections before it forgets them all
 
 
+class DetectionPool(Protocol):
+    """Where detections run ahead of the tracker: `submit(image, small_faces)` -> Future of
+    the detections (`FaceDetector.__call__`); `started` is done once the pool can detect;
+    `shutdown` drops what waits (`cancel_futures`) and stops it."""
+
+    started: Future
+
+    def submit(self, image: np.ndarray, small_faces: bool) -> Future: ...
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = True) -> None: ...
+
+
+@dataclass(frozen=True)
+class SharedFaceNetworks:
+    """The face stage's networks run by another process (a study's main process, beside
+    the model): `device` is where they run, `detections()` a new `DetectionPool` of CNN
+    detections, `read_chips` the descriptors of face chips (`FaceEmbedder`)."""
+
+    device: str
+    detections: Callable[[], DetectionPool]
+    read_chips: Callable[[np.ndarray], np.ndarray]
+
+
 class _PrefetchedDetector:
     """The tracker's detector: answers from the workers' detections of the frame being
     tracked (`current`), else runs `local`, or, while `device` is set (the CNN's thread),
@@ -65,7 +92,7 @@ class _PrefetchedDetector:
         self.local = local
         self.current = 0
         self.pending: dict[tuple[int, bool], Future] = {}
-        self.device: DeviceDetections | None = None
+        self.device: DetectionPool | None = None
 
     def __call__(self, image: np.ndarray, small_faces: bool = True) -> list[Detection]:
         future = self.pending.pop((self.current, small_faces), None)
@@ -107,15 +134,21 @@ class _WorkerDetections:
 
 class ParallelFacePipeline:
     """A `FacePipeline` whose detections run ahead (module docstring): in `workers`
-    processes for the HOG detector, batched on `device` for the CNN. `stream(frames)`
-    yields (frame, faces) in order; `process(frame)` is the one-frame form (no look-ahead,
-    nothing in parallel)."""
+    processes for the HOG detector, batched on `device` for the CNN (or by `shared`).
+    `stream(frames)` yields (frame, faces) in order; `process(frame)` is the one-frame form
+    (no look-ahead, nothing in parallel, every network in this process)."""
 
-    def __init__(self, settings: FaceSettings, workers: int, device: str = "cpu"):
+    def __init__(self, settings: FaceSettings, workers: int, device: str = "cpu",
+                 shared: SharedFaceNetworks | None = None):
         """`workers` HOG detection processes beside the calling thread (which tracks), or
         with the CNN detector one thread running its batches; the networks run on
-        `device`."""
-        self.pipeline = FacePipeline(settings, device=device)
+        `device`, or, given `shared`, CNN detections and descriptors run there (this
+        process's own networks then stay on the CPU)."""
+        self.shared = shared
+        if shared is not None:
+            device = shared.device
+        self.pipeline = FacePipeline(settings, device="cpu" if shared else device,
+                                     read_chips=shared.read_chips if shared else None)
         self.on_device = self.pipeline.tracker.detector.kind == "cnn"
         # While no face is tracked every frame is searched, until a face is found and only
         # keyframes are: detections prepared further ahead than this would mostly be
@@ -129,7 +162,7 @@ class ParallelFacePipeline:
         tracker = self.pipeline.tracker
         self._detector = _PrefetchedDetector(tracker.detector)
         tracker.detector = self._detector
-        self._pool: _WorkerDetections | DeviceDetections | None = None
+        self._pool: DetectionPool | None = None
 
     def reset(self) -> None:
         """Start a new clip; the detection processes stay up for it."""
@@ -149,11 +182,15 @@ class ParallelFacePipeline:
                                 cancel_futures=True)
             self._pool = None
 
-    def _detections(self) -> _WorkerDetections | DeviceDetections:
+    def _detections(self) -> DetectionPool:
         """Where the detections run (started on first use, then kept across clips)."""
         if self._pool is None:
-            self._pool = (DeviceDetections(self._detector.local) if self.on_device
-                          else _WorkerDetections(self.pipeline.settings, self.workers))
+            if not self.on_device:
+                self._pool = _WorkerDetections(self.pipeline.settings, self.workers)
+            elif self.shared is not None:
+                self._pool = self.shared.detections()
+            else:
+                self._pool = DeviceDetections(self._detector.local)
         return self._pool
 
     def look_ahead(self, frame_bytes: int) -> int:

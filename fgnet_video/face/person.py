@@ -33,7 +33,7 @@ face on one core of the development machine, 5.7 ms each in a batch of 16 (dlib'
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -57,16 +57,27 @@ EMBED_FRAMES = 3  # descriptors per track added to its person's reference
 CLEAR_MARGIN = 0.1
 
 
+def descriptor_reader(device: str | torch.device = "cpu"
+                      ) -> Callable[[np.ndarray], np.ndarray]:
+    """dlib's ResNet in PyTorch on `device` (`fgnet_video.face.descriptor_net`, within 1.4e-6
+    of dlib's numbers in fp32) as a function: (N, 150, 150, 3) uint8 chips -> (N, 128)
+    float64 descriptors, in one batch."""
+    from fgnet_video.face.descriptor_net import FaceDescriptorNet
+
+    net = FaceDescriptorNet.from_file(model_file(FACE_DESCRIPTOR_MODEL)).to(device)
+    return lambda chips: net.describe(chips).cpu().numpy().astype(np.float64)
+
+
 class FaceEmbedder:
     """dlib's 128-d face descriptor of faces given by their 68 landmarks: dlib's 150x150
-    face chip (`fgnet_video.face.face_chip`, pixel-exact) read by dlib's ResNet in PyTorch
-    (`fgnet_video.face.descriptor_net`, within 1.4e-6 of dlib's numbers in fp32), the faces
-    of a frame in one batch on `device`. One instance per thread."""
+    face chip (`fgnet_video.face.face_chip`, pixel-exact, cut here) read by `read_chips`
+    (default: `descriptor_reader(device)`; a study's worker process passes the network its
+    main process runs on the model's device, `fgnet_video.study.face_server`), the faces of
+    a frame in one batch. One instance per thread."""
 
-    def __init__(self, device: str | torch.device = "cpu") -> None:
-        from fgnet_video.face.descriptor_net import FaceDescriptorNet
-
-        self.net = FaceDescriptorNet.from_file(model_file(FACE_DESCRIPTOR_MODEL)).to(device)
+    def __init__(self, device: str | torch.device = "cpu",
+                 read_chips: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+        self.read_chips = read_chips or descriptor_reader(device)
 
     def describe(self, image: np.ndarray, faces: Sequence[tuple[Box, np.ndarray]]
                  ) -> np.ndarray:
@@ -78,8 +89,7 @@ class FaceEmbedder:
         if not faces:
             return np.zeros((0, 128))
         transforms = [chip_transform(np.round(points)) for _, points in faces]
-        chips = extract_chips(np.ascontiguousarray(image), transforms)
-        return self.net.describe(chips).cpu().numpy().astype(np.float64)
+        return self.read_chips(extract_chips(np.ascontiguousarray(image), transforms))
 
     def __call__(self, image: np.ndarray, box: Box, landmarks: np.ndarray) -> np.ndarray:
         """(128,) float64 descriptor of one face."""

@@ -14,6 +14,7 @@ workers. The settings (`FaceSettings`, with their defaults) live in `fgnet_video
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,15 +67,17 @@ class FacePipeline:
     """Detect/track, landmark and align the faces of one clip, frame by frame."""
 
     def __init__(self, settings: FaceSettings | None = None, *,
-                 predictor: LandmarkPredictor | None = None, device: str = "cpu") -> None:
+                 predictor: LandmarkPredictor | None = None, device: str = "cpu",
+                 read_chips: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
         """`predictor` lets pipelines of one thread share the 100 MB landmark model; the
-        networks (detector, descriptors) run on the torch `device`."""
+        networks (detector, descriptors) run on the torch `device`, the descriptors' through
+        `read_chips` when given (`FaceEmbedder`)."""
         self.settings = settings or FaceSettings()
         s = self.settings
         self.tracker = FaceTracker(FaceDetector.for_settings(s, device=device),
                                    predictor or LandmarkPredictor(),
                                    detect_every=s.detect_every, max_faces=s.max_faces)
-        embedder = FaceEmbedder(device)
+        embedder = FaceEmbedder(device, read_chips)
         self.persons = PersonIdentifier(embedder, s.same_person_distance,
                                         named_references(s.people, embedder))
         self.tracker.reidentify = self.persons.resumable

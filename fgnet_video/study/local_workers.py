@@ -4,6 +4,7 @@
         gives each idle worker the next job (a `fgnet_video.study.plan.Job`) over its pipe;
         takes the workers' faces to the `ModelServer` and sends their scores back;
         reports each finished job's outcome (`on_end`); notices a worker that died
+        runs the workers' face networks on the model's device (`fgnet_video.study.face_server`)
     worker k: `fgnet_video.study.jobs.process_job(job, ModelClient, plan)`, one job after another
 
 Workers are spawned processes, each with its own duplex pipe; the main process keeps no
@@ -27,8 +28,9 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import threading
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from typing import TYPE_CHECKING, Any
 
@@ -37,17 +39,25 @@ from fgnet_video.analysis.recording import face_stages_kept
 from fgnet_video.errors import (
     Terminated,
     UserError,
+    signal_received,
     warnings_as_lines,
     warnings_shown_as_lines,
 )
+from fgnet_video.study.face_server import FaceServer, shared_face_networks
 from fgnet_video.study.jobs import OnEnd, StudySummary, failed, process_job
 from fgnet_video.study.model_server import ModelClient, ModelServer
 from fgnet_video.study.plan import Job, Plan
+from fgnet_video.study.worker_link import WorkerLink
 from fgnet_video.workers import WORKER_STOP_SECONDS, follow_parent, stop_processes
 
 if TYPE_CHECKING:
     from fgnet_video.inference.engine import InferenceEngine
 
+# The workers' face networks run in the main process (`fgnet_video.study.face_server`): on a
+# GPU so that one device batches every recording's detections; on a 2-core CPU it was also
+# 1.41x faster than each worker running its own (`benchmarks/study_shared_faces.py`, which
+# turns it off for its baseline).
+SHARED_FACE_NETWORKS = True
 MAX_LOST_BEFORE_START = 3  # workers in a row lost before they start a job: the run stops
 
 
@@ -60,13 +70,20 @@ class _Worker:
     connection: Any
     job: Job | None = None
     started: bool = False  # the worker has said it started on `job`
+    # the loop and the face server's device thread both send
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def send(self, message: object) -> None:
         """Send `message`; a worker that is gone is noticed by the loop, not here."""
-        try:
-            self.connection.send(message)
-        except OSError:
-            pass
+        with self.lock:
+            try:
+                self.connection.send(message)
+            except OSError:
+                pass
+
+    def answer(self, number: int, answer: object) -> None:
+        """The answer to the worker's request `number` (`fgnet_video.study.worker_link`)."""
+        self.send(("answer", number, answer))
 
     def receive(self) -> tuple | None:
         """The worker's next message, or None when it is gone."""
@@ -81,6 +98,8 @@ def run_parallel(plan: Plan, engine: InferenceEngine, n_jobs: int, on_end: OnEnd
     """The jobs of `plan` in `n_jobs` worker processes fed by `engine` (module docstring)."""
     summary = StudySummary()
     server = ModelServer(engine, n_jobs)
+    faces = FaceServer(plan.options.face, engine.describe().device)
+    face_device = faces.device if SHARED_FACE_NETWORKS else None  # None: workers' own
     context = multiprocessing.get_context("spawn")
     queued = deque(plan.jobs)
 
@@ -88,7 +107,8 @@ def run_parallel(plan: Plan, engine: InferenceEngine, n_jobs: int, on_end: OnEnd
         ours, theirs = context.Pipe()
         process = context.Process(
             target=_worker_main, name=f"fgnet-video-job-{slot}",
-            args=(theirs, plan, server.client_args(), warnings_shown_as_lines(), os.getpid()))
+            args=(theirs, plan, (*server.client_args(), face_device), warnings_shown_as_lines(),
+                  os.getpid()))
         process.start()
         theirs.close()  # the worker's end lives in the worker only
         return _Worker(slot, process, ours)
@@ -103,6 +123,7 @@ def run_parallel(plan: Plan, engine: InferenceEngine, n_jobs: int, on_end: OnEnd
         the queue), and a new worker takes its place while jobs are queued."""
         nonlocal lost_before_start
         server.drop(worker.slot)
+        faces.drop(worker.slot)
         how = _how_stopped(worker.process)
         worker.connection.close()
         if worker.started:
@@ -135,18 +156,25 @@ def run_parallel(plan: Plan, engine: InferenceEngine, n_jobs: int, on_end: OnEnd
                     worker.started, lost_before_start = True, 0
                 elif message[0] == "faces":
                     server.add(worker.slot, *message[1:])
+                elif message[0] in ("detect", "describe"):
+                    faces.submit(worker.slot, message[1], message[0], message[2:],
+                                 worker.answer)
+                elif message[0] == "cancel":
+                    faces.cancel(worker.slot, message[1])
                 else:
                     finish(worker, message[1])
             if server.due({worker.slot for worker in workers if worker.job is not None}):
                 for slot, number, answer in server.score():
-                    workers[slot].send(("scores", number, answer))
+                    workers[slot].answer(number, answer)
     except BaseException:
+        faces.shutdown(wait=not signal_received())
         stop_processes([worker.process for worker in workers])
         for worker in workers:  # one killed after its grace period could not clean up
             if worker.job is not None:
                 outputs = plan.outputs(worker.job)
                 remove_stale_partials([*outputs.finals(), outputs.failure_record])
         raise
+    faces.shutdown()
     for worker in workers:
         worker.send(None)
     for worker in workers:
@@ -213,15 +241,17 @@ def _worker_main(connection, plan: Plan, client_args: tuple, warning_lines: bool
     import torch
 
     torch.set_num_threads(1)
-    model = ModelClient(connection, *client_args)
+    link = WorkerLink(connection)
+    *model_args, face_device = client_args
+    model = ModelClient(link, *model_args, face_device and shared_face_networks(link, face_device))
     try:
         with face_stages_kept():  # one face stage for all the recordings of this worker
-            while (job := connection.recv()) is not None:
-                connection.send(("started",))
+            while (job := link.next_message()) is not None:
+                link.send(("started",))
                 _busy = True
                 outcome = process_job(job, model, plan)
                 _busy = False
-                connection.send(("done", outcome))
+                link.send(("done", outcome))
     except Terminated:
         os._exit(143)  # a running job's partials were removed as it unwound
     except (EOFError, OSError):

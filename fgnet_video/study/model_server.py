@@ -22,8 +22,9 @@ the scores of its own faces, in order. A model error on a batch of several reque
 retried request by request, so only the requests that fail alone fail (with the error's
 one line: those recordings fail, the run goes on).
 
-Messages: worker -> main ("started",) on taking a job, ("faces", number, images) and
-("done", JobOutcome); main -> worker a Job to analyse, ("scores", number, scores or error
+Messages (`fgnet_video.study.worker_link`): worker -> main ("started",) on taking a job,
+("faces", number, images), the face networks' requests (`fgnet_video.study.face_server`) and
+("done", JobOutcome); main -> worker a Job to analyse, ("answer", number, scores or error
 line), or None to stop.
 """
 
@@ -32,11 +33,17 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fgnet_video.errors import Terminated, UserError, error_line
+from fgnet_video.errors import error_line
 from fgnet_video.inference.engine import EngineFacts, InferenceEngine, Prediction
+from fgnet_video.study.worker_link import WorkerLink
+from fgnet_video.threads import wait_for
+
+if TYPE_CHECKING:
+    from fgnet_video.face.parallel import SharedFaceNetworks
 
 log = logging.getLogger(__name__)
 
@@ -53,14 +60,17 @@ class _Request:
 
 class ModelClient:
     """The model as a worker process sees it (`fgnet_video.analysis.stream.Scorer`): `predict` is
-    answered by the main process's `ModelServer` over `connection` (module docstring)."""
+    answered by the main process's `ModelServer` over `link` (module docstring);
+    `face_networks`, when given, are the face stage's networks run beside the model
+    (`fgnet_video.study.face_server`)."""
 
-    def __init__(self, connection, batch_size: int, aus: tuple, facts: EngineFacts):
+    def __init__(self, link: WorkerLink, batch_size: int, aus: tuple, facts: EngineFacts,
+                 face_networks: SharedFaceNetworks | None = None):
         self.batch_size = batch_size
         self.aus = tuple(aus)
         self._facts = facts
-        self._connection = connection
-        self._number = 0
+        self._link = link
+        self.face_networks = face_networks
 
     def describe(self) -> EngineFacts:
         """The server's engine, as `InferenceEngine.describe` gives it."""
@@ -68,19 +78,9 @@ class ModelClient:
 
     def predict(self, images: list[np.ndarray]) -> Prediction:
         """The scores (N, n_aus) of uint8 RGB aligned faces (N, H, W, 3); UserError with
-        the server's line when the model failed on them."""
-        self._number += 1
-        try:
-            self._connection.send(("faces", self._number, np.stack(images)))
-            while True:
-                kind, number, answer = self._connection.recv()
-                if kind == "scores" and number == self._number:
-                    break
-        except (EOFError, OSError):  # the main process is gone: stop, as on SIGTERM
-            raise Terminated() from None
-        if isinstance(answer, str):
-            raise UserError(answer)
-        return Prediction(answer)
+        the server's line when the model failed on them; Terminated when the main process
+        is gone (stop, as on SIGTERM)."""
+        return Prediction(wait_for(self._link.request("faces", np.stack(images))))
 
 
 class ModelServer:
