@@ -15,7 +15,7 @@ from PIL import Image
 from fgnet_video.analysis.recording import analyze_video
 from fgnet_video.cli import main
 from fgnet_video.errors import UserError
-from fgnet_video.face.person import EMBED_FRAMES, PersonIdentifier
+from fgnet_video.face.person import EMBED_FRAMES, REFERENCE_EVERY, PersonIdentifier
 from fgnet_video.face.track import TrackedFace
 from fgnet_video.media.video import VideoReader
 from fgnet_video.options import FaceSettings
@@ -174,6 +174,24 @@ def test_a_track_is_identified_on_its_first_frame_against_the_mean_reference():
     assert persons.update(image, [_face(3, 3.0)]) == [(0, None)]
     persons.reset()
     assert persons.update(image, [_face(7, 2.0)]) == [(0, None)]  # ids restart per recording
+
+
+def test_a_long_track_adds_to_its_person_s_reference_once_every_reference_every_frames():
+    """A man seen large, then turned and smaller, comes back after a cut: compared with his
+    first frames alone he would be someone new; with the reference taken over his whole
+    track he is himself."""
+    first, turned, back = np.zeros(2), np.array([0.8, 0.0]), np.array([0.6, 0.0])
+    embedder = _Lookup({0.0: first, 1.0: turned, 2.0: back})
+    persons = PersonIdentifier(embedder, same_person_distance=0.5)
+    image = np.zeros((4, 4, 3), np.uint8)
+    frames = 4 * REFERENCE_EVERY
+    for k in range(frames):
+        persons.update(image, [_face(0, 0.0 if k < EMBED_FRAMES else 1.0)])
+    # descriptors on frames 0, 1, 2 (first) and 25, 50, 75 (turned): 6 of 100 frames
+    assert embedder.calls == EMBED_FRAMES + frames // REFERENCE_EVERY - 1
+    np.testing.assert_allclose(persons.people[0].mean, [0.4, 0.0])  # (3 x 0 + 3 x 0.8) / 6
+    assert persons.update(image, [_face(1, 2.0)]) == [(0, None)]  # 0.2 from the mean, 0.6
+    # from his first frames: over 0.5
 
 
 def test_two_faces_of_one_frame_are_never_one_person():

@@ -12,9 +12,13 @@ A face track (`face_id`) ends when its face is lost for longer than the tracker 
   two people are never given one id on a near tie); else a new person id (0, 1, 2, ... in
   order of appearance). The decision is final: rows already
   written are never changed;
-- the descriptors of the track's first `EMBED_FRAMES` frames (its first frame included) join
-  the person's reference: m_p is the mean of every descriptor a track of p contributed, so
-  later tracks are compared with a steadier reference than one frame.
+- the descriptors of the track's first `EMBED_FRAMES` frames (its first frame included), and
+  then of every REFERENCE_EVERY-th frame of it, join the person's reference: m_p is the mean
+  of every descriptor a track of p contributed, so later tracks are compared with a steadier
+  reference than one frame, which also covers the poses and sizes the person was seen in
+  over the whole track (a man seen at 137 px, then turning to 95-115 px, is 0.516 from his
+  first three frames when he comes back after a cut, 0.382 from the mean over his track:
+  benchmarks/real_footage, friends_poker).
 
 The same rule lets the tracker resume a lost track by appearance (`resumable`, the
 tracker's `reidentify`): a new face clearly of the person of a recently lost track continues
@@ -25,10 +29,11 @@ recording, ids 0, 1, ... in the order given, each with the descriptor of the lar
 its photo (dlib HOG with upsample 1 and 68 landmarks: the still-photo recipe of
 `fgnet_video.face.still`) as its reference; a track matching one gets its id and name.
 
-Cost: one descriptor per track frame embedded (at most EMBED_FRAMES per track, never on the
-other frames), the faces of a frame in one batch on the model's device: about 16 ms for one
-face on one core of the development machine, 5.7 ms each in a batch of 16 (dlib's own: 75 ms;
-`python benchmarks/descriptor_parity.py`).
+Cost: one descriptor per track frame embedded (EMBED_FRAMES per track, then one every
+REFERENCE_EVERY frames), the faces of a frame in one batch on the model's device: about
+16 ms for one face on one core of the development machine, 5.7 ms each in a batch of 16
+(dlib's own: 75 ms; `python benchmarks/descriptor_parity.py`), so under 1 ms per face and
+frame once a track is older than its first frames.
 """
 
 from __future__ import annotations
@@ -50,7 +55,8 @@ if TYPE_CHECKING:
     import torch
 
 FACE_DESCRIPTOR_MODEL = "dlib_face_recognition_resnet_model_v1.dat"
-EMBED_FRAMES = 3  # descriptors per track added to its person's reference
+EMBED_FRAMES = 3  # a track's first frames whose descriptors join its person's reference
+REFERENCE_EVERY = 25  # then one frame in this many of it (about once a second at 25 fps)
 # A track joins the nearest person only when the next nearest is at least this much farther
 # (Euclidean, descriptor units): an audience member 0.525 from a pianist and 0.542 from
 # another person is no one's for sure (benchmarks/real_footage, hamilton_whitehouse).
@@ -132,7 +138,11 @@ class _Person:
 @dataclass
 class _TrackState:
     person_id: int
-    embedded: int  # descriptors of this track added to its person's reference
+    frames: int = 0  # frames of this track seen so far
+
+    def joins_reference(self) -> bool:
+        """Whether the track's next frame's descriptor joins its person's reference."""
+        return self.frames < EMBED_FRAMES or self.frames % REFERENCE_EVERY == 0
 
 
 @dataclass
@@ -205,11 +215,12 @@ class PersonIdentifier:
         """(person id, name or None) of each face of the next frame (uint8 RGB), in the order
         of `faces`.
 
-        Descriptors are computed only for tracks within their first EMBED_FRAMES frames.
+        Descriptors are computed only for the frames whose descriptors join a reference
+        (`_TrackState.joins_reference`; a new track's first frame is one).
         """
         taken = {self.tracks[f.face_id].person_id for f in faces if f.face_id in self.tracks}
         wanted = [f for f in faces if f.face_id not in self.tracks
-                  or self.tracks[f.face_id].embedded < EMBED_FRAMES]
+                  or self.tracks[f.face_id].joins_reference()]
         described, self._described = self._described, None
         known = described[1] if described is not None and described[0] is image else {}
         missing = [f for f in wanted if tuple(f.box) not in known]
@@ -219,12 +230,13 @@ class PersonIdentifier:
         for face, descriptor in zip(wanted, descriptors, strict=True):
             state = self.tracks.get(face.face_id)
             if state is None:
-                state = _TrackState(self._identify(descriptor, taken), 0)
+                state = _TrackState(self._identify(descriptor, taken))
                 self.tracks[face.face_id] = state
                 taken.add(state.person_id)
             person = self.people[state.person_id]
             person.total = person.total + descriptor  # a new array: `named` stays as it was
             person.count += 1
-            state.embedded += 1
-        return [(state.person_id, self.people[state.person_id].name)
-                for state in (self.tracks[f.face_id] for f in faces)]
+        states = [self.tracks[f.face_id] for f in faces]
+        for state in states:
+            state.frames += 1
+        return [(state.person_id, self.people[state.person_id].name) for state in states]
