@@ -63,54 +63,75 @@ def test_when_the_main_process_is_gone_the_worker_stops():
 
 
 class GatedDetector:
-    """Records the batches it is given; waits for `gate` first. A frame's detections are
-    its first pixel's value."""
+    """Records the batches it is given; `entered` is set once it has one, which then waits
+    for `gate`. A frame's detections are its first pixel's value; a frame whose value is
+    `failing` fails its whole batch."""
 
-    def __init__(self):
-        self.gate, self.batches = threading.Event(), []
+    def __init__(self, failing: int | None = None):
+        self.entered, self.gate, self.batches = threading.Event(), threading.Event(), []
+        self.failing = failing
 
     def detect_many(self, images, small_faces):
+        self.entered.set()
         self.gate.wait(5)
         self.batches.append((len(images), small_faces))
-        return [[int(image[0, 0, 0])] for image in images]
+        values = [int(image[0, 0, 0]) for image in images]
+        if self.failing in values:
+            raise RuntimeError("CUDA error: out of memory")
+        return [[value] for value in values]
 
 
 def frame(value: int) -> np.ndarray:
     return np.full((4, 4, 3), value, np.uint8)
 
 
-def replies() -> tuple[list, callable]:
-    got: list = []
-    return got, lambda number, answer: got.append((number, answer))
+class Replies:
+    """Each worker's answers, (number, answer), as the device thread sends them."""
+
+    def __init__(self):
+        self.got: dict[int, list] = {}
+        self.changed = threading.Condition()
+
+    def to(self, worker: int):
+        def reply(number, answer):
+            with self.changed:
+                self.got.setdefault(worker, []).append((number, answer))
+                self.changed.notify_all()
+        return reply
+
+    def wait(self, count: int) -> None:
+        with self.changed:
+            self.changed.wait_for(lambda: sum(map(len, self.got.values())) >= count, 10)
+
+
+def holding(server: FaceServer, detector: GatedDetector, replies: Replies) -> None:
+    """Worker 9's request 1 has been taken by the device thread, which waits in it."""
+    server._detector = detector
+    server.submit(9, 1, "detect", (frame(99), True), replies.to(9))
+    assert detector.entered.wait(10)
 
 
 def test_the_workers_detections_run_in_one_batch_and_go_back_to_each():
-    server = FaceServer(None, "cpu")
-    server._detector = detector = GatedDetector()
-    zero, to_zero = replies()
-    one, to_one = replies()
+    server, detector, replies = FaceServer(None, "cpu"), GatedDetector(), Replies()
     try:
-        server.submit(0, 1, "detect", (frame(10), True), to_zero)  # taken alone: it waits
-        time.sleep(0.2)
-        server.submit(0, 2, "detect", (frame(11), True), to_zero)
-        server.submit(1, 1, "detect", (frame(20), True), to_one)
-        server.submit(1, 2, "detect", (frame(21), True), to_one)
+        holding(server, detector, replies)
+        server.submit(0, 1, "detect", (frame(10), True), replies.to(0))
+        server.submit(1, 1, "detect", (frame(20), True), replies.to(1))
+        server.submit(1, 2, "detect", (frame(21), True), replies.to(1))
         server.cancel(1, 2)  # not started: never run, never answered
-        server.submit(1, 3, "detect", (frame(22), False), to_one)  # another kind of pass
+        server.submit(1, 3, "detect", (frame(22), False), replies.to(1))  # another pass
+        server.submit(0, 2, "detect", (frame(11), True), replies.to(0))
         detector.gate.set()
-        for _ in range(50):
-            if len(zero) + len(one) == 4:
-                break
-            time.sleep(0.1)
+        replies.wait(5)
     finally:
         server.shutdown()
-    assert detector.batches == [(1, True), (2, True), (1, False)]
-    assert zero == [(1, [10]), (2, [11])]
-    assert one == [(1, [20]), (3, [22])]
+    # in the order asked: the other pass waits for its turn, then the last one
+    assert detector.batches == [(1, True), (2, True), (1, False), (1, True)]
+    assert replies.got == {9: [(1, [99])], 0: [(1, [10]), (2, [11])], 1: [(1, [20]), (3, [22])]}
 
 
 def test_descriptors_of_several_requests_are_read_together_and_split_back():
-    server = FaceServer(None, "cpu")
+    server, detector, replies = FaceServer(None, "cpu"), GatedDetector(), Replies()
     calls = []
 
     def read_chips(chips):
@@ -118,47 +139,102 @@ def test_descriptors_of_several_requests_are_read_together_and_split_back():
         return chips.reshape(len(chips), -1)[:, :2].astype(np.float64)
 
     server._read_chips = read_chips
-    server._detector = detector = GatedDetector()
-    got, reply = replies()
     try:
-        server.submit(0, 1, "detect", (frame(0), True), reply)  # holds the thread
-        time.sleep(0.2)
-        server.submit(0, 2, "describe", (np.stack([frame(1), frame(2)]),), reply)
-        server.submit(1, 1, "describe", (np.stack([frame(3)]),), reply)
+        holding(server, detector, replies)
+        server.submit(0, 2, "describe", (np.stack([frame(1), frame(2)]),), replies.to(0))
+        server.submit(1, 1, "describe", (np.stack([frame(3)]),), replies.to(1))
         detector.gate.set()
-        for _ in range(50):
-            if len(got) == 3:
-                break
-            time.sleep(0.1)
+        replies.wait(3)
     finally:
         server.shutdown()
     assert calls == [3]
-    assert [(n, a.tolist()) for n, a in got[1:]] == [(2, [[1, 1], [2, 2]]), (1, [[3, 3]])]
+    assert [(n, a.tolist()) for n, a in replies.got[0]] == [(2, [[1, 1], [2, 2]])]
+    assert [(n, a.tolist()) for n, a in replies.got[1]] == [(1, [[3, 3]])]
 
 
-def test_a_failed_batch_answers_its_error_line_and_a_gone_worker_s_requests_are_dropped():
-    class Broken(GatedDetector):
-        def detect_many(self, images, small_faces):
-            self.gate.wait(5)
-            raise RuntimeError("CUDA error: out of memory")
-
-    server = FaceServer(None, "cpu")
-    server._detector = detector = Broken()
-    got, reply = replies()
-    gone, to_gone = replies()
+def test_a_failing_mixed_batch_fails_only_the_request_that_fails_alone():
+    server, detector, replies = FaceServer(None, "cpu"), GatedDetector(failing=66), Replies()
     try:
-        server.submit(0, 1, "detect", (frame(0), True), reply)
-        time.sleep(0.2)
-        server.submit(1, 1, "detect", (frame(1), True), to_gone)
-        server.drop(1)
+        holding(server, detector, replies)
+        server.submit(0, 1, "detect", (frame(10), True), replies.to(0))
+        server.submit(1, 1, "detect", (frame(66), True), replies.to(1))  # too large, say
+        server.submit(0, 2, "detect", (frame(11), True), replies.to(0))
         detector.gate.set()
-        for _ in range(50):
-            if got:
-                break
-            time.sleep(0.1)
+        replies.wait(4)
     finally:
         server.shutdown()
-    assert got == [(1, "RuntimeError: CUDA error: out of memory")] and gone == []
+    assert detector.batches == [(1, True), (3, True), (1, True), (1, True), (1, True)]
+    assert replies.got[0] == [(1, [10]), (2, [11])]
+    assert replies.got[1] == [(1, "RuntimeError: CUDA error: out of memory")]
+
+
+def test_a_gone_worker_s_waiting_requests_are_dropped():
+    server, detector, replies = FaceServer(None, "cpu"), GatedDetector(), Replies()
+    try:
+        holding(server, detector, replies)
+        server.submit(1, 1, "detect", (frame(1), True), replies.to(1))
+        server.submit(1, 2, "describe", (np.stack([frame(2)]),), replies.to(1))
+        server.drop(1)
+        server.submit(0, 1, "detect", (frame(3), True), replies.to(0))  # after them
+        detector.gate.set()
+        replies.wait(2)
+    finally:
+        server.shutdown()
+    assert replies.got == {9: [(1, [99])], 0: [(1, [3])]}
+
+
+def test_a_late_answer_never_forgets_a_newer_request_of_the_same_number():
+    """Worker 9's request 1 runs when the worker is dropped; a request 1 asked again under
+    that name (numbers restart) is still known, so cancellable, after the old one's
+    answer."""
+    second = threading.Event()
+
+    class TwoGates(GatedDetector):
+        def detect_many(self, images, small_faces):
+            if self.batches:  # the second batch waits on its own gate
+                second.set()
+                self.gate.clear()
+            return super().detect_many(images, small_faces)
+
+    server, detector, replies = FaceServer(None, "cpu"), TwoGates(), Replies()
+    try:
+        holding(server, detector, replies)  # (9, 1) runs and cannot be cancelled
+        server.drop(9)
+        server.submit(9, 1, "detect", (frame(5), True), replies.to(9))
+        server.submit(9, 2, "describe", (np.stack([frame(6)]),), replies.to(9))
+        detector.gate.set()
+        assert second.wait(10)  # the old (9, 1) is answered, the new one runs
+        assert replies.got[9] == [(1, [99])]
+        assert not server._requests[9, 1].done()
+        server.cancel(9, 2)  # still waiting: dropped
+        detector.gate.set()
+        replies.wait(2)
+    finally:
+        server.shutdown()
+    assert replies.got[9] == [(1, [99]), (1, [5])]
+
+
+def test_a_message_cut_off_by_a_signal_is_the_last_one_sent():
+    class Interrupted:
+        def __init__(self):
+            self.sent = []
+
+        def send(self, message):
+            if not self.sent:
+                self.sent.append("half")
+                raise KeyboardInterrupt
+            self.sent.append(message)
+
+        def recv(self):
+            time.sleep(60)
+
+    connection = Interrupted()
+    link = WorkerLink(connection)
+    with pytest.raises(KeyboardInterrupt):
+        link.send(("faces", 1, np.zeros(3)))
+    with pytest.raises(OSError):
+        link.send(("done", None))
+    assert connection.sent == ["half"]
 
 
 def test_a_cnn_study_gives_the_sequential_tables_with_its_networks_in_the_main_process(

@@ -161,8 +161,8 @@ def _drop_kept() -> None:
 
 
 def face_device(engine: Scorer) -> str:
-    """Where the face stage's networks run: the device of the model, also when the model
-    runs in another process (Ray), if this process can use it; else the CPU."""
+    """Where the face stage's networks run: the device of the model if this process can
+    use it, else the CPU."""
     import torch
 
     device = engine.describe().device

@@ -54,8 +54,9 @@ class _Group(click.Group):
 
 
 def _exit_if_device_busy(code: int) -> None:
-    """Leave at once (os._exit) when the CNN's detection thread is still computing a batch
-    nobody will use (`fgnet_video.face.device_detections.busy`): the interpreter's normal
+    """Leave at once (os._exit) when a device thread (the CNN's detections, a study's face
+    networks) is still computing a batch nobody will use
+    (`fgnet_video.face.device_detections.busy`): the interpreter's normal
     end would abort under it. Everything that holds files has unwound by now."""
     module = sys.modules.get("fgnet_video.face.device_detections")
     if module is not None and module.busy():

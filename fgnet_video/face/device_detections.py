@@ -50,6 +50,7 @@ class DeviceBatches:
         self.started: Future = Future()  # ready at once (worker processes take a while)
         self.started.set_result(None)
         self._requests: queue.SimpleQueue = queue.SimpleQueue()
+        self._held: list = []  # the next batch's first request (or the stop), when taken
         self._thread = threading.Thread(target=self._serve, name="device-batches",
                                         daemon=True)
         self._thread.start()
@@ -75,8 +76,9 @@ class DeviceBatches:
 
     def _take(self) -> list[tuple[Any, Hashable, Future]] | None:
         """The next batch: the first waiting request and those behind it of the same kind
-        (up to `batch`); None when told to stop."""
-        first = self._requests.get()
+        (up to `batch`); None when told to stop. The first request of another kind is held
+        back, and is the first of the next batch (so requests keep their order)."""
+        first = self._held.pop() if self._held else self._requests.get()
         if first is None:
             return None
         taken = [first]
@@ -86,7 +88,7 @@ class DeviceBatches:
             except queue.Empty:
                 break
             if request is None or request[1] != first[1]:
-                self._requests.put(request)  # after the batch (a stop stays a stop)
+                self._held.append(request)  # a stop stays a stop
                 break
             taken.append(request)
         return taken
@@ -95,16 +97,27 @@ class DeviceBatches:
         while (taken := self._take()) is not None:
             live = [(item, future) for item, _, future in taken
                     if future.set_running_or_notify_cancel()]
-            if not live:
-                continue
-            try:
-                answers = self._batch(taken[0][1], [item for item, _ in live])
-            except BaseException as exc:  # the waiting requester raises it
-                for _, future in live:
-                    future.set_exception(exc)
-                continue
-            for (_, future), answer in zip(live, answers, strict=True):
-                future.set_result(answer)
+            if live:
+                self._answer(taken[0][1], live)
+
+    def _answer(self, kind: Hashable, live: list[tuple[Any, Future]]) -> None:
+        """Run the requests `live` in one batch and set their futures; when a batch of
+        several fails, each is run alone, so a request fails only when it fails alone (a
+        batch mixes recordings: one frame too large for the device fails only its own)."""
+        try:
+            answers = self._batch(kind, [item for item, _ in live])
+            if len(answers) != len(live):
+                raise RuntimeError(f"{len(answers)} answers to {len(live)} requests")
+        except BaseException as exc:  # the waiting requester raises it
+            if len(live) > 1 and isinstance(exc, Exception):
+                for request in live:
+                    self._answer(kind, [request])
+                return
+            for _, future in live:
+                future.set_exception(exc)
+            return
+        for (_, future), answer in zip(live, answers, strict=True):
+            future.set_result(answer)
 
     def _batch(self, kind: Hashable, items: list) -> list:
         global _running

@@ -115,8 +115,8 @@ class _PrefetchedDetector:
 
 
 class _WorkerDetections:
-    """HOG detections in `workers` spawned processes (`detect_worker`), with the interface
-    of `DeviceDetections`; `started` is done once one of them is up."""
+    """HOG detections in `workers` spawned processes (`detect_worker`), a `DetectionPool`;
+    `started` is done once one of them is up."""
 
     def __init__(self, settings: FaceSettings, workers: int) -> None:
         context = multiprocessing.get_context("spawn")
@@ -136,7 +136,7 @@ class ParallelFacePipeline:
     """A `FacePipeline` whose detections run ahead (module docstring): in `workers`
     processes for the HOG detector, batched on `device` for the CNN (or by `shared`).
     `stream(frames)` yields (frame, faces) in order; `process(frame)` is the one-frame form
-    (no look-ahead, nothing in parallel, every network in this process)."""
+    (no look-ahead, nothing in parallel, the detector of this process)."""
 
     def __init__(self, settings: FaceSettings, workers: int, device: str = "cpu",
                  shared: SharedFaceNetworks | None = None):
@@ -174,8 +174,9 @@ class ParallelFacePipeline:
         """Stop the detections: what has not started is dropped; the worker processes exit
         after the detection at hand (under a second), and the CNN's thread after its batch
         at hand, which is waited for, but not after a signal (`errors.signal_received`: a
-        CNN batch can take tens of seconds on a CPU; the CLI then leaves at once). A later
-        `stream` starts new ones."""
+        CNN batch can take tens of seconds on a CPU; the CLI then leaves at once); shared
+        networks' requests are cancelled (their process drops what it has not started). A
+        later `stream` starts new ones."""
         self._detector.forget_before(NO_FRAME)
         if self._pool is not None:
             self._pool.shutdown(wait=not (self.on_device and signal_received()),

@@ -56,7 +56,9 @@ if TYPE_CHECKING:
 
 FACE_DESCRIPTOR_MODEL = "dlib_face_recognition_resnet_model_v1.dat"
 EMBED_FRAMES = 3  # a track's first frames whose descriptors join its person's reference
-REFERENCE_EVERY = 25  # then one frame in this many of it (about once a second at 25 fps)
+# then one analysed frame of the track in this many (about once a second at 25 fps; every 5 s
+# with --fps 5)
+REFERENCE_EVERY = 25
 # A track joins the nearest person only when the next nearest is at least this much farther
 # (Euclidean, descriptor units): an audience member 0.525 from a pianist and 0.542 from
 # another person is no one's for sure (benchmarks/real_footage, hamilton_whitehouse).

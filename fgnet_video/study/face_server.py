@@ -37,7 +37,8 @@ Reply = Callable[[int, object], None]  # (request number, answer) back to one wo
 class FaceServer:
     """Serves the workers' "detect" and "describe" requests (module docstring); `submit`,
     `cancel` and `drop` are called by the main process's loop, answers go back through each
-    request's `reply` from the device thread."""
+    request's `reply`, from the device thread. `slot` names one worker process for as long
+    as it lives (a worker that replaces a dead one has another: request numbers restart)."""
 
     def __init__(self, settings: FaceSettings, device: str) -> None:
         self.settings, self.device = settings, device
@@ -79,7 +80,8 @@ class FaceServer:
             self._batches = None
 
     def _answer(self, slot: int, number: int, done: Future, reply: Reply) -> None:
-        self._requests.pop((slot, number), None)
+        if self._requests.get((slot, number)) is done:
+            self._requests.pop((slot, number), None)
         if done.cancelled():
             return
         exc = done.exception()

@@ -1,9 +1,9 @@
 """`analyze --jobs N`: N recordings at once, in N worker processes, all feeding one model.
 
-    main process (`run_parallel`'s loop, one thread):
+    main process (`run_parallel`'s loop, one thread, and the face server's device thread):
         gives each idle worker the next job (a `fgnet_video.study.plan.Job`) over its pipe;
         takes the workers' faces to the `ModelServer` and sends their scores back;
-        reports each finished job's outcome (`on_end`); notices a worker that died
+        reports each finished job's outcome (`on_end`); notices a worker that died;
         runs the workers' face networks on the model's device (`fgnet_video.study.face_server`)
     worker k: `fgnet_video.study.jobs.process_job(job, ModelClient, plan)`, one job after another
 
@@ -25,6 +25,7 @@ itself when the main process dies.
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
 import signal
@@ -39,6 +40,7 @@ from fgnet_video.analysis.recording import face_stages_kept
 from fgnet_video.errors import (
     Terminated,
     UserError,
+    error_line,
     signal_received,
     warnings_as_lines,
     warnings_shown_as_lines,
@@ -55,8 +57,9 @@ if TYPE_CHECKING:
 
 # The workers' face networks run in the main process (`fgnet_video.study.face_server`): on a
 # GPU so that one device batches every recording's detections; on a 2-core CPU it was also
-# 1.41x faster than each worker running its own (`benchmarks/study_shared_faces.py`, which
-# turns it off for its baseline).
+# 1.42x faster than each worker running its own, with the CNN (`benchmarks/study_shared_faces.py`,
+# which turns it off for its baseline; not measured on many cores, nor for HOG, whose
+# detections stay in the workers and only the descriptors go).
 SHARED_FACE_NETWORKS = True
 MAX_LOST_BEFORE_START = 3  # workers in a row lost before they start a job: the run stops
 
@@ -68,6 +71,7 @@ class _Worker:
     slot: int
     process: Any
     connection: Any
+    serial: int  # this process among all the study's workers (its face server requests')
     job: Job | None = None
     started: bool = False  # the worker has said it started on `job`
     # the loop and the face server's device thread both send
@@ -82,15 +86,24 @@ class _Worker:
                 pass
 
     def answer(self, number: int, answer: object) -> None:
-        """The answer to the worker's request `number` (`fgnet_video.study.worker_link`)."""
-        self.send(("answer", number, answer))
+        """The answer to the worker's request `number` (`fgnet_video.study.worker_link`);
+        one that cannot be sent (pickled) is answered by its error's line."""
+        try:
+            self.send(("answer", number, answer))
+        except Exception as exc:  # noqa: BLE001 - pickling fails before anything is sent
+            self.send(("answer", number, error_line(exc)))
 
     def receive(self) -> tuple | None:
-        """The worker's next message, or None when it is gone."""
+        """The worker's next message, or None when it is gone (or sent one cut off)."""
         try:
             return self.connection.recv()
-        except (EOFError, OSError):
+        except Exception:  # noqa: BLE001 - end of file, or a message that cannot be read
             return None
+
+    def close(self) -> None:
+        """Close the pipe (not while the device thread sends on it)."""
+        with self.lock:
+            self.connection.close()
 
 
 def run_parallel(plan: Plan, engine: InferenceEngine, n_jobs: int, on_end: OnEnd
@@ -102,6 +115,7 @@ def run_parallel(plan: Plan, engine: InferenceEngine, n_jobs: int, on_end: OnEnd
     face_device = faces.device if SHARED_FACE_NETWORKS else None  # None: workers' own
     context = multiprocessing.get_context("spawn")
     queued = deque(plan.jobs)
+    serials = itertools.count()
 
     def start(slot: int) -> _Worker:
         ours, theirs = context.Pipe()
@@ -111,7 +125,7 @@ def run_parallel(plan: Plan, engine: InferenceEngine, n_jobs: int, on_end: OnEnd
                   os.getpid()))
         process.start()
         theirs.close()  # the worker's end lives in the worker only
-        return _Worker(slot, process, ours)
+        return _Worker(slot, process, ours, next(serials))
 
     def finish(worker: _Worker, outcome) -> None:
         summary.record(worker.job, outcome)
@@ -123,9 +137,9 @@ def run_parallel(plan: Plan, engine: InferenceEngine, n_jobs: int, on_end: OnEnd
         the queue), and a new worker takes its place while jobs are queued."""
         nonlocal lost_before_start
         server.drop(worker.slot)
-        faces.drop(worker.slot)
+        faces.drop(worker.serial)
         how = _how_stopped(worker.process)
-        worker.connection.close()
+        worker.close()
         if worker.started:
             finish(worker, failed(worker.job, plan, f"the worker process stopped ({how})"))
         else:
@@ -157,22 +171,24 @@ def run_parallel(plan: Plan, engine: InferenceEngine, n_jobs: int, on_end: OnEnd
                 elif message[0] == "faces":
                     server.add(worker.slot, *message[1:])
                 elif message[0] in ("detect", "describe"):
-                    faces.submit(worker.slot, message[1], message[0], message[2:],
+                    faces.submit(worker.serial, message[1], message[0], message[2:],
                                  worker.answer)
                 elif message[0] == "cancel":
-                    faces.cancel(worker.slot, message[1])
+                    faces.cancel(worker.serial, message[1])
                 else:
                     finish(worker, message[1])
             if server.due({worker.slot for worker in workers if worker.job is not None}):
                 for slot, number, answer in server.score():
                     workers[slot].answer(number, answer)
     except BaseException:
-        faces.shutdown(wait=not signal_received())
-        stop_processes([worker.process for worker in workers])
-        for worker in workers:  # one killed after its grace period could not clean up
-            if worker.job is not None:
-                outputs = plan.outputs(worker.job)
-                remove_stale_partials([*outputs.finals(), outputs.failure_record])
+        try:  # the workers first: they need no answer to stop (their waits poll)
+            stop_processes([worker.process for worker in workers])
+            for worker in workers:  # one killed after its grace period could not clean up
+                if worker.job is not None:
+                    outputs = plan.outputs(worker.job)
+                    remove_stale_partials([*outputs.finals(), outputs.failure_record])
+        finally:
+            faces.shutdown(wait=not signal_received())
         raise
     faces.shutdown()
     for worker in workers:

@@ -10,8 +10,9 @@ A worker runs a recording's whole analysis with a `ModelClient` in place of the 
 `predict` sends the aligned faces (uint8, 256 x 256 x 3) to the main process and waits for
 their scores, while the recording's decode and face threads go on. The model is loaded
 once, in the main process; workers never read the weights. Each worker talks to the main
-process over its own pipe, which nothing else writes to, so a worker that dies mid-message
-spoils only its own pipe (the main process then reads end-of-file), never another's.
+process over its own pipe, which no other process writes to, so a worker that dies
+mid-message spoils only its own pipe (the main process then reads end-of-file, or a message
+it cannot read: either way the worker is gone), never another's.
 
 Batching: a client asks for floor(batch_size / workers) faces at a time (at least one), so
 the workers' requests together fit one device batch. The server holds the requests of the

@@ -6,11 +6,13 @@ model's scores, `fgnet_video.study.model_server.ModelClient`), "detect" and "des
 face networks, `fgnet_video.study.face_server`); the main process answers each with
 ("answer", number, answer), where an answer that is a string is the one line of an error.
 `request` returns a Future of the answer; cancelling it while it is still unanswered sends
-("cancel", number), so the main process drops the work if it has not started it. One
+("cancel", number), so the main process drops the face networks' work if it has not started
+it (the model's scores are computed anyway, and the answer ignored). One
 thread receives everything: answers resolve their futures, any other message (a job, or
 None: stop) waits for `next_message`, in order. When the main process is gone (end of file)
 every unanswered request raises Terminated and `next_message` raises EOFError: the worker
-stops as it does on SIGTERM.
+stops as it does on SIGTERM; so it does when a message from it is cut off (`send`), or one
+to it cannot be read.
 """
 
 from __future__ import annotations
@@ -36,14 +38,24 @@ class WorkerLink:
         self._number = 0
         self._pending: dict[int, Future] = {}
         self._gone = False
+        self._broken = False  # a send was cut off: nothing more may be sent
         self._messages: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._receive, name="worker-link", daemon=True)
         self._thread.start()
 
     def send(self, message: object) -> None:
-        """Send one message (OSError when the main process is gone)."""
+        """Send one message (OSError when the main process is gone). A send interrupted
+        midway (SIGTERM raised in it) leaves half a message in the pipe, after which no
+        other may follow (the main process would read one message's tail as the next's
+        head): later sends raise OSError, and the main process reads this worker as gone."""
         with self._send_lock:
-            self._connection.send(message)
+            if self._broken:
+                raise OSError("a message to the main process was cut off")
+            try:
+                self._connection.send(message)
+            except BaseException:
+                self._broken = True
+                raise
 
     def request(self, kind: str, *payload: object) -> Future:
         """A Future of the main process's answer to (kind, payload) (module docstring)."""
@@ -90,7 +102,7 @@ class WorkerLink:
         while True:
             try:
                 message = self._connection.recv()
-            except (EOFError, OSError):
+            except BaseException:  # noqa: BLE001 - end of file, or a message cut off
                 break
             if isinstance(message, tuple) and message[:1] == ("answer",):
                 self._answer(*message[1:])
