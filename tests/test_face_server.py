@@ -267,3 +267,48 @@ def test_a_cnn_study_gives_the_sequential_tables_with_its_networks_in_the_main_p
         assert len(serial) > 1 and serial["person_id"].notna().all()
         pd.testing.assert_frame_equal(serial, pd.read_csv(tmp_path / "par" / f"{name}.csv"),
                                       check_exact=False, atol=2e-6)
+
+
+def test_a_worker_s_recordings_share_one_face_stage_on_the_shared_networks(
+        tiny_weights, tmp_path, monkeypatch):
+    """What a --jobs worker does (`local_workers._worker_main`): its jobs one after another
+    inside `face_stages_kept`, with a model that carries `face_networks`: one face stage is
+    built for all of them, its detections and descriptors go to the shared networks, and
+    the tables are those of single runs."""
+    from fgnet_video.analysis import recording
+    from fgnet_video.face.detect import FaceDetector
+    from fgnet_video.face.device_detections import DeviceDetections
+    from fgnet_video.face.parallel import ParallelFacePipeline, SharedFaceNetworks
+    from fgnet_video.face.person import descriptor_reader
+    from fgnet_video.inference.engine import InferenceEngine
+    from fgnet_video.options import AnalyzeOptions
+    from fgnet_video.study.jobs import process_job
+    from fgnet_video.study.plan import plan_jobs
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for k in range(2):
+        shutil.copy(shared_path("media", "vox_talking.mp4"), inputs / f"c{k}.mp4")
+    options = AnalyzeOptions.from_kwargs(weights=str(tiny_weights), fps=5, detector="cnn")
+    plan = plan_jobs([str(inputs)], options, out_dir=tmp_path / "out")
+    engine = InferenceEngine.from_weights(**options.model.engine_kwargs())
+    pools, chips = [], []
+    read = descriptor_reader("cpu")
+
+    def detections():
+        pools.append(DeviceDetections(FaceDetector.for_settings(options.face)))
+        return pools[-1]
+
+    engine.face_networks = SharedFaceNetworks("cpu", detections,
+                                              lambda c: chips.append(len(c)) or read(c))
+    built = []
+    original = ParallelFacePipeline.__init__
+    monkeypatch.setattr(ParallelFacePipeline, "__init__",
+                        lambda self, *a, **k: built.append(self) or original(self, *a, **k))
+    with recording.face_stages_kept():
+        outcomes = [process_job(job, engine, plan) for job in plan.jobs]
+    assert [o.status for o in outcomes] == ["done", "done"]
+    assert len(built) == 1 and built[0].shared is engine.face_networks
+    assert len(pools) == 1 and sum(chips) >= 2  # one pool for both, descriptors shared
+    tables = [(tmp_path / "out" / f"c{k}.csv").read_bytes() for k in range(2)]
+    assert tables[0] == tables[1]
