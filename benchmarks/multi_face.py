@@ -161,15 +161,16 @@ def compose(clip: str, sources: dict[str, Source]) -> tuple[list[np.ndarray], li
 
 def run_face_stage(frames: list[np.ndarray], settings: FaceSettings
                    ) -> tuple[list[list], float]:
-    """Tracked (face_id, box) per frame and CPU ms per frame of the face stage."""
+    """Tracked (face_id, box) per frame and CPU ms per frame of the face stage (tracking and
+    person ids, which lost tracks resume by: `FacePipeline.locate`; no alignment)."""
     from fgnet_video.face.pipeline import FacePipeline
 
     pipeline = FacePipeline(settings)
     found = []
     started = time.process_time()
     for index, image in enumerate(frames):
-        found.append([(f.face_id, f.box) for f in
-                      pipeline.track(Frame(index, index / 25.0, image))])
+        found.append([(f.face_id, f.box) for f, _, _ in
+                      pipeline.locate(Frame(index, index / 25.0, image))])
     return found, 1e3 * (time.process_time() - started) / len(frames)
 
 
