@@ -58,8 +58,8 @@ if TYPE_CHECKING:
 # The workers' face networks run in the main process (`fgnet_video.study.face_server`): on a
 # GPU so that one device batches every recording's detections; on a 2-core CPU it was also
 # 1.42x faster than each worker running its own, with the CNN (`benchmarks/study_shared_faces.py`,
-# which turns it off for its baseline; not measured on many cores, nor for HOG, whose
-# detections stay in the workers and only the descriptors go).
+# which turns it off for its baseline); with HOG, whose detections stay in the workers and
+# only the descriptors go, it was even (0.99x). Not measured on many cores.
 SHARED_FACE_NETWORKS = True
 MAX_LOST_BEFORE_START = 3  # workers in a row lost before they start a job: the run stops
 
