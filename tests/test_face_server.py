@@ -73,7 +73,8 @@ class GatedDetector:
 
     def detect_many(self, images, small_faces):
         self.entered.set()
-        self.gate.wait(5)
+        if not self.gate.wait(10):
+            raise TimeoutError("the test never opened the gate")
         self.batches.append((len(images), small_faces))
         values = [int(image[0, 0, 0]) for image in images]
         if self.failing in values:
@@ -101,7 +102,8 @@ class Replies:
 
     def wait(self, count: int) -> None:
         with self.changed:
-            self.changed.wait_for(lambda: sum(map(len, self.got.values())) >= count, 10)
+            assert self.changed.wait_for(
+                lambda: sum(map(len, self.got.values())) >= count, 10), self.got
 
 
 def holding(server: FaceServer, detector: GatedDetector, replies: Replies) -> None:
@@ -192,8 +194,8 @@ def test_a_late_answer_never_forgets_a_newer_request_of_the_same_number():
     class TwoGates(GatedDetector):
         def detect_many(self, images, small_faces):
             if self.batches:  # the second batch waits on its own gate
-                second.set()
                 self.gate.clear()
+                second.set()
             return super().detect_many(images, small_faces)
 
     server, detector, replies = FaceServer(None, "cpu"), TwoGates(), Replies()
@@ -214,6 +216,33 @@ def test_a_late_answer_never_forgets_a_newer_request_of_the_same_number():
     assert replies.got[9] == [(1, [99]), (1, [5])]
 
 
+def test_a_request_held_for_the_next_batch_is_cancelled_by_shutdown():
+    """The device thread runs a batch of descriptors and holds the detection behind it for
+    its next batch: shutting down cancels that one too (it never runs)."""
+    server, detector, replies = FaceServer(None, "cpu"), GatedDetector(), Replies()
+    describing, described = threading.Event(), threading.Event()
+
+    def read_chips(chips):
+        describing.set()
+        described.wait(10)
+        return np.zeros((len(chips), 2))
+
+    server._read_chips = read_chips
+    try:
+        holding(server, detector, replies)
+        server.submit(0, 1, "describe", (np.stack([frame(1)]),), replies.to(0))
+        server.submit(0, 2, "detect", (frame(2), True), replies.to(0))
+        detector.gate.set()
+        assert describing.wait(10)  # (0, 2) is held for the next batch
+        server.shutdown(wait=False)
+        described.set()
+        server.join()
+    finally:
+        server.shutdown()
+    assert detector.batches == [(1, True)]
+    assert [number for number, _ in replies.got[0]] == [1]
+
+
 def test_a_message_cut_off_by_a_signal_is_the_last_one_sent():
     class Interrupted:
         def __init__(self):
@@ -225,16 +254,25 @@ def test_a_message_cut_off_by_a_signal_is_the_last_one_sent():
                 raise KeyboardInterrupt
             self.sent.append(message)
 
-        def recv(self):
-            time.sleep(60)
+        def send_bytes(self, data):
+            self.send(data)
 
+        def recv(self):
+            closed.wait(10)
+            raise EOFError
+
+    closed = threading.Event()
     connection = Interrupted()
     link = WorkerLink(connection)
+    with pytest.raises(TypeError):  # cannot be pickled: nothing sent, the link is fine
+        link.send(("detect", 1, threading.Lock(), True))
+    assert connection.sent == []
     with pytest.raises(KeyboardInterrupt):
         link.send(("faces", 1, np.zeros(3)))
     with pytest.raises(OSError):
         link.send(("done", None))
     assert connection.sent == ["half"]
+    closed.set()
 
 
 def test_a_cnn_study_gives_the_sequential_tables_with_its_networks_in_the_main_process(

@@ -51,6 +51,7 @@ class DeviceBatches:
         self.started.set_result(None)
         self._requests: queue.SimpleQueue = queue.SimpleQueue()
         self._held: list = []  # the next batch's first request (or the stop), when taken
+        self._cancel_rest = False  # set by shutdown(cancel_futures=True)
         self._thread = threading.Thread(target=self._serve, name="device-batches",
                                         daemon=True)
         self._thread.start()
@@ -61,8 +62,10 @@ class DeviceBatches:
         return future
 
     def shutdown(self, wait: bool = True, cancel_futures: bool = True) -> None:
-        """Stop the thread after the batch at hand (joined when `wait`); what waits in the
-        queue is cancelled first (`cancel_futures`), or run before it stops."""
+        """Stop the thread after the batch at hand (joined when `wait`); what waits is
+        cancelled first (`cancel_futures`: also a request the thread has taken and holds for
+        its next batch), or run before it stops."""
+        self._cancel_rest = cancel_futures
         while cancel_futures:
             try:
                 request = self._requests.get_nowait()
@@ -72,7 +75,11 @@ class DeviceBatches:
                 request[2].cancel()
         self._requests.put(None)
         if wait:
-            self._thread.join()
+            self.join()
+
+    def join(self) -> None:
+        """Wait for the thread to end (after `shutdown`)."""
+        self._thread.join()
 
     def _take(self) -> list[tuple[Any, Hashable, Future]] | None:
         """The next batch: the first waiting request and those behind it of the same kind
@@ -95,6 +102,10 @@ class DeviceBatches:
 
     def _serve(self) -> None:
         while (taken := self._take()) is not None:
+            if self._cancel_rest:  # taken before `shutdown` drained the queue
+                for _, _, future in taken:
+                    future.cancel()
+                continue
             live = [(item, future) for item, _, future in taken
                     if future.set_running_or_notify_cancel()]
             if live:

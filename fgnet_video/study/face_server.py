@@ -37,19 +37,19 @@ Reply = Callable[[int, object], None]  # (request number, answer) back to one wo
 class FaceServer:
     """Serves the workers' "detect" and "describe" requests (module docstring); `submit`,
     `cancel` and `drop` are called by the main process's loop, answers go back through each
-    request's `reply`, from the device thread. `slot` names one worker process for as long
-    as it lives (a worker that replaces a dead one has another: request numbers restart)."""
+    request's `reply`, from the device thread. `worker` names one worker process for as
+    long as it lives (one that replaces a dead one has another: request numbers restart)."""
 
     def __init__(self, settings: FaceSettings, device: str) -> None:
         self.settings, self.device = settings, device
         self._batches: DeviceBatches | None = None  # started on the first request
         self._detector = None
         self._read_chips: Callable[[np.ndarray], np.ndarray] | None = None
-        self._requests: dict[tuple[int, int], Future] = {}  # (slot, number) -> unanswered
+        self._requests: dict[tuple[int, int], Future] = {}  # (worker, number) -> unanswered
 
-    def submit(self, slot: int, number: int, kind: str, payload: tuple, reply: Reply
+    def submit(self, worker: int, number: int, kind: str, payload: tuple, reply: Reply
                ) -> None:
-        """Worker `slot`'s request `number`: ("detect", (image, small_faces)) or ("describe",
+        """Worker `worker`'s request `number`: ("detect", (image, small_faces)) or ("describe",
         (chips,)); its answer, or its error's line, goes to `reply`."""
         if self._batches is None:
             self._batches = DeviceBatches(self._run)
@@ -58,30 +58,34 @@ class FaceServer:
             future = self._batches.submit(image, ("detect", bool(small_faces)))
         else:
             future = self._batches.submit(payload[0], ("describe",))
-        self._requests[slot, number] = future
-        future.add_done_callback(lambda done: self._answer(slot, number, done, reply))
+        self._requests[worker, number] = future
+        future.add_done_callback(lambda done: self._answer(worker, number, done, reply))
 
-    def cancel(self, slot: int, number: int) -> None:
-        """Worker `slot` no longer wants request `number` (dropped unless started)."""
-        future = self._requests.pop((slot, number), None)
+    def cancel(self, worker: int, number: int) -> None:
+        """`worker` no longer wants request `number` (dropped unless started)."""
+        future = self._requests.pop((worker, number), None)
         if future is not None:
             future.cancel()
 
-    def drop(self, slot: int) -> None:
+    def drop(self, worker: int) -> None:
         """Forget the requests of a worker that is gone."""
-        for key in [key for key in list(self._requests) if key[0] == slot]:
+        for key in [key for key in list(self._requests) if key[0] == worker]:
             self.cancel(*key)
 
     def shutdown(self, wait: bool = True) -> None:
         """Stop the device thread: waiting requests are cancelled, the batch at hand is
-        waited for when `wait`."""
+        waited for when `wait` (else by `join`)."""
         if self._batches is not None:
             self._batches.shutdown(wait=wait)
-            self._batches = None
 
-    def _answer(self, slot: int, number: int, done: Future, reply: Reply) -> None:
-        if self._requests.get((slot, number)) is done:
-            self._requests.pop((slot, number), None)
+    def join(self) -> None:
+        """Wait for the device thread to end, after `shutdown(wait=False)`."""
+        if self._batches is not None:
+            self._batches.join()
+
+    def _answer(self, worker: int, number: int, done: Future, reply: Reply) -> None:
+        if self._requests.get((worker, number)) is done:
+            self._requests.pop((worker, number), None)
         if done.cancelled():
             return
         exc = done.exception()

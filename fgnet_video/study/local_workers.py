@@ -181,14 +181,16 @@ def run_parallel(plan: Plan, engine: InferenceEngine, n_jobs: int, on_end: OnEnd
                 for slot, number, answer in server.score():
                     workers[slot].answer(number, answer)
     except BaseException:
-        try:  # the workers first: they need no answer to stop (their waits poll)
+        faces.shutdown(wait=False)  # nothing more for the workers, who need no answer to stop
+        try:
             stop_processes([worker.process for worker in workers])
             for worker in workers:  # one killed after its grace period could not clean up
                 if worker.job is not None:
                     outputs = plan.outputs(worker.job)
                     remove_stale_partials([*outputs.finals(), outputs.failure_record])
         finally:
-            faces.shutdown(wait=not signal_received())
+            if not signal_received():  # else the CLI leaves without waiting for the batch
+                faces.join()
         raise
     faces.shutdown()
     for worker in workers:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import queue
 import threading
 from concurrent.futures import Future, InvalidStateError
+from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 from fgnet_video.errors import Terminated, UserError
@@ -51,8 +52,9 @@ class WorkerLink:
         with self._send_lock:
             if self._broken:
                 raise OSError("a message to the main process was cut off")
+            data = ForkingPickler.dumps(message)  # what cannot be pickled sends nothing
             try:
-                self._connection.send(message)
+                self._connection.send_bytes(data)
             except BaseException:
                 self._broken = True
                 raise
