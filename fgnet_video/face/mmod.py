@@ -175,8 +175,9 @@ def pyramid_layout(nr: int, nc: int, padding: int = 10, outer_padding: int = 11,
 
 
 def tiled_pyramid(frames: torch.Tensor, layout: PyramidLayout,
-                  mean_rgb: Sequence[float]) -> torch.Tensor:
-    """The network input: (N, 3, layout.height, layout.width) float32 on frames' device.
+                  mean_rgb: Sequence[float], channels_last: bool = False) -> torch.Tensor:
+    """The network input: (N, 3, layout.height, layout.width) float32 on frames' device,
+    in channels-last memory when `channels_last` (built so: no copy afterwards).
 
     `frames`: (N, H, W, 3) uint8 RGB. Level 0 is `(pixel - mean) / 256` per channel; level i
     is the align-corners bilinear resize of level i-1 (dlib's tt::resize_bilinear on the
@@ -184,10 +185,14 @@ def tiled_pyramid(frames: torch.Tensor, layout: PyramidLayout,
     """
     n = frames.shape[0]
     mean = torch.tensor([float(np.float32(m)) for m in mean_rgb], dtype=torch.float32,
-                        device=frames.device).view(1, 3, 1, 1)
-    out = frames.new_zeros((n, 3, layout.height, layout.width), dtype=torch.float32)
+                        device=frames.device)
+    if channels_last:
+        out = frames.new_zeros((n, layout.height, layout.width, 3),
+                               dtype=torch.float32).permute(0, 3, 1, 2)
+    else:
+        out = frames.new_zeros((n, 3, layout.height, layout.width), dtype=torch.float32)
     left, top, right, bottom = layout.rects[0]
-    out[:, :, top:bottom + 1, left:right + 1] = (frames.permute(0, 3, 1, 2).float() - mean) / 256
+    out[:, :, top:bottom + 1, left:right + 1] = ((frames.float() - mean) / 256).permute(0, 3, 1, 2)
     for prev, rect in zip(layout.rects, layout.rects[1:], strict=False):
         src = out[:, :, prev[1]:prev[3] + 1, prev[0]:prev[2] + 1]
         size = (rect[3] - rect[1] + 1, rect[2] - rect[0] + 1)
@@ -483,7 +488,8 @@ class MmodDetector(nn.Module):
         param = next(self.parameters())
         layout = self.layout(frames.shape[1], frames.shape[2])
         batch = torch.from_numpy(np.ascontiguousarray(frames)).to(param.device)
-        tiled = tiled_pyramid(batch, layout, self.mean_rgb).to(param.dtype)
+        channels_last = self.channels_last and param.device.type == "cpu"  # as `forward`
+        tiled = tiled_pyramid(batch, layout, self.mean_rgb, channels_last).to(param.dtype)
         return self(tiled).float().cpu().numpy(), layout
 
     def decode(self, score_map: np.ndarray, layout: PyramidLayout,
