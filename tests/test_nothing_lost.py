@@ -389,6 +389,7 @@ def test_a_killed_worker_fails_its_recording_and_the_study_goes_on(clip, tmp_pat
     assert len(failed_lines) == 1 and "the worker process stopped (killed by SIGKILL" in err
     assert "5 done, 0 skipped, 1 failed" in err
     assert len(list(out.glob("*.failed.json"))) == 1  # for `fgnet-video status`
+    assert not list(out.glob(".*partial-*"))  # the dead worker's, removed when it was lost
     inputs = [str(tmp_path / f"rec{k}.mp4") for k in range(6)]
     again = run(*inputs, "--out-dir", str(out), "--jobs", "2", "-w", str(tiny_weights),
                 "--detector", "hog")  # HOG: the redone table is byte-identical

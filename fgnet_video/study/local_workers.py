@@ -134,12 +134,15 @@ def run_parallel(plan: Plan, engine: InferenceEngine, n_jobs: int, on_end: OnEnd
 
     def lost(worker: _Worker) -> None:
         """A busy worker is gone: its recording fails (or, not started yet, goes back to
-        the queue), and a new worker takes its place while jobs are queued."""
+        the queue) and the partial outputs it left are removed; a new worker takes its
+        place while jobs are queued."""
         nonlocal lost_before_start
         server.drop(worker.slot)
         faces.drop(worker.serial)
         how = _how_stopped(worker.process)
         worker.close()
+        outputs = plan.outputs(worker.job)
+        remove_stale_partials([*outputs.finals(), outputs.failure_record])
         if worker.started:
             finish(worker, failed(worker.job, plan, f"the worker process stopped ({how})"))
         else:
