@@ -82,6 +82,14 @@ CLIPS = {
         first_frame=250, frames=240, fps=Fraction(24000, 1001), width=1280, height=720,
         redistribute=False,
     ),
+    "friends_cards": dict(
+        # removed from the repository after this commit (the newest holding it: dfdd190b)
+        repo="distant-viewing/dvt",
+        commit="a8e90bb2b9c635a8263e8e61f64104c083159bb7",
+        path="tests/test-data/video-clip.mp4",
+        first_frame=0, frames=300, fps=Fraction(30000, 1001), width=708, height=480,
+        redistribute=False,
+    ),
 }
 
 
