@@ -7,7 +7,6 @@ from __future__ import annotations
 import multiprocessing
 import shutil
 import threading
-import time
 
 import numpy as np
 import pandas as pd
