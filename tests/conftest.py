@@ -44,6 +44,22 @@ def shared_path(*parts: str) -> Path:
     return path
 
 
+def same_clip_twice(tmp_path: Path, weights: Path, detector: str):
+    """(options, plan) of a study of vox_talking twice (tmp_path/in/c0.mp4, c1.mp4) at 5
+    frames/s with `detector` and `weights`, into tmp_path/out."""
+    import shutil
+
+    from fgnet_video.options import AnalyzeOptions
+    from fgnet_video.study.plan import plan_jobs
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for k in range(2):
+        shutil.copy(shared_path("media", "vox_talking.mp4"), inputs / f"c{k}.mp4")
+    options = AnalyzeOptions.from_kwargs(weights=str(weights), fps=5, detector=detector)
+    return options, plan_jobs([str(inputs)], options, out_dir=tmp_path / "out")
+
+
 # "SIGTERM stops any run within a few seconds" (README, Reliability promises), measured from
 # the signal to the process's exit.
 STOP_WITHIN_S = 5.0

@@ -16,7 +16,7 @@ from fgnet_video.errors import Terminated, UserError
 from fgnet_video.study.face_server import FaceServer
 from fgnet_video.study.worker_link import WorkerLink
 
-from .conftest import shared_path
+from .conftest import same_clip_twice, shared_path
 
 
 def test_answers_reach_their_requests_and_other_messages_wait_in_order():
@@ -318,16 +318,9 @@ def test_a_worker_s_recordings_share_one_face_stage_on_the_shared_networks(
     from fgnet_video.face.parallel import ParallelFacePipeline, SharedFaceNetworks
     from fgnet_video.face.person import descriptor_reader
     from fgnet_video.inference.engine import InferenceEngine
-    from fgnet_video.options import AnalyzeOptions
     from fgnet_video.study.jobs import process_job
-    from fgnet_video.study.plan import plan_jobs
 
-    inputs = tmp_path / "in"
-    inputs.mkdir()
-    for k in range(2):
-        shutil.copy(shared_path("media", "vox_talking.mp4"), inputs / f"c{k}.mp4")
-    options = AnalyzeOptions.from_kwargs(weights=str(tiny_weights), fps=5, detector="cnn")
-    plan = plan_jobs([str(inputs)], options, out_dir=tmp_path / "out")
+    options, plan = same_clip_twice(tmp_path, tiny_weights, "cnn")
     engine = InferenceEngine.from_weights(**options.model.engine_kwargs())
     pools, chips = [], []
     read = descriptor_reader("cpu")

@@ -17,7 +17,7 @@ from fgnet_video.face.track import FaceTracker
 from fgnet_video.media.video import read_frames
 from fgnet_video.options import FaceSettings, face_worker_count
 
-from .conftest import shared_path
+from .conftest import same_clip_twice, shared_path
 from .test_real_recordings import three_people  # noqa: F401 - the fixture
 
 
@@ -179,19 +179,11 @@ def test_the_tasks_of_a_ray_worker_process_share_one_face_stage(tiny_weights, tm
     """Ray runs a study's recordings as tasks in long-lived worker processes: the second
     task of a process resets the first's face stage instead of building one (as a local
     study does), with the tables of single runs."""
-    import shutil
 
     from fgnet_video.analysis import recording
-    from fgnet_video.options import AnalyzeOptions
     from fgnet_video.study import ray_cluster
-    from fgnet_video.study.plan import plan_jobs
 
-    inputs = tmp_path / "in"
-    inputs.mkdir()
-    for k in range(2):
-        shutil.copy(shared_path("media", "vox_talking.mp4"), inputs / f"c{k}.mp4")
-    options = AnalyzeOptions.from_kwargs(weights=str(tiny_weights), fps=5, detector="hog")
-    plan = plan_jobs([str(inputs)], options, out_dir=tmp_path / "out")
+    _, plan = same_clip_twice(tmp_path, tiny_weights, "hog")
     built = []
     original = recording.FacePipeline.__init__
 
