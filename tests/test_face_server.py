@@ -314,8 +314,8 @@ def test_a_worker_s_recordings_share_one_face_stage_on_the_shared_networks(
     the tables are those of single runs."""
     from fgnet_video.analysis import recording
     from fgnet_video.face.detect import FaceDetector
-    from fgnet_video.face.device_detections import DeviceDetections
-    from fgnet_video.face.parallel import ParallelFacePipeline, SharedFaceNetworks
+    from fgnet_video.face.device_detections import DeviceDetections, SharedFaceNetworks
+    from fgnet_video.face.parallel import ParallelFacePipeline
     from fgnet_video.face.person import descriptor_reader
     from fgnet_video.inference.engine import InferenceEngine
     from fgnet_video.study.jobs import process_job

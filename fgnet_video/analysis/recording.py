@@ -198,8 +198,7 @@ def face_stage(path: str | os.PathLike, options: AnalyzeOptions,
 
         stage = ParallelFacePipeline(options.face, workers, device=device, shared=shared)
     else:
-        stage = FacePipeline(options.face, device="cpu" if shared else device,
-                             read_chips=shared.read_chips if shared else None)
+        stage = FacePipeline(options.face, device=device, shared=shared)
     if keep:
         _stages.kept = (options.face, workers, device, stage)
         yield stage

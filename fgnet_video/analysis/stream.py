@@ -153,7 +153,7 @@ class Scorer(Protocol):
     """What scores aligned faces: a `fgnet_video.inference.engine.InferenceEngine`, or a
     `fgnet_video.study.model_server.ModelClient` (a model shared by several recordings' analyses,
     in another process). `batch_size` is how many faces it wants at a time. A ModelClient
-    also carries `face_networks` (`fgnet_video.face.parallel.SharedFaceNetworks`): the face
+    also carries `face_networks` (`fgnet_video.face.device_detections.SharedFaceNetworks`): the face
     stage's networks, run beside the model, which the face stage then uses."""
 
     batch_size: int

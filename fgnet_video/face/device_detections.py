@@ -11,6 +11,10 @@ gives frames of one size to the network together (`FaceDetector.detect_many`). E
 request's answer is a `concurrent.futures.Future`, so the tracker waits on it, or cancels it
 while it still waits in the queue, exactly as with worker processes; a detection depends on
 its frame alone, so batching changes no box.
+
+`DetectionPool` is what a face stage's detections run ahead in (these threads, HOG's worker
+processes, a study's main process), and `SharedFaceNetworks` the networks another process
+runs for a face stage (`fgnet_video.face.parallel`, `fgnet_video.face.pipeline`).
 """
 
 from __future__ import annotations
@@ -19,13 +23,38 @@ import queue
 import threading
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 
 from fgnet_video.face.detect import FaceDetector
 
 DEVICE_BATCH = 16  # requests at most in one batch (frames of detections)
+
+
+class DetectionPool(Protocol):
+    """Where detections run ahead of the tracker: `submit(image, small_faces)` -> Future of
+    the detections (`FaceDetector.__call__`); `started` is done once the pool can detect;
+    `shutdown` drops what waits (`cancel_futures`) and stops it."""
+
+    started: Future
+
+    def submit(self, image: np.ndarray, small_faces: bool) -> Future: ...
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = True) -> None: ...
+
+
+@dataclass(frozen=True)
+class SharedFaceNetworks:
+    """The face stage's networks run by another process (a study's main process, beside
+    the model): `device` is where they run, `detections()` a new `DetectionPool` of CNN
+    detections, `read_chips` the descriptors of face chips (`FaceEmbedder`)."""
+
+    device: str
+    detections: Callable[[], DetectionPool]
+    read_chips: Callable[[np.ndarray], np.ndarray]
+
 
 _running = 0  # batches being computed now, in every DeviceBatches of this process
 _running_lock = threading.Lock()

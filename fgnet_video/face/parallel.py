@@ -37,17 +37,20 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 
 from fgnet_video.errors import signal_received
 from fgnet_video.face import detect_worker
 from fgnet_video.face.detect import Detection, FaceDetector
-from fgnet_video.face.device_detections import DEVICE_BATCH, DeviceDetections
+from fgnet_video.face.device_detections import (
+    DEVICE_BATCH,
+    DetectionPool,
+    DeviceDetections,
+    SharedFaceNetworks,
+)
 from fgnet_video.face.pipeline import Face, FacePipeline
 from fgnet_video.media.video import Frame
 from fgnet_video.options import FaceSettings
@@ -56,29 +59,6 @@ from fgnet_video.threads import background, wait_for
 LOOK_AHEAD_BYTES = 256 * 2**20  # at most this much of decoded frames is read ahead
 TRACKED_QUEUE = 8  # frames tracked ahead of their alignment
 NO_FRAME = 1 << 62  # past every frame: forgetting the detections before it forgets them all
-
-
-class DetectionPool(Protocol):
-    """Where detections run ahead of the tracker: `submit(image, small_faces)` -> Future of
-    the detections (`FaceDetector.__call__`); `started` is done once the pool can detect;
-    `shutdown` drops what waits (`cancel_futures`) and stops it."""
-
-    started: Future
-
-    def submit(self, image: np.ndarray, small_faces: bool) -> Future: ...
-
-    def shutdown(self, wait: bool = True, cancel_futures: bool = True) -> None: ...
-
-
-@dataclass(frozen=True)
-class SharedFaceNetworks:
-    """The face stage's networks run by another process (a study's main process, beside
-    the model): `device` is where they run, `detections()` a new `DetectionPool` of CNN
-    detections, `read_chips` the descriptors of face chips (`FaceEmbedder`)."""
-
-    device: str
-    detections: Callable[[], DetectionPool]
-    read_chips: Callable[[np.ndarray], np.ndarray]
 
 
 class _PrefetchedDetector:
@@ -147,8 +127,7 @@ class ParallelFacePipeline:
         self.shared = shared
         if shared is not None:
             device = shared.device
-        self.pipeline = FacePipeline(settings, device="cpu" if shared else device,
-                                     read_chips=shared.read_chips if shared else None)
+        self.pipeline = FacePipeline(settings, device=device, shared=shared)
         self.on_device = self.pipeline.tracker.detector.kind == "cnn"
         # While no face is tracked every frame is searched, until a face is found and only
         # keyframes are: detections prepared further ahead than this would mostly be

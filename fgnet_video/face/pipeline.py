@@ -14,8 +14,8 @@ workers. The settings (`FaceSettings`, with their defaults) live in `fgnet_video
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -26,6 +26,9 @@ from fgnet_video.face.person import FaceEmbedder, PersonIdentifier, named_refere
 from fgnet_video.face.track import FaceTracker, TrackedFace
 from fgnet_video.media.video import Frame
 from fgnet_video.options import AlignMethod, FaceSettings
+
+if TYPE_CHECKING:
+    from fgnet_video.face.device_detections import SharedFaceNetworks
 
 
 @dataclass(frozen=True)
@@ -68,16 +71,19 @@ class FacePipeline:
 
     def __init__(self, settings: FaceSettings | None = None, *,
                  predictor: LandmarkPredictor | None = None, device: str = "cpu",
-                 read_chips: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+                 shared: SharedFaceNetworks | None = None) -> None:
         """`predictor` lets pipelines of one thread share the 100 MB landmark model; the
-        networks (detector, descriptors) run on the torch `device`, the descriptors' through
-        `read_chips` when given (`FaceEmbedder`)."""
+        networks (detector, descriptors) run on the torch `device`, or, given the networks
+        of another process (`shared`), the descriptors there and this process's detector
+        on the CPU (only its one-frame form reads it: `fgnet_video.face.parallel`)."""
         self.settings = settings or FaceSettings()
         s = self.settings
+        if shared is not None:
+            device = "cpu"
         self.tracker = FaceTracker(FaceDetector.for_settings(s, device=device),
                                    predictor or LandmarkPredictor(),
                                    detect_every=s.detect_every, max_faces=s.max_faces)
-        embedder = FaceEmbedder(device, read_chips)
+        embedder = FaceEmbedder(device, shared.read_chips if shared is not None else None)
         self.persons = PersonIdentifier(embedder, s.same_person_distance,
                                         named_references(s.people, embedder))
         self.tracker.reidentify = self.persons.resumable

@@ -26,10 +26,10 @@ from concurrent.futures import Future
 import numpy as np
 
 from fgnet_video.errors import error_line
-from fgnet_video.face.device_detections import DeviceBatches
-from fgnet_video.face.parallel import SharedFaceNetworks
+from fgnet_video.face.device_detections import DeviceBatches, SharedFaceNetworks
 from fgnet_video.options import FaceSettings
 from fgnet_video.study.worker_link import WorkerLink
+from fgnet_video.threads import wait_for
 
 Reply = Callable[[int, object], None]  # (request number, answer) back to one worker
 
@@ -131,8 +131,6 @@ class _RemoteDetections:
 
 def shared_face_networks(link: WorkerLink, device: str) -> SharedFaceNetworks:
     """A worker's view of its main process's `FaceServer` on `device`, over `link`."""
-    from fgnet_video.threads import wait_for
-
     def read_chips(chips: np.ndarray) -> np.ndarray:
         if not len(chips):
             return np.zeros((0, 128))

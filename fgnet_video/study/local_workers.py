@@ -127,6 +127,11 @@ def run_parallel(plan: Plan, engine: InferenceEngine, n_jobs: int, on_end: OnEnd
         theirs.close()  # the worker's end lives in the worker only
         return _Worker(slot, process, ours, next(serials))
 
+    def remove_partials(job: Job) -> None:
+        """Remove what a worker that is gone left of `job`'s outputs."""
+        outputs = plan.outputs(job)
+        remove_stale_partials([*outputs.finals(), outputs.failure_record])
+
     def finish(worker: _Worker, outcome) -> None:
         summary.record(worker.job, outcome)
         on_end(worker.job, outcome)
@@ -141,8 +146,7 @@ def run_parallel(plan: Plan, engine: InferenceEngine, n_jobs: int, on_end: OnEnd
         faces.drop(worker.serial)
         how = _how_stopped(worker.process)
         worker.close()
-        outputs = plan.outputs(worker.job)
-        remove_stale_partials([*outputs.finals(), outputs.failure_record])
+        remove_partials(worker.job)
         if worker.started:
             finish(worker, failed(worker.job, plan, f"the worker process stopped ({how})"))
         else:
@@ -189,8 +193,7 @@ def run_parallel(plan: Plan, engine: InferenceEngine, n_jobs: int, on_end: OnEnd
             stop_processes([worker.process for worker in workers])
             for worker in workers:  # one killed after its grace period could not clean up
                 if worker.job is not None:
-                    outputs = plan.outputs(worker.job)
-                    remove_stale_partials([*outputs.finals(), outputs.failure_record])
+                    remove_partials(worker.job)
         finally:
             if not signal_received():  # else the CLI leaves without waiting for the batch
                 faces.join()

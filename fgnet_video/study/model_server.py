@@ -44,7 +44,7 @@ from fgnet_video.study.worker_link import WorkerLink
 from fgnet_video.threads import wait_for
 
 if TYPE_CHECKING:
-    from fgnet_video.face.parallel import SharedFaceNetworks
+    from fgnet_video.face.device_detections import SharedFaceNetworks
 
 log = logging.getLogger(__name__)
 
