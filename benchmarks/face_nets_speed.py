@@ -15,7 +15,8 @@ Per batch size and dtype, the best of --repeats (after one warm-up call):
 - detector, first pass: 720p frames/s, the whole `MmodDetector.detect` (tiled pyramid on
   the device, network, decoding and NMS on the CPU);
 - detector, small-face pass: the 2x copy (2560x1440) frames/s, what the default
-  `--min-face 40` adds every 10th frame;
+  `--min-face 40` adds every 10th frame (the pyramid levels of faces under 80 px only, as
+  `FaceDetector` scans it: `MmodDetector.scan_levels`);
 - descriptors: chips/s.
 Other dtypes than fp32 are compared with fp32 on the same inputs: boxes matched within 1 px
 and the largest confidence difference; the largest descriptor distance.
@@ -114,6 +115,7 @@ def main() -> None:
 
     from fgnet_video.face.descriptor_net import FaceDescriptorNet
     from fgnet_video.face.mmod import MmodDetector
+    from fgnet_video.options import DETECTOR_MIN_FACE
 
     inputs = args.inputs
     if inputs is None:
@@ -150,7 +152,8 @@ def main() -> None:
                 out["first"] = detector.detect(first, batch_size=batch)
 
             def detect_small(out=out, small=small, batch=batch, detector=detector):
-                out["small"] = detector.detect(small, batch_size=batch)
+                out["small"] = detector.detect(small, batch_size=batch,
+                                               max_side=2 * DETECTOR_MIN_FACE)
 
             def describe(out=out, chip_batch=chip_batch, batch=batch, net=net):
                 out["desc"] = net.describe(chip_batch, batch_size=batch).float().cpu()

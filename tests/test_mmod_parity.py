@@ -214,3 +214,36 @@ def test_frames_too_small_for_the_network_get_no_detection():
     tiny = [np.zeros((1, 1, 3), np.uint8), np.zeros((MIN_FRAME_SIDE - 1, 40, 3), np.uint8),
             np.zeros((MIN_FRAME_SIDE, MIN_FRAME_SIDE, 3), np.uint8)]
     assert detector.detect(tiny) == [[], [], []]
+
+
+def test_small_face_levels_find_what_the_whole_pyramid_finds(torch_detector):
+    """`detect(..., max_side=160)` scans only the pyramid levels of boxes under 160 px, each
+    level alone on its canvas at its tiled position modulo the network's stride (at any
+    other position the network scores other windows: boxes 1-5 px off, scores up to 0.1
+    apart), and gives the whole tiled pyramid's boxes and scores under that size: a real
+    crowd (walk_opera, frame 0, faces of 36-80 px) cropped and upscaled 2x as the
+    small-face pass upscales it."""
+    cv2 = pytest.importorskip("cv2")
+    clip = Path(__file__).resolve().parents[1] / "benchmarks" / "real_footage" / "walk_opera.mp4"
+    capture = cv2.VideoCapture(str(clip))
+    try:
+        ok, bgr = capture.read()
+    finally:
+        capture.release()
+    assert ok
+    crop = cv2.cvtColor(bgr[320:680, 100:740], cv2.COLOR_BGR2RGB)
+    image = np.ascontiguousarray(cv2.resize(crop, None, fx=2, fy=2,
+                                            interpolation=cv2.INTER_LINEAR))
+    max_side = 160
+
+    def under(detections):
+        return sorted((box, score) for box, score in detections
+                      if min(box[2] - box[0], box[3] - box[1]) + 1 < max_side)
+
+    whole = under(torch_detector.detect([image])[0])
+    levels = under(torch_detector.detect([image], max_side=max_side)[0])
+    assert len(whole) >= 4
+    assert [box for box, _ in levels] == [box for box, _ in whole]
+    assert [s for _, s in levels] == pytest.approx([s for _, s in whole], abs=1e-4)
+    assert torch_detector.levels_under(max_side) == 4
+    assert len(torch_detector.layout(*image.shape[:2]).rects) > 4

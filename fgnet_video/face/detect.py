@@ -11,7 +11,10 @@ rescaled copies of the frame, in passes (`detection_passes`):
   (SMALL_FACE_MIN_SCORE: upscaled texture such as a name badge scores -0.5 to 0.1 there,
   real 44-75 px faces 1 to 3 with HOG). Large faces thus get the same boxes whatever the
   minimum size; the small-face pass, 4x the pixels at 40 px, can be skipped on a call
-  (`small_faces=False`: the tracker runs it only every `detect_every` frames).
+  (`small_faces=False`: the tracker runs it only every `detect_every` frames). The CNN
+  scans only the pyramid levels of that copy that can hold a face under 80 px
+  (`MmodDetector.scan_levels`: at 40 px, levels 0-3, 9.6 of the whole pyramid's 13.5 Mpx
+  for a 720p frame), with the detections the whole pyramid gives.
 - `downscale` given: one pass on the copy scaled by it (0.5 halves each side: 4x fewer pixels
   to scan, faces below 160 px are then missed).
 
@@ -20,6 +23,7 @@ Boxes come back in frame pixels.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -129,9 +133,11 @@ class FaceDetector:
         when there is none)."""
         return self.passes[1].largest if len(self.passes) > 1 else 0.0
 
-    def _run(self, images: list[np.ndarray]) -> list[list[tuple[Box, float]]]:
+    def _run(self, images: list[np.ndarray], largest: float = float("inf")
+             ) -> list[list[tuple[Box, float]]]:
         """dlib's detections of each image: ((x, y, w, h), score), before any filtering
-        but the threshold."""
+        but the threshold. Faces of `largest` px or more are not wanted: the CNN then scans
+        only the pyramid levels of smaller ones (`MmodDetector.scan_levels`)."""
         if self.kind == "hog":
             found = []
             for image in images:
@@ -140,7 +146,8 @@ class FaceDetector:
             return found
         return [[(from_corners(*corners), score) for corners, score in detections
                  if score >= self.threshold]
-                for detections in self._cnn.detect(images, self.upsample)]
+                for detections in self._cnn.detect(
+                    images, self.upsample, max_side=None if math.isinf(largest) else largest)]
 
     def detect_many(self, images: list[np.ndarray], small_faces: bool = True
                     ) -> list[list[Detection]]:
@@ -149,7 +156,8 @@ class FaceDetector:
         found: list[list[Detection]] = [[] for _ in images]
         for scan in self.passes if small_faces else self.passes[:1]:
             copies = [np.ascontiguousarray(rescale(image, scan.scale)) for image in images]
-            for kept, detections in zip(found, self._run(copies), strict=True):
+            scanned = self._run(copies, scan.largest * scan.scale)
+            for kept, detections in zip(found, scanned, strict=True):
                 for (x, y, w, h), score in detections:
                     box = (x / scan.scale, y / scan.scale, w / scan.scale, h / scan.scale)
                     if (scan.smallest <= min(box[2], box[3]) < scan.largest

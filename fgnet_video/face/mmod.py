@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -174,6 +174,22 @@ def pyramid_layout(nr: int, nc: int, padding: int = 10, outer_padding: int = 11,
     return PyramidLayout(tuple(rects), height + 2 * outer_padding, width + 2 * outer_padding)
 
 
+def _zeros(frames: torch.Tensor, height: int, width: int, channels_last: bool) -> torch.Tensor:
+    """(N, 3, height, width) float32 zeros on frames' device, channels-last in memory when
+    asked (so the network input needs no copy)."""
+    n = frames.shape[0]
+    if channels_last:
+        return frames.new_zeros((n, height, width, 3), dtype=torch.float32).permute(0, 3, 1, 2)
+    return frames.new_zeros((n, 3, height, width), dtype=torch.float32)
+
+
+def _normalized(frames: torch.Tensor, mean_rgb: Sequence[float]) -> torch.Tensor:
+    """Level 0: (N, 3, H, W) `(pixel - mean) / 256` per channel of (N, H, W, 3) uint8."""
+    mean = torch.tensor([float(np.float32(m)) for m in mean_rgb], dtype=torch.float32,
+                        device=frames.device)
+    return ((frames.float() - mean) / 256).permute(0, 3, 1, 2)
+
+
 def tiled_pyramid(frames: torch.Tensor, layout: PyramidLayout,
                   mean_rgb: Sequence[float], channels_last: bool = False) -> torch.Tensor:
     """The network input: (N, 3, layout.height, layout.width) float32 on frames' device,
@@ -183,22 +199,32 @@ def tiled_pyramid(frames: torch.Tensor, layout: PyramidLayout,
     is the align-corners bilinear resize of level i-1 (dlib's tt::resize_bilinear on the
     tiled tensor); every other pixel is 0.
     """
-    n = frames.shape[0]
-    mean = torch.tensor([float(np.float32(m)) for m in mean_rgb], dtype=torch.float32,
-                        device=frames.device)
-    if channels_last:
-        out = frames.new_zeros((n, layout.height, layout.width, 3),
-                               dtype=torch.float32).permute(0, 3, 1, 2)
-    else:
-        out = frames.new_zeros((n, 3, layout.height, layout.width), dtype=torch.float32)
+    out = _zeros(frames, layout.height, layout.width, channels_last)
     left, top, right, bottom = layout.rects[0]
-    out[:, :, top:bottom + 1, left:right + 1] = ((frames.float() - mean) / 256).permute(0, 3, 1, 2)
+    out[:, :, top:bottom + 1, left:right + 1] = _normalized(frames, mean_rgb)
     for prev, rect in zip(layout.rects, layout.rects[1:], strict=False):
         src = out[:, :, prev[1]:prev[3] + 1, prev[0]:prev[2] + 1]
         size = (rect[3] - rect[1] + 1, rect[2] - rect[0] + 1)
         out[:, :, rect[1]:rect[3] + 1, rect[0]:rect[2] + 1] = F.interpolate(
             src, size=size, mode="bilinear", align_corners=True)
     return out
+
+
+def pyramid_levels(frames: torch.Tensor, rects: Sequence[Rect], mean_rgb: Sequence[float],
+                   padding: int, channels_last: bool = False) -> Iterator[torch.Tensor]:
+    """Pyramid levels 0, 1, ... one by one, each alone on a zero canvas: level i, sized by
+    `rects[i]` = (left, top, right, bottom), sits at (left, top) on a canvas of
+    (bottom + 1 + padding) x (right + 1 + padding), (N, 3, ...) float32. Its pixels are
+    those of `tiled_pyramid` (level i the align-corners bilinear resize of level i-1)."""
+    level = _normalized(frames, mean_rgb)
+    for i, (left, top, right, bottom) in enumerate(rects):
+        rows, cols = bottom - top + 1, right - left + 1
+        if i:
+            level = F.interpolate(level, size=(rows, cols), mode="bilinear",
+                                  align_corners=True)
+        canvas = _zeros(frames, bottom + 1 + padding, right + 1 + padding, channels_last)
+        canvas[:, :, top:bottom + 1, left:right + 1] = level
+        yield canvas
 
 
 # ----------------------------------------------------------------------------------------
@@ -338,12 +364,18 @@ def _nearest_level(layout: PyramidLayout, points: np.ndarray) -> np.ndarray:
 def _windows_to_image(layout: PyramidLayout, boxes: np.ndarray) -> np.ndarray:
     """tiled_pyramid_to_image for drectangles (l, t, r, b) in tiled-image coordinates:
     level = nearest_rect(rects, rounded centre); subtract its tile origin; then
-    `v * 6/5 + 0.3` per coordinate, `level` times."""
+    `_level_to_image`."""
     centres = _round_point(np.stack([(boxes[:, 0] + boxes[:, 2]) / 2.0,
                                      (boxes[:, 1] + boxes[:, 3]) / 2.0], axis=1))
     level = _nearest_level(layout, centres)
     origins = np.array(layout.rects, dtype=np.float64)[level][:, :2]
-    out = boxes - np.concatenate([origins, origins], axis=1)
+    return _level_to_image(boxes - np.concatenate([origins, origins], axis=1), level)
+
+
+def _level_to_image(boxes: np.ndarray, level: np.ndarray) -> np.ndarray:
+    """Boxes (l, t, r, b) in the pixels of pyramid level `level` (per box) to image pixels:
+    `v * 6/5 + 0.3` per coordinate, `level` times (pyramid_down<6>::point_up)."""
+    out = boxes
     ratio = PYRAMID_N / (PYRAMID_N - 1.0)
     for step in range(int(level.max(initial=0))):
         up = (level > step)[:, None]
@@ -458,6 +490,9 @@ class MmodDetector(nn.Module):
         if options["use_bounding_box_regression"]:
             raise ValueError(f"{network.path}: bounding-box regression is not supported")
         self.net, self._convs = build_layers(network)
+        # (x, y): output positions are this many input px apart (`_output_to_input`)
+        self.stride = (math.prod(c.params["stride_x"] for c in self._convs),
+                       math.prod(c.params["stride_y"] for c in self._convs))
         self.channels_last = channels_last
         p = network.input.params
         self.mean_rgb = (p["avg_red"], p["avg_green"], p["avg_blue"])
@@ -496,29 +531,90 @@ class MmodDetector(nn.Module):
                threshold: float = 0.0) -> list[Detection]:
         """Detections of one frame from its (windows, h, w) score map: loss_mmod's
         to_label (positions with score > threshold, mapped to image boxes, NMS)."""
-        boxes, scores = [], []
+        boxes, scores = self._windows(score_map, threshold)
+        return self._suppress(_windows_to_image(layout, boxes), scores)
+
+    def _windows(self, score_map: np.ndarray, threshold: float
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """The detector windows scoring over `threshold` in a (windows, h, w) score map:
+        (M, 4) boxes (l, t, r, b) in the pixels of the network's input, (M,) scores."""
+        boxes, scores = [np.zeros((0, 4))], [np.zeros(0)]
         for k, (width, height) in enumerate(self.windows):
             rows, cols = np.nonzero(score_map[k] > threshold)
-            if rows.size == 0:
-                continue
             x, y = _output_to_input(self._convs, cols, rows)
             hw, hh = (width - 1) / 2, (height - 1) / 2
-            tiled_boxes = np.stack([x - hw, y - hh, x + hw, y + hh], axis=1)
-            boxes.append(_windows_to_image(layout, tiled_boxes))
+            boxes.append(np.stack([x - hw, y - hh, x + hw, y + hh], axis=1))
             scores.append(score_map[k][rows, cols].astype(np.float64))
-        if not boxes:
-            return []
-        rects = _lround(np.concatenate(boxes))
-        conf = np.concatenate(scores)
-        keep = nms(rects, conf, self.iou_thresh, self.covered_thresh)
-        return [(tuple(int(v) for v in rects[i]), float(conf[i])) for i in keep]
+        return np.concatenate(boxes), np.concatenate(scores)
+
+    def _suppress(self, boxes: np.ndarray, scores: np.ndarray) -> list[Detection]:
+        """Candidate image boxes rounded to dlib rectangles and non-max suppressed, highest
+        score first."""
+        rects = _lround(boxes)
+        keep = nms(rects, scores, self.iou_thresh, self.covered_thresh)
+        return [(tuple(int(v) for v in rects[i]), float(scores[i])) for i in keep]
+
+    def levels_under(self, max_side: float) -> int:
+        """How many pyramid levels, from level 0, can give a box with a side under `max_side`
+        px of the scanned image: a window w px wide spans (w - 1) * (6/5)^k image px at
+        level k (`_level_to_image`), so level k is needed while (w - 1) * (6/5)^k <
+        `max_side` for the narrowest window."""
+        narrowest = min(min(width, height) for width, height in self.windows) - 1
+        ratio = PYRAMID_N / (PYRAMID_N - 1.0)
+        if max_side <= narrowest:
+            return 0
+        return math.ceil(math.log(max_side / narrowest) / math.log(ratio))
+
+    @torch.inference_mode()
+    def scan_levels(self, frames: np.ndarray, max_side: float,
+                    threshold: float = 0.0) -> list[list[Detection]]:
+        """Detections with a side under `max_side` px in N same-size RGB frames, scanning
+        only the pyramid levels that can hold them (`levels_under`), each level alone on a
+        zero canvas instead of in dlib's tiled image: on a 2x copy of a 720p frame, boxes
+        under 160 px need levels 0-3, 9.6 of the tiled image's 13.5 Mpx. A level keeps its
+        tiled position modulo the network's stride (8), so the network scores the same
+        windows as `detect` does, with the same values but for windows within its reach
+        (about 95 px) of the level's edge, which see zeros there rather than the next tile;
+        and larger boxes, not computed, no longer suppress smaller ones in non-max
+        suppression: boxes of `max_side` or more are the caller's to drop."""
+        param = next(self.parameters())
+        channels_last = self.channels_last and param.device.type == "cpu"  # as `forward`
+        tiles = self.layout(frames.shape[1], frames.shape[2]).rects[:self.levels_under(max_side)]
+        rects = [self._on_canvas(tile) for tile in tiles  # smaller levels hold no window
+                 if min(tile[2] - tile[0], tile[3] - tile[1]) + 1 >= MIN_FRAME_SIDE]
+        batch = torch.from_numpy(np.ascontiguousarray(frames)).to(param.device)
+        found: list[tuple[list[np.ndarray], list[np.ndarray]]] = [([], []) for _ in frames]
+        levels = pyramid_levels(batch, rects, self.mean_rgb, self.outer_padding, channels_last)
+        for level, (canvas, (left, top, _, _)) in enumerate(zip(levels, rects, strict=True)):
+            maps = self(canvas.to(param.dtype)).float().cpu().numpy()
+            for (boxes, scores), score_map in zip(found, maps, strict=True):
+                windows, window_scores = self._windows(score_map, threshold)
+                boxes.append(_level_to_image(windows - (left, top, left, top),
+                                             np.full(len(windows), level)))
+                scores.append(window_scores)
+        return [self._suppress(np.concatenate(boxes or [np.zeros((0, 4))]),
+                               np.concatenate(scores or [np.zeros(0)]))
+                for boxes, scores in found]
+
+    def _on_canvas(self, rect: Rect) -> Rect:
+        """A level's tile `rect` moved to its own canvas: `outer_padding` to 7 px more from
+        the canvas's top left, the same position modulo the network's stride."""
+        left, top, right, bottom = rect
+        pad = self.outer_padding
+        x = pad + (left - pad) % self.stride[0]
+        y = pad + (top - pad) % self.stride[1]
+        return x, y, x + right - left, y + bottom - top
 
     def detect(self, images: Sequence[np.ndarray], upsample: int = 0,
-               threshold: float = 0.0, batch_size: int = 4) -> list[list[Detection]]:
+               threshold: float = 0.0, batch_size: int = 4,
+               max_side: float | None = None) -> list[list[Detection]]:
         """Faces in each H x W x 3 uint8 RGB image: [((left, top, right, bottom), score)],
         highest score first, as dlib.cnn_face_detection_model_v1(...)(image, upsample)
         returns them (score > threshold; dlib's Python binding uses 0). Frames of one size
-        go through the network together, `batch_size` at a time."""
+        go through the network together, `batch_size` at a time. With `max_side` (px of
+        the images given), only faces under that size are wanted: `scan_levels` runs
+        instead of dlib's whole pyramid (not dlib's exact scores near a frame's edge; boxes
+        of `max_side` or more may come back and are the caller's to drop)."""
         frames = [self._prepare(img, upsample) for img in images]
         results: list[list[Detection]] = [[] for _ in frames]
         by_size: dict[tuple[int, int], list[int]] = {}
@@ -528,10 +624,14 @@ class MmodDetector(nn.Module):
         for indices in by_size.values():
             for start in range(0, len(indices), batch_size):
                 chunk = indices[start:start + batch_size]
-                maps, layout = self.scores(np.stack([frames[i] for i in chunk]))
-                for i, score_map in zip(chunk, maps, strict=True):
-                    results[i] = self._to_frame(self.decode(score_map, layout, threshold),
-                                                upsample)
+                batch = np.stack([frames[i] for i in chunk])
+                if max_side is None:
+                    maps, layout = self.scores(batch)
+                    found = [self.decode(score_map, layout, threshold) for score_map in maps]
+                else:
+                    found = self.scan_levels(batch, max_side * 2 ** upsample, threshold)
+                for i, detections in zip(chunk, found, strict=True):
+                    results[i] = self._to_frame(detections, upsample)
         return results
 
     @staticmethod
