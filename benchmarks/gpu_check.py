@@ -143,8 +143,8 @@ def parity_and_precision(device: str, dry_run: bool, work: Path) -> dict:
     from PIL import Image
 
     from fgnet_video.aus import BP4D_AUS
+    from fgnet_video.fp32 import exact_fp32
     from fgnet_video.inference.agreement import compare_predictions
-    from fgnet_video.inference.devices import exact_fp32
     from fgnet_video.inference.engine import InferenceEngine, Prediction
     from fgnet_video.model.config import TINY
     from fgnet_video.model.init import random_model
@@ -237,7 +237,7 @@ def steps(args: argparse.Namespace, work: Path, report) -> list[dict]:
     step("model speed", python("benchmarks/model_speed.py", *speed, "--modes",
                                ",".join(n for n, compiled in numbers.items() if not compiled)),
          STEP_TIMEOUT_S["model speed"])
-    faces = ["--batches", "2", "--dtypes", "fp32,bf16", "--repeats", "1", "--scale", "0.25"] \
+    faces = ["--batches", "2", "--dtypes", "fp32,tf32,bf16", "--repeats", "1", "--scale", "0.25"] \
         if dry else []
     step("face networks speed", python("benchmarks/face_nets_speed.py", "--device", device,
                                        "--inputs", str(face_inputs(args, work)), *faces))

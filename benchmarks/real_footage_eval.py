@@ -75,7 +75,7 @@ def dlib_cnn_detector(min_face_size: float):
             self.kind = "dlib-cnn"
             self._dlib = dlib.cnn_face_detection_model_v1(str(model_file(CNN_DETECTOR_MODEL)))
 
-        def _run(self, images):
+        def _run(self, images, largest=float("inf")):  # dlib scans its whole pyramid
             return [[((float(d.rect.left()), float(d.rect.top()), float(d.rect.width()),
                        float(d.rect.height())), d.confidence)
                      for d in self._dlib(image, 0) if d.confidence >= self.threshold]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Iterator
 from unittest import mock
 
@@ -364,9 +365,9 @@ def test_cpu_batch_size_follows_the_available_memory():
 
 
 def test_exact_fp32_turns_tf32_off_on_cuda_and_restores_the_switches():
-    from fgnet_video.inference.devices import _tf32_switches, exact_fp32
+    from fgnet_video.fp32 import exact_fp32, tf32_switches
 
-    switches = _tf32_switches()
+    switches = tf32_switches()
     before = [getattr(owner, name) for owner, name, _ in switches]
     with pytest.raises(RuntimeError), exact_fp32(torch.device("cuda")):
         assert [getattr(owner, name) for owner, name, _ in switches] == \
@@ -375,3 +376,34 @@ def test_exact_fp32_turns_tf32_off_on_cuda_and_restores_the_switches():
     assert [getattr(owner, name) for owner, name, _ in switches] == before
     with exact_fp32(torch.device("cpu")):  # nothing changes for the CPU
         assert [getattr(owner, name) for owner, name, _ in switches] == before
+
+
+def test_exact_fp32_holds_until_the_last_thread_leaves():
+    """The model's thread and the face networks' thread overlap: the switches stay IEEE
+    while either is inside (a per-block save and restore would put TF32 back under the
+    other), and are restored when both have left."""
+    from fgnet_video.fp32 import exact_fp32, tf32_switches
+
+    switches = tf32_switches()
+    before = [getattr(owner, name) for owner, name, _ in switches]
+    ieee = [value for _, _, value in switches]
+    now = lambda: [getattr(owner, name) for owner, name, _ in switches]  # noqa: E731
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+    seen = {}
+
+    def second() -> None:
+        first_in.wait()
+        with exact_fp32(torch.device("cuda")):
+            second_in.set()
+            first_out.wait()
+            seen["after the first left"] = now()
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    with exact_fp32(torch.device("cuda")):
+        first_in.set()
+        second_in.wait()
+    first_out.set()
+    thread.join()
+    assert seen["after the first left"] == ieee
+    assert now() == before

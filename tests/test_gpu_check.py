@@ -30,8 +30,11 @@ def test_gpu_check_dry_run_writes_the_whole_report(tmp_path):
     assert "| 2 |" in study["output"] and "4 tables equal to --jobs 1's" in study["output"]
     faces = next(s for s in report["steps"] if s["name"] == "face networks speed")
     rows = [json.loads(line) for line in faces["output"].splitlines() if line.startswith("{")]
-    assert [(r["dtype"], r["batch"]) for r in rows] == [("fp32", 2), ("bf16", 2)]
+    assert [(r["dtype"], r["batch"]) for r in rows] == [("fp32", 2), ("tf32", 2), ("bf16", 2)]
     assert all(r["detector_first_pass_fps"] > 0 and r["descriptors_per_s"] > 0 for r in rows)
+    # each held to dlib's own numbers (computed by dlib at --prepare, here for small frames)
+    assert all(r["dlib_descriptor_l2_max"] < 1e-4 for r in rows[:2])
+    assert rows[2]["dlib_descriptor_l2_max"] < 0.05 and rows[2]["extra_boxes"] == 0
     markdown = (tmp_path / "gpu_check.md").read_text()
     assert "| parity and precision | ok |" in markdown and "dry_run: True" in markdown
 

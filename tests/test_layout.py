@@ -17,7 +17,7 @@ DOCS = [REPO / "README.md", REPO / "CONTRIBUTING.md", *sorted((REPO / "docs").gl
 
 # Lowest first. A module may import its own package and any lower layer, nothing else.
 LAYERS = [
-    {"errors", "version", "lazy", "atomic", "threads", "workers", "paths"},
+    {"errors", "version", "lazy", "atomic", "threads", "workers", "paths", "fp32"},
     {"settings", "cache", "aus"},
     {"options"},
     {"media", "kernels"},

@@ -247,3 +247,47 @@ def test_small_face_levels_find_what_the_whole_pyramid_finds(torch_detector):
     assert [s for _, s in levels] == pytest.approx([s for _, s in whole], abs=1e-4)
     assert torch_detector.levels_under(max_side) == 4
     assert len(torch_detector.layout(*image.shape[:2]).rects) > 4
+
+
+def test_face_networks_run_inside_exact_fp32(models, monkeypatch):
+    """On CUDA, cuDNN would run the detector's and the descriptor's fp32 convolutions in
+    TF32 and move their numbers from dlib's: every forward of both runs inside
+    `exact_fp32(their device)` (a no-op on this CPU, so it is watched here)."""
+    import contextlib
+
+    import torch
+
+    from fgnet_video.face import descriptor_net, mmod
+
+    inside, seen = [], []
+
+    @contextlib.contextmanager
+    def watched(device):
+        inside.append(device)
+        try:
+            yield
+        finally:
+            inside.pop()
+
+    def forward_of(cls):
+        original = cls.forward
+
+        def forward(self, x):
+            seen.append((cls.__name__, list(inside)))
+            return original(self, x)
+        return forward
+
+    for module, cls in ((mmod, mmod.MmodDetector),
+                        (descriptor_net, descriptor_net.FaceDescriptorNet)):
+        monkeypatch.setattr(module, "exact_fp32", watched)
+        monkeypatch.setattr(cls, "forward", forward_of(cls))
+    detector = mmod.MmodDetector.from_file(models / "mmod_human_face_detector.dat")
+    image = np.zeros((120, 160, 3), np.uint8)
+    detector.detect([image])
+    detector.detect([image], max_side=100)
+    net = descriptor_net.FaceDescriptorNet.from_file(
+        models / "dlib_face_recognition_resnet_model_v1.dat")
+    net.describe(np.zeros((2, 150, 150, 3), np.uint8))
+    cpu = torch.device("cpu")
+    assert [name for name, _ in seen] == ["MmodDetector"] * 3 + ["FaceDescriptorNet"]
+    assert all(devices == [cpu] for _, devices in seen)

@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fgnet_video.face.dlib_format import DlibLayer, read_network
+from fgnet_video.fp32 import exact_fp32
 
 DESCRIPTOR_MODEL = "dlib_face_recognition_resnet_model_v1.dat"
 
@@ -269,12 +270,14 @@ class FaceDescriptorNet(nn.Module):
     @torch.inference_mode()
     def describe(self, chips: np.ndarray | torch.Tensor, batch_size: int = 64) -> torch.Tensor:
         """(N, 128) float32 descriptors of N chips (`preprocess` says which), in batches
-        of `batch_size`, on this module's device and dtype (CPU float32: dlib's numbers)."""
+        of `batch_size`, on this module's device and dtype (float32: dlib's numbers; IEEE
+        fp32 on CUDA too, `fgnet_video.fp32`)."""
         x = torch.as_tensor(chips) if isinstance(chips, np.ndarray) else chips
         if x.dim() == 3:
             x = x[None]
-        out = [self(self.preprocess(x[i:i + batch_size])).float()
-               for i in range(0, x.shape[0], batch_size)]
+        with exact_fp32(self.fc.weight.device):
+            out = [self(self.preprocess(x[i:i + batch_size])).float()
+                   for i in range(0, x.shape[0], batch_size)]
         if not out:
             return torch.zeros((0, self.fc.out_features), device=self.fc.weight.device)
         return torch.cat(out)

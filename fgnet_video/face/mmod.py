@@ -36,8 +36,9 @@ reproduces every step of `cnn_face_detection_model_v1(img, upsample_num_times)`:
    (`p / 2 - (1.25, 0.75)` per level) and is rounded again.
 
 Boxes are dlib rectangles: (left, top, right, bottom), inclusive, in the caller's pixels.
-fp32 matches dlib to float rounding (conv summation order); other dtypes and devices work
-through `.to(...)` and trade that exactness for speed.
+fp32 matches dlib to float rounding (conv summation order), IEEE fp32 on CUDA too
+(`fgnet_video.fp32`: not the TF32 cuDNN would use); other dtypes work through `.to(...)`
+and trade that exactness for speed.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fgnet_video.face.dlib_format import DlibLayer, DlibNetwork, read_network
+from fgnet_video.fp32 import exact_fp32
 
 __all__ = [
     "MMOD_MODEL", "MmodDetector", "PyramidLayout", "default_model_path", "nms",
@@ -525,7 +527,8 @@ class MmodDetector(nn.Module):
         batch = torch.from_numpy(np.ascontiguousarray(frames)).to(param.device)
         channels_last = self.channels_last and param.device.type == "cpu"  # as `forward`
         tiled = tiled_pyramid(batch, layout, self.mean_rgb, channels_last).to(param.dtype)
-        return self(tiled).float().cpu().numpy(), layout
+        with exact_fp32(param.device):
+            return self(tiled).float().cpu().numpy(), layout
 
     def decode(self, score_map: np.ndarray, layout: PyramidLayout,
                threshold: float = 0.0) -> list[Detection]:
@@ -586,7 +589,8 @@ class MmodDetector(nn.Module):
         found: list[tuple[list[np.ndarray], list[np.ndarray]]] = [([], []) for _ in frames]
         levels = pyramid_levels(batch, rects, self.mean_rgb, self.outer_padding, channels_last)
         for level, (canvas, (left, top, _, _)) in enumerate(zip(levels, rects, strict=True)):
-            maps = self(canvas.to(param.dtype)).float().cpu().numpy()
+            with exact_fp32(param.device):
+                maps = self(canvas.to(param.dtype)).float().cpu().numpy()
             for (boxes, scores), score_map in zip(found, maps, strict=True):
                 windows, window_scores = self._windows(score_map, threshold)
                 boxes.append(_level_to_image(windows - (left, top, left, top),

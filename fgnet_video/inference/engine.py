@@ -17,8 +17,9 @@ import torch
 import torch.nn.functional as F
 
 from fgnet_video.errors import UserError
+from fgnet_video.fp32 import exact_fp32
 from fgnet_video.inference.batch_size import auto_batch_size
-from fgnet_video.inference.devices import current_device, exact_fp32, resolve_device
+from fgnet_video.inference.devices import current_device, resolve_device
 from fgnet_video.inference.precision import precision_name, resolve_precision
 from fgnet_video.inference.speed import (
     FastSettings,
