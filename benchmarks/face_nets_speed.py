@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import time
 from collections.abc import Iterator
@@ -200,7 +201,10 @@ def main() -> None:
     if args.scale != 1.0:
         frames = np.stack([cv2.resize(f, None, fx=args.scale, fy=args.scale,
                                       interpolation=cv2.INTER_AREA) for f in frames])
-        references = dlib_references(frames, chips)  # the dry run, on the CPU machine
+        # the prepared references are for full-size frames: dlib redoes them here when it
+        # is installed (the dry run, on the CPU machine); else no parity figures
+        references = dlib_references(frames, chips) \
+            if importlib.util.find_spec("dlib") is not None else None
     device = torch.device(args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     upscaled = np.stack([cv2.resize(f, None, fx=2, fy=2, interpolation=cv2.INTER_LINEAR)

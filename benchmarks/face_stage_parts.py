@@ -25,6 +25,7 @@ its small-face pass at most every 10 frames, landmarks and alignment on every fr
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import time
 from pathlib import Path
@@ -84,7 +85,7 @@ def main() -> None:
     mmod = MmodDetector.from_file(model_file(CNN_DETECTOR_MODEL))
     copies = [rescale(f, DETECTOR_MIN_FACE / 40) for f in frames]
     small_ms = {name: 1000 * timed(lambda m=max_side: mmod.detect(copies, max_side=m))
-                / len(frames) for name, max_side in (("whole", None),
+                / len(frames) for name, max_side in (("whole", math.inf),
                                                      ("levels", 2 * DETECTOR_MIN_FACE))}
     cnn = FaceDetector("cnn", min_face_size=80)
     batched = {b: 1000 * timed(lambda b=b: [cnn.detect_many(frames[i:i + b])

@@ -56,8 +56,12 @@ def exact_fp32(device: torch.device) -> Iterator[None]:
         if _inside == 0:
             switches = tf32_switches()
             _saved[:] = [(owner, name, getattr(owner, name)) for owner, name, _ in switches]
-            for owner, name, value in switches:
-                setattr(owner, name, value)
+            try:
+                for owner, name, value in switches:
+                    setattr(owner, name, value)
+            except BaseException:
+                _restore()
+                raise
         _inside += 1
     try:
         yield
@@ -65,6 +69,11 @@ def exact_fp32(device: torch.device) -> Iterator[None]:
         with _lock:
             _inside -= 1
             if _inside == 0:
-                for owner, name, value in _saved:
-                    setattr(owner, name, value)
-                _saved.clear()
+                _restore()
+
+
+def _restore() -> None:
+    """The switches as they were before the first open block (under `_lock`)."""
+    for owner, name, value in _saved:
+        setattr(owner, name, value)
+    _saved.clear()

@@ -216,8 +216,9 @@ def pyramid_levels(frames: torch.Tensor, rects: Sequence[Rect], mean_rgb: Sequen
                    padding: int, channels_last: bool = False) -> Iterator[torch.Tensor]:
     """Pyramid levels 0, 1, ... one by one, each alone on a zero canvas: level i, sized by
     `rects[i]` = (left, top, right, bottom), sits at (left, top) on a canvas of
-    (bottom + 1 + padding) x (right + 1 + padding), (N, 3, ...) float32. Its pixels are
-    those of `tiled_pyramid` (level i the align-corners bilinear resize of level i-1)."""
+    (bottom + 1 + padding) x (right + 1 + padding), (N, 3, ...) float32 (`padding` zeros
+    after its last row and column). Its pixels are those of `tiled_pyramid` (level i the
+    align-corners bilinear resize of level i-1)."""
     level = _normalized(frames, mean_rgb)
     for i, (left, top, right, bottom) in enumerate(rects):
         rows, cols = bottom - top + 1, right - left + 1
@@ -575,11 +576,13 @@ class MmodDetector(nn.Module):
         only the pyramid levels that can hold them (`levels_under`), each level alone on a
         zero canvas instead of in dlib's tiled image: on a 2x copy of a 720p frame, boxes
         under 160 px need levels 0-3, 9.6 of the tiled image's 13.5 Mpx. A level keeps its
-        tiled position modulo the network's stride (8), so the network scores the same
-        windows as `detect` does, with the same values but for windows within its reach
-        (about 95 px) of the level's edge, which see zeros there rather than the next tile;
-        and larger boxes, not computed, no longer suppress smaller ones in non-max
-        suppression: boxes of `max_side` or more are the caller's to drop."""
+        tiled position modulo the network's stride (8), so the network scores the windows
+        the tiled image has, with the same values but for windows within its reach (about
+        95 px) of the level's edge, which see zeros there rather than the next tile; and
+        larger boxes, not computed, no longer suppress smaller ones in non-max suppression
+        (a face dlib's NMS gave an 83 px box of the next level gets its 68 px box instead):
+        nearly the whole pyramid's detections under `max_side`, not always the same ones.
+        Boxes of `max_side` or more are the caller's to drop."""
         param = next(self.parameters())
         channels_last = self.channels_last and param.device.type == "cpu"  # as `forward`
         tiles = self.layout(frames.shape[1], frames.shape[2]).rects[:self.levels_under(max_side)]
@@ -587,7 +590,11 @@ class MmodDetector(nn.Module):
                  if min(tile[2] - tile[0], tile[3] - tile[1]) + 1 >= MIN_FRAME_SIDE]
         batch = torch.from_numpy(np.ascontiguousarray(frames)).to(param.device)
         found: list[tuple[list[np.ndarray], list[np.ndarray]]] = [([], []) for _ in frames]
-        levels = pyramid_levels(batch, rects, self.mean_rgb, self.outer_padding, channels_last)
+        # after a level, room for windows centred up to its last row and column and in the
+        # gap beyond, as the tiled image has (the network's outputs stop about 15 px before
+        # its input's edge)
+        after = self.outer_padding + max(self.stride)
+        levels = pyramid_levels(batch, rects, self.mean_rgb, after, channels_last)
         for level, (canvas, (left, top, _, _)) in enumerate(zip(levels, rects, strict=True)):
             with exact_fp32(param.device):
                 maps = self(canvas.to(param.dtype)).float().cpu().numpy()
@@ -611,14 +618,14 @@ class MmodDetector(nn.Module):
 
     def detect(self, images: Sequence[np.ndarray], upsample: int = 0,
                threshold: float = 0.0, batch_size: int = 4,
-               max_side: float | None = None) -> list[list[Detection]]:
+               max_side: float = math.inf) -> list[list[Detection]]:
         """Faces in each H x W x 3 uint8 RGB image: [((left, top, right, bottom), score)],
         highest score first, as dlib.cnn_face_detection_model_v1(...)(image, upsample)
         returns them (score > threshold; dlib's Python binding uses 0). Frames of one size
-        go through the network together, `batch_size` at a time. With `max_side` (px of
-        the images given), only faces under that size are wanted: `scan_levels` runs
-        instead of dlib's whole pyramid (not dlib's exact scores near a frame's edge; boxes
-        of `max_side` or more may come back and are the caller's to drop)."""
+        go through the network together, `batch_size` at a time. With a finite `max_side`
+        (px of the images given), only faces under that size are wanted: `scan_levels` runs
+        instead of dlib's whole pyramid (nearly its detections, not always; boxes of
+        `max_side` or more may come back and are the caller's to drop)."""
         frames = [self._prepare(img, upsample) for img in images]
         results: list[list[Detection]] = [[] for _ in frames]
         by_size: dict[tuple[int, int], list[int]] = {}
@@ -629,7 +636,7 @@ class MmodDetector(nn.Module):
             for start in range(0, len(indices), batch_size):
                 chunk = indices[start:start + batch_size]
                 batch = np.stack([frames[i] for i in chunk])
-                if max_side is None:
+                if math.isinf(max_side):
                     maps, layout = self.scores(batch)
                     found = [self.decode(score_map, layout, threshold) for score_map in maps]
                 else:
