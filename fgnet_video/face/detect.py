@@ -13,7 +13,7 @@ rescaled copies of the frame, in passes (`detection_passes`):
   minimum size; the small-face pass, 4x the pixels at 40 px, can be skipped on a call
   (`small_faces=False`: the tracker runs it only every `detect_every` frames). The CNN
   scans only the pyramid levels of that copy that can hold a face under 80 px
-  (`MmodDetector.scan_levels`: at 40 px, levels 0-3, 9.6 of the whole pyramid's 13.5 Mpx
+  (`MmodDetector.scan_levels`: at 40 px, levels 0-3, 9.7 of the whole pyramid's 13.5 Mpx
   for a 720p frame), with nearly the detections the whole pyramid gives (the same faces on
   67 real frames: benchmarks/small_face_levels.py).
 - `downscale` given: one pass on the copy scaled by it (0.5 halves each side: 4x fewer pixels

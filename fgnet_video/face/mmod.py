@@ -575,7 +575,7 @@ class MmodDetector(nn.Module):
         """Detections with a side under `max_side` px in N same-size RGB frames, scanning
         only the pyramid levels that can hold them (`levels_under`), each level alone on a
         zero canvas instead of in dlib's tiled image: on a 2x copy of a 720p frame, boxes
-        under 160 px need levels 0-3, 9.6 of the tiled image's 13.5 Mpx. A level keeps its
+        under 160 px need levels 0-3, 9.7 of the tiled image's 13.5 Mpx. A level keeps its
         tiled position modulo the network's stride (8), so the network scores the windows
         the tiled image has, with the same values but for windows within its reach (about
         95 px) of the level's edge, which see zeros there rather than the next tile; and
