@@ -291,3 +291,25 @@ def test_face_networks_run_inside_exact_fp32(models, monkeypatch):
     cpu = torch.device("cpu")
     assert [name for name, _ in seen] == ["MmodDetector"] * 3 + ["FaceDescriptorNet"]
     assert all(devices == [cpu] for _, devices in seen)
+
+
+def test_a_network_call_holds_at_most_batch_pixels(torch_detector, monkeypatch):
+    """Frames go through the network `batch_size` at a time, but never more than
+    BATCH_PIXELS of them (one frame however large): 4K frames' small-face pass, 4 a call,
+    peaked at 7.2 GB on a CPU (that grouping changes no detection:
+    `test_batched_frames_match_single_frames`)."""
+    from fgnet_video.face import mmod
+
+    frames = [np.full((100, 120, 3), 40 * i, np.uint8) for i in range(5)]
+    calls = []
+    for name in ("scores", "scan_levels"):
+        original = getattr(torch_detector, name)
+        monkeypatch.setattr(torch_detector, name,
+                            lambda batch, *a, original=original, **k: calls.append(len(batch))
+                            or original(batch, *a, **k))
+    monkeypatch.setattr(mmod, "BATCH_PIXELS", 2 * 100 * 120 + 1)
+    torch_detector.detect(frames)
+    torch_detector.detect(frames, max_side=100)
+    monkeypatch.setattr(mmod, "BATCH_PIXELS", 10)  # under one frame: still one a call
+    torch_detector.detect(frames[:2])
+    assert calls == [2, 2, 1, 2, 2, 1, 1, 1]

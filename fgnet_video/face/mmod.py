@@ -70,6 +70,9 @@ PYRAMID_MIN_HEIGHT = 5   # compute_tiled_image_pyramid_details stops below this 
 # on them) hold no face of the 80 px window and get no detection.
 MIN_FRAME_SIDE = 7
 UP_OFFSET = (1.25, 0.75)  # pyramid_down<2>: point_up(p) = (p + UP_OFFSET) * 2
+# Frame pixels in one network call at most (`MmodDetector.detect`): four 2x copies of a 720p
+# frame (the small-face pass's), one copy of a 1080p frame
+BATCH_PIXELS = 4 * 2560 * 1440
 
 Rect = tuple[int, int, int, int]          # left, top, right, bottom (inclusive)
 Detection = tuple[Rect, float]            # box, MMOD confidence
@@ -622,7 +625,11 @@ class MmodDetector(nn.Module):
         """Faces in each H x W x 3 uint8 RGB image: [((left, top, right, bottom), score)],
         highest score first, as dlib.cnn_face_detection_model_v1(...)(image, upsample)
         returns them (score > threshold; dlib's Python binding uses 0). Frames of one size
-        go through the network together, `batch_size` at a time. With a finite `max_side`
+        go through the network together, `batch_size` at a time and at most BATCH_PIXELS
+        pixels of frames a call (one frame however large): the network's memory grows with
+        the pixels (4 frames of 4K for the small-face pass, 7680x4320 each, peaked at 7.2 GB
+        on a CPU), and a batch of large frames is not faster than one at a time. With a
+        finite `max_side`
         (px of the images given), only faces under that size are wanted: `scan_levels` runs
         instead of dlib's whole pyramid (nearly its detections, not always; boxes of
         `max_side` or more may come back and are the caller's to drop)."""
@@ -632,9 +639,10 @@ class MmodDetector(nn.Module):
         for i, frame in enumerate(frames):
             if min(frame.shape[:2]) >= MIN_FRAME_SIDE:  # else nothing to find
                 by_size.setdefault(frame.shape[:2], []).append(i)
-        for indices in by_size.values():
-            for start in range(0, len(indices), batch_size):
-                chunk = indices[start:start + batch_size]
+        for (rows, cols), indices in by_size.items():
+            per_call = max(1, min(batch_size, BATCH_PIXELS // (rows * cols)))
+            for start in range(0, len(indices), per_call):
+                chunk = indices[start:start + per_call]
                 batch = np.stack([frames[i] for i in chunk])
                 if math.isinf(max_side):
                     maps, layout = self.scores(batch)
