@@ -13,7 +13,11 @@ and chips are made here (needs dlib and face_recognition_models).
 
 Per batch size and dtype, the best of --repeats (after one warm-up call):
 - detector, first pass: 720p frames/s, the whole `MmodDetector.detect` (tiled pyramid on
-  the device, network, decoding and NMS on the CPU);
+  the device, network, decoding and NMS on the CPU) of `batch` frames with
+  `batch_size=batch` (the network takes at most `mmod.BATCH_PIXELS` of frames a call: 16
+  frames of 720p); and "as run": the same frames with `detect`'s default grouping, 4
+  frames a network call, which is how the face stage runs each batch of up to 16 frames
+  (`face.device_detections.DEVICE_BATCH`);
 - detector, small-face pass: the 2x copy (2560x1440) frames/s, what the default
   `--min-face 40` adds every 10th frame (the pyramid levels of faces under 80 px only, as
   `FaceDetector` scans it: `MmodDetector.scan_levels`);
@@ -225,6 +229,9 @@ def main() -> None:
         def detect_first() -> None:
             out["first"] = detector.detect(first, batch_size=batch)
 
+        def detect_first_as_run() -> None:  # the face stage's own grouping
+            detector.detect(first)
+
         def detect_small() -> None:
             out["small"] = detector.detect(small, batch_size=batch,
                                            max_side=2 * DETECTOR_MIN_FACE)
@@ -235,6 +242,8 @@ def main() -> None:
         row = {"dtype": name, "batch": batch,
                "detector_first_pass_fps": batch / best_seconds(detect_first, args.repeats,
                                                                sync),
+               "detector_first_pass_fps_as_run": batch / best_seconds(
+                   detect_first_as_run, args.repeats, sync),
                "detector_small_pass_fps": batch / best_seconds(detect_small, args.repeats,
                                                                sync),
                "descriptors_per_s": batch / best_seconds(describe, args.repeats, sync)}
