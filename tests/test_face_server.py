@@ -164,9 +164,41 @@ def test_a_failing_mixed_batch_fails_only_the_request_that_fails_alone():
         replies.wait(4)
     finally:
         server.shutdown()
-    assert detector.batches == [(1, True), (3, True), (1, True), (1, True), (1, True)]
+    # the held batch, the mixed one, then its halves: [10] and [66, 11], whose halves
+    # [66] (fails alone) and [11]
+    assert detector.batches == [(1, True), (3, True), (1, True), (2, True), (1, True),
+                                (1, True)]
     assert replies.got[0] == [(1, [10]), (2, [11])]
     assert replies.got[1] == [(1, "RuntimeError: CUDA error: out of memory")]
+
+
+def test_a_failing_batch_is_halved_down_to_the_request_that_fails_alone():
+    """One bad request in a device batch of 16 costs 9 batches (halving), not 17 (each
+    alone), and fails alone."""
+    from fgnet_video.face.device_detections import DeviceBatches
+
+    gate, sizes = threading.Event(), []
+
+    def run(kind, items):
+        if kind == "hold":  # the first batch holds the thread while the 16 queue up
+            gate.wait()
+            return items
+        sizes.append(len(items))
+        if 13 in items:
+            raise RuntimeError("CUDA error: out of memory")
+        return [10 * item for item in items]
+
+    batches = DeviceBatches(run)
+    try:
+        batches.submit(0, "hold")
+        futures = [batches.submit(i, "detect") for i in range(16)]
+        gate.set()
+        answers = [f.exception(timeout=10) or f.result() for f in futures]
+    finally:
+        batches.shutdown()
+    assert sizes == [16, 8, 8, 4, 4, 2, 1, 1, 2]
+    assert [a for i, a in enumerate(answers) if i != 13] == [10 * i for i in range(16) if i != 13]
+    assert isinstance(answers[13], RuntimeError)
 
 
 def test_a_gone_worker_s_waiting_requests_are_dropped():

@@ -142,16 +142,19 @@ class DeviceBatches:
 
     def _answer(self, kind: Hashable, live: list[tuple[Any, Future]]) -> None:
         """Run the requests `live` in one batch and set their futures; when a batch of
-        several fails, each is run alone, so a request fails only when it fails alone (a
-        batch mixes recordings: one frame too large for the device fails only its own)."""
+        several fails, each half is run again the same way, so a request fails only when it
+        fails alone (a batch mixes recordings: one frame too large for the device fails
+        only its own), at the cost of about 2 log2(n) batches for one such frame in n, not
+        n."""
         try:
             answers = self._batch(kind, [item for item, _ in live])
             if len(answers) != len(live):
                 raise RuntimeError(f"{len(answers)} answers to {len(live)} requests")
         except BaseException as exc:  # the waiting requester raises it
             if len(live) > 1 and isinstance(exc, Exception):
-                for request in live:
-                    self._answer(kind, [request])
+                half = len(live) // 2
+                self._answer(kind, live[:half])
+                self._answer(kind, live[half:])
                 return
             for _, future in live:
                 future.set_exception(exc)
