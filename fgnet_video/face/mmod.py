@@ -629,10 +629,9 @@ class MmodDetector(nn.Module):
         pixels of frames a call (one frame however large): the network's memory grows with
         the pixels (4 frames of 4K for the small-face pass, 7680x4320 each, peaked at 7.2 GB
         on a CPU), and a batch of large frames is not faster than one at a time. With a
-        finite `max_side`
-        (px of the images given), only faces under that size are wanted: `scan_levels` runs
-        instead of dlib's whole pyramid (nearly its detections, not always; boxes of
-        `max_side` or more may come back and are the caller's to drop)."""
+        finite `max_side` (px of the images given), only faces under that size are wanted:
+        `scan_levels` runs instead of dlib's whole pyramid (nearly its detections, not
+        always; boxes of `max_side` or more may come back and are the caller's to drop)."""
         frames = [self._prepare(img, upsample) for img in images]
         results: list[list[Detection]] = [[] for _ in frames]
         by_size: dict[tuple[int, int], list[int]] = {}
