@@ -2,13 +2,14 @@
 per network call (`fgnet_video.face.mmod.BATCH_PIXELS`), same frames, same command.
 
     python benchmarks/detector_memory.py [--frames 4] [--width 3840] [--threads 2]
+    python benchmarks/detector_memory.py --frames 16   # a whole device batch (minutes)
 
 A real frame (benchmarks/real_footage/walk_opera.mp4, frame 0) scaled to `--width` (16:9)
 is detected `--frames` times in one `FaceDetector.detect_many` call with the default
 settings (both passes: the frame and its 2x copy), in a fresh process per configuration:
-the budget as shipped, and no budget (the frames `batch_size`, 4, a call, as before
-2026-12-07). Prints each configuration's peak resident memory (ru_maxrss), seconds and
-faces found, and the load average.
+the budget as shipped, and no budget (the frames `batch_size`, 4, a network call, and the
+copies of all frames made first, as before 2026-12-07). Prints each configuration's peak
+resident memory (ru_maxrss), seconds and faces found, and the load average.
 """
 
 from __future__ import annotations

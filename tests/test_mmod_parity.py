@@ -313,3 +313,24 @@ def test_a_network_call_holds_at_most_batch_pixels(torch_detector, monkeypatch):
     monkeypatch.setattr(mmod, "BATCH_PIXELS", 10)  # under one frame: still one a call
     torch_detector.detect(frames[:2])
     assert calls == [2, 2, 1, 2, 2, 1, 1, 1]
+
+
+def test_detect_many_makes_one_network_call_s_copies_at_a_time(frames, monkeypatch):
+    """`FaceDetector.detect_many` rescales its frames run by run, each run's copies within
+    one network call's BATCH_PIXELS (a device batch of 16 4K frames' 2x copies would be 1.6
+    GB at once), and finds what it finds frame by frame."""
+    from fgnet_video.face import mmod
+    from fgnet_video.face.detect import FaceDetector
+
+    detector = FaceDetector("cnn", min_face_size=40)
+    alone = [detector(frame) for frame in frames]
+    budget = 2 * max(frame.shape[0] * frame.shape[1] for frame in frames)
+    monkeypatch.setattr(mmod, "BATCH_PIXELS", budget)
+    calls = []
+    run = detector._run
+    monkeypatch.setattr(detector, "_run", lambda copies, largest: calls.append(
+        [c.shape[0] * c.shape[1] for c in copies]) or run(copies, largest))
+    assert detector.detect_many(frames) == alone
+    assert sum(map(len, calls)) == 2 * len(frames)  # every frame, both passes
+    assert all(len(c) == 1 or sum(c) <= budget for c in calls)
+    assert max(map(len, calls)) == 2 and min(map(len, calls)) == 1

@@ -154,16 +154,44 @@ class FaceDetector:
         batch by the CNN."""
         found: list[list[Detection]] = [[] for _ in images]
         for scan in self.passes if small_faces else self.passes[:1]:
-            copies = [np.ascontiguousarray(rescale(image, scan.scale)) for image in images]
-            scanned = self._run(copies, scan.largest * scan.scale)
-            for kept, detections in zip(found, scanned, strict=True):
-                for (x, y, w, h), score in detections:
-                    box = (x / scan.scale, y / scan.scale, w / scan.scale, h / scan.scale)
-                    if (scan.smallest <= min(box[2], box[3]) < scan.largest
-                            and score >= scan.min_score
-                            and not any(same_face(box, d.box) for d in kept)):
-                        kept.append(Detection(box, float(score)))
+            for chunk in self._chunks(images, scan.scale):
+                copies = [np.ascontiguousarray(rescale(images[i], scan.scale)) for i in chunk]
+                scanned = self._run(copies, scan.largest * scan.scale)
+                for i, detections in zip(chunk, scanned, strict=True):
+                    self._keep(found[i], detections, scan)
         return [sorted(kept, key=lambda d: d.box[2] * d.box[3], reverse=True) for kept in found]
+
+    def _chunks(self, images: list[np.ndarray], scale: float) -> list[list[int]]:
+        """Indices of `images` in runs whose copies at `scale` hold at most the pixels of one
+        CNN network call (`mmod.BATCH_PIXELS`, at least one image a run), so that one call's
+        copies exist at a time (16 frames of 4K upscaled 2x would be 1.6 GB); one run for
+        HOG."""
+        if self.kind == "hog":
+            return [list(range(len(images)))]
+        from fgnet_video.face.mmod import BATCH_PIXELS
+
+        chunks: list[list[int]] = []
+        pixels = 0
+        for i, image in enumerate(images):
+            size = image.shape[0] * image.shape[1] * scale * scale
+            if not chunks or pixels + size > BATCH_PIXELS:
+                chunks.append([])
+                pixels = 0
+            chunks[-1].append(i)
+            pixels += size
+        return chunks
+
+    @staticmethod
+    def _keep(kept: list[Detection], detections: list[tuple[Box, float]],
+              scan: DetectionPass) -> None:
+        """Add to `kept` the detections of `scan` (boxes in the scanned copy's px) that are
+        faces this pass looks for and not already found."""
+        for (x, y, w, h), score in detections:
+            box = (x / scan.scale, y / scan.scale, w / scan.scale, h / scan.scale)
+            if (scan.smallest <= min(box[2], box[3]) < scan.largest
+                    and score >= scan.min_score
+                    and not any(same_face(box, d.box) for d in kept)):
+                kept.append(Detection(box, float(score)))
 
     def __call__(self, image: np.ndarray, small_faces: bool = True) -> list[Detection]:
         """Detections in `image` (uint8 RGB), sorted by box area, largest first; without
