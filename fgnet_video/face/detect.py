@@ -162,24 +162,15 @@ class FaceDetector:
         return [sorted(kept, key=lambda d: d.box[2] * d.box[3], reverse=True) for kept in found]
 
     def _chunks(self, images: list[np.ndarray], scale: float) -> list[list[int]]:
-        """Indices of `images` in runs whose copies at `scale` hold at most the pixels of one
-        CNN network call (`mmod.BATCH_PIXELS`, at least one image a run), so that one call's
-        copies exist at a time (16 frames of 4K upscaled 2x would be 1.6 GB); one run for
-        HOG."""
+        """Indices of `images` in the runs of the CNN's network calls for their copies at
+        `scale` (`mmod.pixel_runs`), so that one call's copies exist at a time (16 frames of
+        4K upscaled 2x would be 1.6 GB); one run for HOG."""
         if self.kind == "hog":
             return [list(range(len(images)))]
-        from fgnet_video.face.mmod import BATCH_PIXELS
+        from fgnet_video.face.mmod import pixel_runs
 
-        chunks: list[list[int]] = []
-        pixels = 0
-        for i, image in enumerate(images):
-            size = image.shape[0] * image.shape[1] * scale * scale
-            if not chunks or pixels + size > BATCH_PIXELS:
-                chunks.append([])
-                pixels = 0
-            chunks[-1].append(i)
-            pixels += size
-        return chunks
+        return pixel_runs([image.shape[0] * image.shape[1] * scale * scale
+                           for image in images])
 
     @staticmethod
     def _keep(kept: list[Detection], detections: list[tuple[Box, float]],

@@ -58,7 +58,7 @@ from fgnet_video.face.dlib_format import DlibLayer, DlibNetwork, read_network
 from fgnet_video.fp32 import exact_fp32
 
 __all__ = [
-    "MMOD_MODEL", "MmodDetector", "PyramidLayout", "default_model_path", "nms",
+    "MMOD_MODEL", "MmodDetector", "PyramidLayout", "default_model_path", "nms", "pixel_runs",
     "pyramid_layout", "pyramid_up_rgb", "tiled_pyramid",
 ]
 
@@ -70,7 +70,7 @@ PYRAMID_MIN_HEIGHT = 5   # compute_tiled_image_pyramid_details stops below this 
 # on them) hold no face of the 80 px window and get no detection.
 MIN_FRAME_SIDE = 7
 UP_OFFSET = (1.25, 0.75)  # pyramid_down<2>: point_up(p) = (p + UP_OFFSET) * 2
-# Frame pixels in one network call at most (`MmodDetector.detect`): four 2x copies of a 720p
+# Frame pixels in one network call at most (`pixel_runs`): four 2x copies of a 720p
 # frame (the small-face pass's), one copy of a 1080p frame
 BATCH_PIXELS = 4 * 2560 * 1440
 
@@ -231,6 +231,21 @@ def pyramid_levels(frames: torch.Tensor, rects: Sequence[Rect], mean_rgb: Sequen
         canvas = _zeros(frames, bottom + 1 + padding, right + 1 + padding, channels_last)
         canvas[:, :, top:bottom + 1, left:right + 1] = level
         yield canvas
+
+
+def pixel_runs(pixels: Sequence[float], most: int | None = None) -> list[list[int]]:
+    """The frames of each network call: indices 0, 1, ... of frames of `pixels` pixels, in
+    consecutive runs of at most `most` frames holding at most BATCH_PIXELS in all (a frame
+    larger than that is a run of its own)."""
+    runs: list[list[int]] = []
+    held = 0.0
+    for i, size in enumerate(pixels):
+        if not runs or held + size > BATCH_PIXELS or (most is not None and len(runs[-1]) >= most):
+            runs.append([])
+            held = 0.0
+        runs[-1].append(i)
+        held += size
+    return runs
 
 
 # ----------------------------------------------------------------------------------------
@@ -639,9 +654,8 @@ class MmodDetector(nn.Module):
             if min(frame.shape[:2]) >= MIN_FRAME_SIDE:  # else nothing to find
                 by_size.setdefault(frame.shape[:2], []).append(i)
         for (rows, cols), indices in by_size.items():
-            per_call = max(1, min(batch_size, BATCH_PIXELS // (rows * cols)))
-            for start in range(0, len(indices), per_call):
-                chunk = indices[start:start + per_call]
+            for run in pixel_runs([rows * cols] * len(indices), most=batch_size):
+                chunk = [indices[k] for k in run]
                 batch = np.stack([frames[i] for i in chunk])
                 if math.isinf(max_side):
                     maps, layout = self.scores(batch)
