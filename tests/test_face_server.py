@@ -358,7 +358,7 @@ def test_a_worker_s_recordings_share_one_face_stage_on_the_shared_networks(
     read = descriptor_reader("cpu")
 
     def detections():
-        pools.append(DeviceDetections(FaceDetector.for_settings(options.face)))
+        pools.append(DeviceDetections(FaceDetector.for_settings(options.face), 1))
         return pools[-1]
 
     engine.face_networks = SharedFaceNetworks("cpu", detections,

@@ -271,7 +271,7 @@ def test_device_detections_stop_without_being_waited_for():
             return [[] for _ in images]
 
     image = np.zeros((4, 4, 3), np.uint8)
-    working = DeviceDetections(Slow())
+    working = DeviceDetections(Slow(), batch=1)
     running = working.submit(image, True)
     time.sleep(0.2)  # the thread has taken it and waits in the detector
     queued = working.submit(image, True)
@@ -281,7 +281,7 @@ def test_device_detections_stop_without_being_waited_for():
     gate.set()
     working._thread.join(5)
     assert not working._thread.is_alive() and running.result(1) == [] and not busy()
-    idle = DeviceDetections(Slow())
+    idle = DeviceDetections(Slow(), batch=1)
     idle.shutdown(wait=False)
     idle._thread.join(5)
     assert not idle._thread.is_alive()
@@ -310,3 +310,18 @@ def test_a_search_on_the_cpu_prepares_only_the_next_frame(monkeypatch):
         stage.close()
     assert found == [1] * 25
     assert sum(searched) <= 6  # frame 0, the keyframes 10 and 20, and a re-detection or so
+    assert set(searched) == {1}  # on a CPU each detection is a batch of its own
+
+
+def test_cnn_detections_are_batched_on_a_gpu_and_frame_by_frame_on_a_cpu():
+    """On a CPU a batch of keyframes is no faster, and would hold each frame back until its
+    batch's last is detected: the look-ahead is 2 keyframes there, a batch's on a GPU."""
+    from fgnet_video.face.device_detections import DEVICE_BATCH, detection_batch
+
+    assert detection_batch("cpu") == 1
+    assert detection_batch("cuda") == detection_batch("cuda:1") == DEVICE_BATCH
+    stage = ParallelFacePipeline(FaceSettings(detector="cnn", detect_every=10), 1)
+    assert stage.look_ahead(1280 * 720 * 3) == 21
+    stage.device_batch = detection_batch("cuda")  # what a GPU's stage reads ahead
+    assert stage.look_ahead(640 * 360 * 3) == DEVICE_BATCH * 10 + 1
+    assert stage.look_ahead(1280 * 720 * 3) == 97  # 256 MiB of 720p

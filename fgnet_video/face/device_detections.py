@@ -33,6 +33,15 @@ from fgnet_video.face.detect import FaceDetector
 DEVICE_BATCH = 16  # requests at most in one batch (frames of detections)
 
 
+def detection_batch(device: str) -> int:
+    """Frames in one batch of CNN detections on `device`: DEVICE_BATCH on a GPU, where
+    batches are what makes the network fast; 1 on a CPU, where a batch buys nothing (16
+    keyframes of a real 720p clip, both passes: 3.42-3.50 s one at a time, 3.71-3.76 s as
+    one batch, `benchmarks/detection_batches.py`) and holds each of its frames back until
+    its last is detected, so that the frames come out in bursts of a batch."""
+    return 1 if str(device).startswith("cpu") else DEVICE_BATCH
+
+
 class DetectionPool(Protocol):
     """Where detections run ahead of the tracker: `submit(image, small_faces)` -> Future of
     the detections (`FaceDetector.__call__`); `started` is done once the pool can detect;
@@ -177,7 +186,7 @@ class DeviceDetections(DeviceBatches):
     """`submit(image, small_faces)` -> Future of `detector(image, small_faces)`, the frames
     waiting with the same `small_faces` detected in one batch (`detect_many`)."""
 
-    def __init__(self, detector: FaceDetector, batch: int = DEVICE_BATCH) -> None:
+    def __init__(self, detector: FaceDetector, batch: int) -> None:
         self.detector = detector
         super().__init__(self._detect, batch)
 

@@ -46,10 +46,10 @@ from fgnet_video.errors import signal_received
 from fgnet_video.face import detect_worker
 from fgnet_video.face.detect import Detection, FaceDetector
 from fgnet_video.face.device_detections import (
-    DEVICE_BATCH,
     DetectionPool,
     DeviceDetections,
     SharedFaceNetworks,
+    detection_batch,
 )
 from fgnet_video.face.pipeline import Face, FacePipeline
 from fgnet_video.media.video import Frame
@@ -129,12 +129,13 @@ class ParallelFacePipeline:
             device = shared.device
         self.pipeline = FacePipeline(settings, device=device, shared=shared)
         self.on_device = self.pipeline.tracker.detector.kind == "cnn"
+        # The CNN's frames in one batch on its device (`detection_batch`: one on a CPU).
+        self.device_batch = detection_batch(device)
         # While no face is tracked every frame is searched, until a face is found and only
         # keyframes are: detections prepared further ahead than this would mostly be
         # wasted. One per worker process; on a GPU a batch (cheap there), on a CPU the next
-        # frame only (a CNN search costs 0.4-2.5 s there).
-        self.search_ahead = (DEVICE_BATCH if str(device).startswith("cuda") else 1) \
-            if self.on_device else workers
+        # frame only (a CNN search costs 0.2-2.5 s there).
+        self.search_ahead = self.device_batch if self.on_device else workers
         if workers < 2 and not self.on_device:
             raise ValueError(f"a parallel face stage needs 2 or more workers, got {workers}")
         self.workers = workers
@@ -170,7 +171,7 @@ class ParallelFacePipeline:
             elif self.shared is not None:
                 self._pool = self.shared.detections()
             else:
-                self._pool = DeviceDetections(self._detector.local)
+                self._pool = DeviceDetections(self._detector.local, self.device_batch)
         return self._pool
 
     def look_ahead(self, frame_bytes: int) -> int:
@@ -178,10 +179,11 @@ class ParallelFacePipeline:
         detect_every + 1: with worker processes 2 x workers x detect_every + 1, so that
         every worker has a keyframe to detect while the tracker, faster than a detection,
         goes on (the tracker covers about 20 frames of 720p in one small-face detection's
-        time); on the device DEVICE_BATCH x detect_every + 1, a batch of keyframes."""
+        time); on the device a batch of keyframes (`detection_batch`), but at least 2, so
+        that on a CPU the next keyframe waits while one is detected."""
         every = self.pipeline.settings.detect_every
         fits = LOOK_AHEAD_BYTES // max(frame_bytes, 1)
-        wanted = DEVICE_BATCH if self.on_device else 2 * self.workers
+        wanted = max(2, self.device_batch) if self.on_device else 2 * self.workers
         return max(every + 1, min(wanted * every + 1, fits))
 
     def process(self, frame: Frame) -> list[Face]:
