@@ -18,7 +18,9 @@ to about 10%), greedily by IoU. Per clip and detector it prints:
   face under 40 px, a distant crowd: neither required nor wrong);
 - tracks per person: distinct face ids matched to one annotated person, mean over people;
 - person ids per person: distinct person ids matched to one annotated person (the target:
-  1), and shared ids: person ids matched to two or more annotated people (the target: 0);
+  1 on clips where each person is seen frontally at least once, marked "everyone frontal":
+  a pose annotated `frontal` on one of the person's faces), and shared ids: person ids
+  matched to two or more annotated people (the target: 0);
 - cost: face-stage milliseconds per frame (wall, decode excluded).
 
 dlib's own CNN detector costs seconds a frame on a CPU, so it runs on the first
@@ -139,7 +141,18 @@ def score(clip: dict, faces: dict) -> dict:
             "tracks_per_person": sum(len(v) for v in tracks.values()) / people,
             "person_ids_per_person": sum(len(v) for v in persons.values()) / people,
             "shared_person_ids": sum(1 for v in owners.values() if len(v) > 1),
-            "people_found": len(tracks), "people": len(clip.get("people", {}))}
+            "people_found": len(tracks), "people": len(clip.get("people", {})),
+            "everyone_frontal": everyone_frontal(clip)}
+
+
+def everyone_frontal(clip: dict) -> bool:
+    """Whether each annotated person of `clip` has a face annotated `frontal` (the clips the
+    issue's person-id target is set for)."""
+    poses = defaultdict(set)
+    for frame in clip["annotated"]:
+        for face in frame["faces"]:
+            poses[face["person"]].add(face.get("pose", "frontal"))
+    return all("frontal" in seen for seen in poses.values())
 
 
 def main() -> None:
@@ -171,7 +184,8 @@ def main() -> None:
                   f"(>=60px {row['recall_60px']:.2f} of {row['faces_60px']}, turned "
                   f"{row['recall_turned']:.2f} of {row['turned']}) of {row['faces']} faces, "
                   f"FP {row['false_positives']}, tracks/person {row['tracks_per_person']:.2f}, "
-                  f"ids/person {row['person_ids_per_person']:.2f}, shared ids "
+                  f"ids/person {row['person_ids_per_person']:.2f}"
+                  f"{' (everyone frontal)' if row['everyone_frontal'] else ''}, shared ids "
                   f"{row['shared_person_ids']}, people {row['people_found']}/{row['people']}, "
                   f"{row['ms_per_frame']:.0f} ms/frame")
         if args.dlib_seconds > 0:

@@ -33,6 +33,23 @@ def test_single_input_says_where_how_long_and_what_it_wrote(tiny_weights, tmp_pa
     assert len(lines) == 3
 
 
+def test_the_time_left_counts_in_the_run_s_keyframe_periods(tiny_weights, tmp_path,
+                                                            monkeypatch):
+    periods = []
+
+    class Recorded(TimeLeft):
+        def __init__(self, total, device_type, period=1, **kwargs):
+            periods.append(period)
+            super().__init__(total, device_type, period, **kwargs)
+
+    monkeypatch.setattr(eta, "TimeLeft", Recorded)
+    result = CliRunner().invoke(main, ["analyze", str(shared_path("media", "vox_talking.mp4")),
+                                       "-w", str(tiny_weights), "-o", str(tmp_path / "a.csv"),
+                                       "--detect-every", "7", "--detector", "hog"])
+    assert result.exit_code == 0, result.output
+    assert periods == [7]
+
+
 def test_a_short_run_gets_no_guess_of_its_time(tiny_weights, tmp_path, monkeypatch):
     monkeypatch.setattr(eta, "ETA_AFTER_S", 1e9)
     result = CliRunner().invoke(main, ["analyze", str(shared_path("media", "vox_talking.mp4")),
@@ -61,6 +78,28 @@ def test_time_left_is_said_once_the_rate_since_the_warm_up_settles():
     assert line == time_left_line(1000, 76, 50 / (2 * window), "cpu")
     now[0] += window
     assert left.update(200) is None  # said once
+
+
+def test_the_rate_spans_a_keyframe_period_so_that_a_burst_is_not_taken_for_the_pace():
+    """With the CNN on large frames a keyframe's detection holds the output up, then the
+    frames tracked meanwhile come in a burst: rates over less than `period` frames since
+    the warm-up are not taken (here two such would agree, at 4 times the real pace)."""
+    now = [0.0]
+    left = TimeLeft(1000, "cpu", period=10, clock=lambda: now[0])
+    window = eta.ETA_AFTER_S
+    left.update(3)
+    now[0] += window
+    assert left.update(6) is None  # the warm-up's end
+    for frames in (9, 12):  # a burst: 3 frames a window, less than a period in all
+        now[0] += window
+        assert left.update(frames) is None
+    now[0] += 4 * window  # the next keyframe's detection holds the frames up
+    assert left.update(15) is None  # 9 frames: still under a period
+    now[0] += window
+    assert left.update(18) is None  # 12 frames in 7 windows: the first rate
+    now[0] += window
+    line = left.update(21)  # 15 in 8 windows: agrees
+    assert line == time_left_line(1000, 21, 15 / (8 * window), "cpu")
 
 
 def test_no_time_left_is_said_when_nothing_is_left():

@@ -7,7 +7,11 @@ ETA_AFTER_S seconds after the first frames are a warm-up, left out (the face sta
 detections run ahead of the frames written, the first batches start up). From then on,
 every ETA_AFTER_S seconds, the rate is the frames written since the warm-up / the time
 since it: all the run's pace so far, not the last few seconds' (frames come in model
-batches, and the number of faces per frame changes, so a short window jumps). One line
+batches, and the number of faces per frame changes, so a short window jumps), and only once
+a keyframe period (`detect_every` frames) has been written since the warm-up: a keyframe's
+detection holds the frames up, then the frames tracked meanwhile come out in a burst, so a
+rate over less than a period can be a burst's (a 4K excerpt with the CNN, where one
+detection costs many frames' time, took 2.7x what the line said without this). One line
 says the time left (frames still to come / rate) once two consecutive rates agree within
 RATE_AGREEMENT, or at the latest after ETA_LATEST_S seconds. A run finished sooner, or with
 nothing left to write when the line would come, needs no estimate and gets none.
@@ -45,9 +49,11 @@ class TimeLeft:
     """The measured time left of one recording (module docstring): feed it the frames
     written so far; `update` returns the line once, when it is due, else None."""
 
-    def __init__(self, total: int | None, device_type: str,
+    def __init__(self, total: int | None, device_type: str, period: int = 1,
                  clock: Callable[[], float] = time.monotonic) -> None:
+        """`period`: frames in one keyframe period (`detect_every`) of the face stage."""
         self.total, self.device_type, self.clock = total, device_type, clock
+        self.period = max(period, 1)
         self._first: float | None = None  # when the first frames were written
         self._base: tuple[int, float] | None = None  # (frames, time) at the warm-up's end
         self._checked = 0.0  # when the rate was last measured
@@ -68,7 +74,7 @@ class TimeLeft:
             self._base = (frames, now)
             return None
         base_frames, base_time = self._base
-        if frames <= base_frames:
+        if frames - base_frames < self.period:
             return None
         rate = (frames - base_frames) / (now - base_time)
         agreed = (self._last_rate is not None

@@ -87,7 +87,8 @@ def analyze(inputs, output, out_dir, overlay_to, **params) -> None:
             raise UserError(f"--ray {options.ray}: that is a file or folder, not a Ray "
                             "address (give a bare --ray after the inputs)")
         require_ray(single_output=output is not None)
-    reporter = Reporter(options.sampling, single=output is not None)
+    reporter = Reporter(options.sampling, single=output is not None,
+                        keyframe_period=options.face.detect_every)
     summary = analyze_inputs(inputs, options, output=output, out_dir=out_dir,
                              overlay_to=None if overlay_to == _BESIDE else overlay_to,
                              on_start=reporter.on_start, on_engine=reporter.on_engine,
@@ -112,10 +113,11 @@ def _with_source(source: str, reason: str | None) -> str:
 class Reporter:
     """Progress bars (on a terminal only), one line per finished input, and the summary."""
 
-    def __init__(self, sampling: SamplingSettings, single: bool):
+    def __init__(self, sampling: SamplingSettings, single: bool, keyframe_period: int):
+        """`keyframe_period`: the face stage's `detect_every` (`TimeLeft`'s period)."""
         from rich.console import Console
 
-        self.sampling = sampling
+        self.sampling, self.keyframe_period = sampling, keyframe_period
         self.single = single
         self.console = Console(stderr=True)
         self._progress = None
@@ -140,7 +142,7 @@ class Reporter:
         from fgnet_video.analysis.eta import TimeLeft
 
         total = self._expected_frames(job)
-        time_left = TimeLeft(total, self._device_type)
+        time_left = TimeLeft(total, self._device_type, self.keyframe_period)
         say_time_left = self.single or self.console.is_terminal
 
         def tell(frames: int) -> None:
