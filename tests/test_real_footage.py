@@ -36,3 +36,27 @@ def test_people_missed_for_a_few_frames_keep_their_track_on_real_footage():
     assert frame.index == 12
     assert {"A", "B", "C"} <= set(ids)  # the three largest faces are found
     assert all(len(found) == 1 for found in ids.values()), ids
+
+
+def test_the_cnn_finds_a_face_in_its_search_region_as_in_the_whole_frame():
+    """A face that fails its tracking checks is looked for in its search region only
+    (`FaceTracker._detect_around`); on real frames of walk_opera (faces of 80 px and of
+    40-80 px, small-face pass) the region gives the whole frame's box and score."""
+    from fgnet_video.face.detect import FaceDetector
+    from fgnet_video.face.track import search_region
+
+    detector = FaceDetector("cnn")
+    compared = 0
+    for frame in read_frames(FOOTAGE / "walk_opera.mp4", end=2.5):
+        if frame.index % 30:
+            continue
+        height, width = frame.image.shape[:2]
+        for face in detector(frame.image):
+            small = min(face.box[2:]) < detector.small_face_side
+            region = search_region(face.box, width, height)
+            again = detector.in_region(frame.image, region, small_faces=small)
+            best = max(again, key=lambda d: box_iou(d.box, face.box))
+            assert box_iou(best.box, face.box) > 0.99
+            assert abs(best.score - face.score) < 1e-3
+            compared += 1
+    assert compared >= 3

@@ -11,7 +11,7 @@ from fgnet_video.face.boxes import same_face
 from fgnet_video.face.detect import Detection
 from fgnet_video.face.landmarks import LandmarkPredictor
 from fgnet_video.face.shots import CutDetector
-from fgnet_video.face.track import FaceTracker, match_score, plausible_change
+from fgnet_video.face.track import FaceTracker, match_score, plausible_change, search_region
 from fgnet_video.media.video import read_frames
 
 from .conftest import shared_path
@@ -198,3 +198,93 @@ def test_a_lost_face_found_elsewhere_resumes_its_track_when_it_is_the_same_perso
     assert ids[:5] == [[0]] * 5 and ids[5:10] == [[]] * 5
     assert ids[10:] == ([[0]] if same_person else [[1]]) * 5
     assert asked == [(1, [0], [])]  # asked once: a new face while a face was lost
+
+
+def test_a_cnn_re_detects_around_the_tracked_faces_only(face, predictor):
+    """Two faces; one jumps 60 px at frame 3 and fails its checks (and at 4, as in the test
+    above). A detector with `local_redetection` (the CNN) is then asked about the region
+    around each tracked face, not the whole frame; the jumped face is found in its region
+    and both keep their ids. The keyframes still scan the whole frame."""
+    def frame(t):
+        left, left_box = canvas_with_face(face, 200, 250)
+        right, right_box = canvas_with_face(face, 800 if t < 3 else 860, 250)
+        left[:, 640:] = right[:, 640:]
+        return left, [left_box, right_box]
+
+    frames = [frame(t) for t in range(8)]
+    detector = _LocalDetector(frames, lambda: tracker.frames_seen - 1)
+    tracker = FaceTracker(detector, predictor, detect_every=5)
+    ids = [[(f.face_id, f.detected) for f in tracker.update(image)] for image, _ in frames]
+    assert detector.whole == [0, 5]
+    assert [t for t, _, _ in detector.regions] == [3, 3, 4, 4]  # 4: motion extrapolated
+    regions = [region for t, region, _ in detector.regions if t == 3]
+    for (x0, y0, x1, y1), (bx, by, bw, bh) in zip(regions, frames[3][1], strict=True):
+        assert x0 <= bx and bx + bw <= x1 and y0 <= by and by + bh <= y1
+        assert x1 - x0 < 400  # around the face, not the frame
+    assert not any(small for _, _, small in detector.regions)  # 100 px: the first pass
+    assert ids[3] == [(0, True), (1, True)]
+    assert [[i for i, _ in faces] for faces in ids] == [[0, 1]] * 8
+
+
+def test_a_region_s_detection_that_is_no_tracked_face_starts_no_track(face, predictor):
+    """A region also shows part of its surroundings: there a face new since the keyframe
+    waits for the next keyframe (a whole-frame scan) rather than starting a track from a
+    region's edge."""
+    frames = [canvas_with_face(face, 400 if t < 3 else 460, 250) for t in range(7)]
+    stranger = (330.0, 180.0, 40.0, 40.0)  # in the region at frame 3, far from the face
+    frames = [(image, [box] if t < 5 else [box, stranger]) for t, (image, box)
+              in enumerate(frames)]
+    detector = _LocalDetector(frames, lambda: tracker.frames_seen - 1)
+    detector.extra = [stranger]
+    tracker = FaceTracker(detector, predictor, detect_every=5)
+    ids = [[f.face_id for f in tracker.update(image)] for image, _ in frames]
+    x0, y0, x1, y1 = detector.regions[0][1]
+    assert detector.regions[0][0] == 3 and x0 <= 330 and 370 <= x1 and y0 <= 180 and 220 <= y1
+    assert ids == [[0]] * 5 + [[0, 1]] * 2  # the stranger's track starts at the keyframe
+
+
+def test_a_face_not_in_its_search_region_is_looked_for_in_the_whole_frame(face, predictor):
+    """The face jumps 500 px at frame 3, out of its search region: the whole frame is
+    scanned there, and the faces and ids are those of a detector without local
+    re-detection (too far to be the same track: a new one)."""
+    frames = [canvas_with_face(face, 200 if t < 3 else 700, 250) for t in range(6)]
+    frames = [(image, [box]) for image, box in frames]
+    detector = _LocalDetector(frames, lambda: tracker.frames_seen - 1)
+    tracker = FaceTracker(detector, predictor, detect_every=5)
+    found = [[(f.face_id, f.box) for f in tracker.update(image)] for image, _ in frames]
+    assert [t for t, _, _ in detector.regions] == [3]
+    assert detector.whole == [0, 3, 5]
+    whole = ScriptedDetector(lambda call: [frames[[0, 3, 5][call]][1][0]])
+    tracker = FaceTracker(whole, predictor, detect_every=5)
+    assert [[(f.face_id, f.box) for f in tracker.update(image)] for image, _ in frames] == found
+    assert [[i for i, _ in faces] for faces in found] == [[0]] * 3 + [[1]] * 3
+
+
+class _LocalDetector:
+    """A scripted detector with `local_redetection`: the boxes of `frames[t]` (the frame
+    being tracked: `now()`) in the whole frame, or those inside a region."""
+
+    local_redetection = True
+    small_face_side = 80.0
+
+    def __init__(self, frames, now):
+        self.frames, self.now = frames, now
+        self.whole, self.regions = [], []
+        self.extra = []  # boxes a region also shows, whatever the frame
+
+    def __call__(self, image, small_faces=True):
+        self.whole.append(self.now())
+        return [Detection(tuple(map(float, b)), 1.0) for b in self.frames[self.now()][1]]
+
+    def in_region(self, image, region, small_faces=True):
+        self.regions.append((self.now(), region, small_faces))
+        x0, y0, x1, y1 = region
+        return [Detection(tuple(map(float, b)), 1.0)
+                for b in [*self.frames[self.now()][1], *self.extra]
+                if x0 <= b[0] and b[0] + b[2] <= x1 and y0 <= b[1] and b[1] + b[3] <= y1]
+
+
+def test_the_search_region_widens_the_box_by_a_side_within_the_frame():
+    """...starting on the CNN's 8 px grid, so its windows there are the frame's."""
+    assert search_region((100.0, 200.0, 50.0, 60.0), 1280, 720) == (40, 136, 210, 320)
+    assert search_region((-10.0, 680.0, 40.0, 40.0), 1280, 720) == (0, 640, 70, 720)

@@ -44,7 +44,7 @@ import numpy as np
 
 from fgnet_video.errors import signal_received
 from fgnet_video.face import detect_worker
-from fgnet_video.face.detect import Detection, FaceDetector
+from fgnet_video.face.detect import Detection, FaceDetector, Region, crop, shifted
 from fgnet_video.face.device_detections import (
     DetectionPool,
     DeviceDetections,
@@ -84,9 +84,21 @@ class _PrefetchedDetector:
             return wait_for(self.device.submit(image, small_faces))
         return self.local(image, small_faces=small_faces)
 
+    def in_region(self, image: np.ndarray, region: Region, small_faces: bool = True
+                  ) -> list[Detection]:
+        """`FaceDetector.in_region`, in the device's thread when one is set (never a
+        detection prepared ahead: those are of whole frames)."""
+        if self.device is None:
+            return self.local.in_region(image, region, small_faces)
+        return shifted(wait_for(self.device.submit(crop(image, region), small_faces)), region)
+
     @property
     def small_face_side(self) -> float:
         return self.local.small_face_side
+
+    @property
+    def local_redetection(self) -> bool:
+        return self.local.local_redetection
 
     def forget_before(self, frame: int) -> None:
         """Drop the detections of frames already tracked (asked for, then not needed)."""

@@ -14,7 +14,11 @@ scale. Its weakness, a predictor that happily fits a face-shaped set of points t
 covered by two cheap checks per frame: the box implied by the refitted landmarks must agree
 with the box they were fitted in (IoU), and a 32x32 grey patch of the aligned face must still
 correlate with the previous frame's (normalised cross-correlation). A failed check triggers
-a detection on the same frame.
+a detection on the same frame: of the whole frame with HOG (exactly as before), and with the
+CNN (`local_redetection`) only around the tracked faces (`search_region`: each box widened by
+one box side on every side, with the small-face pass for a face under 80 px), where a whole
+720p frame costs it 220-640 ms and crowds fail a check on nearly every other frame; in the
+whole frame when a failing face is not found around its box.
 
 A third check keeps a tracked box from collapsing or drifting: its aspect (h / w) must stay
 within [1/1.4, 1.4] x the aspect at the face's last detection and its area within [0.5, 2] x
@@ -50,7 +54,7 @@ import numpy as np
 
 from fgnet_video.face.align import aligned_to_source, ffhq_quad
 from fgnet_video.face.boxes import box_iou, centre, same_face, visible_fraction
-from fgnet_video.face.detect import Detection, FaceDetector
+from fgnet_video.face.detect import Detection, FaceDetector, Region
 from fgnet_video.face.landmarks import Box, LandmarkPredictor
 from fgnet_video.face.shots import CutDetector
 
@@ -61,6 +65,8 @@ _MAX_ASPECT_CHANGE = 1.4  # a tracked box's h/w may differ from its detection's 
 _MAX_AREA_CHANGE = 2.0  # ... and its area by this factor
 _FAST_MOVE = 0.1  # box sides per frame above which a face's box is predicted moving
 _MAX_CENTRE_JUMP = 0.75  # a match by distance: centres within this share of the box side
+_SEARCH_MARGIN = 1.0  # a re-detection looks this many box sides around a face's box
+_GRID = 8  # a search region starts on multiples of this (the CNN's stride: its windows)
 
 # reidentify(image, faces, lost, present): for each new face (box, landmarks) of `image` that
 # matched no tracked or lost face by position, the id of the lost face (of `lost`, the most
@@ -99,6 +105,17 @@ def match_score(detection: Box, predicted: Box) -> float:
             1 / _MAX_AREA_CHANGE <= area_ratio <= _MAX_AREA_CHANGE):
         return 0.0
     return _MATCH_IOU * (1.0 - distance / (_MAX_CENTRE_JUMP * side)) * 0.999
+
+
+def search_region(box: Box, width: int, height: int) -> Region:
+    """Where a tracked face is looked for in a re-detection (`FaceTracker._detect_around`):
+    its box widened by _SEARCH_MARGIN box sides on every side, within the frame, starting on
+    the CNN's grid (so the windows it scores there are those of the whole frame)."""
+    x, y, w, h = box
+    margin = _SEARCH_MARGIN * max(w, h)
+    x0, y0 = (max(int(v - margin) // _GRID * _GRID, 0) for v in (x, y))
+    x1, y1 = min(int(np.ceil(x + w + margin)), width), min(int(np.ceil(y + h + margin)), height)
+    return x0, y0, max(x1, x0 + 1), max(y1, y0 + 1)
 
 
 def plausible_change(box: Box, detected: Box) -> bool:
@@ -287,8 +304,11 @@ class FaceTracker:
         scheduled = not self._active or self._frame % self.detect_every == 0
         fits = {} if scheduled else {id(t): self._fit(image, t) for t in self._active}
         detected: set[int] = set()
-        if scheduled or not all(f.consistent for f in fits.values()):
+        failing = [t for t in self._active if not scheduled and not fits[id(t)].consistent]
+        if scheduled or (failing and not getattr(self.detector, "local_redetection", False)):
             detected = self._detect(image, fits)
+        elif failing:
+            detected = self._detect_around(image, fits, failing)
         else:
             for track in self._active:
                 self._follow(track, fits[id(track)])
@@ -324,6 +344,39 @@ class FaceTracker:
             small_faces = any(not fit.consistent and min(t.box[2], t.box[3]) < side
                               for t in self._active if (fit := fits.get(id(t))) is not None)
         detections = self.detector(image, small_faces=small_faces)
+        return self._match(image, detections, fits)
+
+    def _detect_around(self, image: np.ndarray, fits: dict[int, _Fit],
+                       failing: list[_Track]) -> set[int]:
+        """A re-detection for the `failing` faces by a detector with `local_redetection`:
+        around every tracked face only (`search_region`, `in_region`, with the small-face
+        pass for a face only that pass can find), so that each is found again, or counts a
+        miss, as in a whole-frame detection. Detections that can be no tracked face (parts
+        of faces new since the keyframe, at a region's edge) are dropped: new faces are
+        found at keyframes. When a failing face has no detection around it, it may have
+        moved far: the whole frame is searched (`_detect`). Returns the ids detected."""
+        h, w = image.shape[:2]
+        side = getattr(self.detector, "small_face_side", 0.0)
+        detections: list[Detection] = []
+        for track in self._active:
+            region = search_region(track.predicted(self._frame), w, h)
+            small = min(track.box[2], track.box[3]) < side
+            detections += [found for found in self.detector.in_region(image, region, small)
+                           if not any(same_face(found.box, d.box) for d in detections)]
+
+        def near(track: _Track) -> list[Detection]:
+            return [d for d in detections if match_score(d.box, track.predicted(self._frame))]
+
+        if not all(near(track) for track in failing):
+            return self._detect(image, fits)  # one is not there: look in the whole frame
+        kept = {id(d) for track in self._active for d in near(track)}
+        return self._match(image, [d for d in detections if id(d) in kept], fits)
+
+    def _match(self, image: np.ndarray, detections: list[Detection], fits: dict[int, _Fit]
+               ) -> set[int]:
+        """Match `detections` to the tracked and lost faces (module docstring); a tracked
+        face that none matches counts a miss, and follows its fit while that passes its
+        checks, for at most `max_missed` detections. Returns the ids detected."""
         candidates = self._active + self._lost
         pairs = sorted(((match_score(d.box, t.predicted(self._frame)), i, j)
                         for i, d in enumerate(detections) for j, t in enumerate(candidates)),
