@@ -17,8 +17,8 @@ correlate with the previous frame's (normalised cross-correlation). A failed che
 a detection on the same frame: of the whole frame with HOG (exactly as before), and with the
 CNN (`local_redetection`) only around the tracked faces (`search_region`: each box widened by
 one box side on every side, with the small-face pass for a face under 80 px), where a whole
-720p frame costs it 220-640 ms and crowds fail a check on nearly every other frame; in the
-whole frame when a failing face is not found around its box.
+720p frame costs it 220-640 ms and in crowds a third of the frames have a face failing a
+check; in the whole frame when a failing face is not found around its box.
 
 A third check keeps a tracked box from collapsing or drifting: its aspect (h / w) must stay
 within [1/1.4, 1.4] x the aspect at the face's last detection and its area within [0.5, 2] x
