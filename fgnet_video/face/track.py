@@ -351,10 +351,11 @@ class FaceTracker:
         """A re-detection for the `failing` faces by a detector with `local_redetection`:
         around every tracked face only (`search_region`, `in_region`, with the small-face
         pass for a face only that pass can find), so that each is found again, or counts a
-        miss, as in a whole-frame detection. Detections that can be no tracked face (parts
-        of faces new since the keyframe, at a region's edge) are dropped: new faces are
-        found at keyframes. When a failing face has no detection around it, it may have
-        moved far: the whole frame is searched (`_detect`). Returns the ids detected."""
+        miss, as in a whole-frame detection. Detections that can be no tracked face (faces
+        new or lost since the keyframe, at a region's edge) are dropped: those are found,
+        or resume their tracks, at keyframes. When a failing face has no detection around
+        it, it may have moved far: the whole frame is searched (`_detect`). Returns the ids
+        detected."""
         h, w = image.shape[:2]
         side = getattr(self.detector, "small_face_side", 0.0)
         detections: list[Detection] = []
