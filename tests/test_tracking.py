@@ -250,9 +250,10 @@ def test_a_face_not_in_its_search_region_is_looked_for_in_the_whole_frame(face, 
     frames = [canvas_with_face(face, 200 if t < 3 else 700, 250) for t in range(6)]
     frames = [(image, [box]) for image, box in frames]
     detector = _LocalDetector(frames, lambda: tracker.frames_seen - 1)
+    detector.small_face_side = 120.0  # the 100 px face is one only the small pass finds
     tracker = FaceTracker(detector, predictor, detect_every=5)
     found = [[(f.face_id, f.box) for f in tracker.update(image)] for image, _ in frames]
-    assert [t for t, _, _ in detector.regions] == [3]
+    assert [(t, small) for t, _, small in detector.regions] == [(3, True)]
     assert detector.whole == [0, 3, 5]
     whole = ScriptedDetector(lambda call: [frames[[0, 3, 5][call]][1][0]])
     tracker = FaceTracker(whole, predictor, detect_every=5)
@@ -288,3 +289,5 @@ def test_the_search_region_widens_the_box_by_a_side_within_the_frame():
     """...starting on the CNN's 8 px grid, so its windows there are the frame's."""
     assert search_region((100.0, 200.0, 50.0, 60.0), 1280, 720) == (40, 136, 210, 320)
     assert search_region((-10.0, 680.0, 40.0, 40.0), 1280, 720) == (0, 640, 70, 720)
+    past = search_region((1400.0, 800.0, 40.0, 40.0), 1280, 720)  # predicted off the frame
+    assert past == (1272, 712, 1280, 720)  # a sliver of the frame, never an empty crop

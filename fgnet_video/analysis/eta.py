@@ -13,7 +13,8 @@ detection holds the frames up, then the frames tracked meanwhile come out in a b
 rate over less than a period can be a burst's (a 4K excerpt with the CNN, where one
 detection costs many frames' time, took 2.7x what the line said without this). One line
 says the time left (frames still to come / rate) once two consecutive rates agree within
-RATE_AGREEMENT, or at the latest after ETA_LATEST_S seconds. A run finished sooner, or with
+RATE_AGREEMENT, or with the first rate after ETA_LATEST_S seconds (the first once a period
+is written, when that is later: a slow 4K run). A run finished sooner, or with
 nothing left to write when the line would come, needs no estimate and gets none.
 `python benchmarks/eta_accuracy.py` compares the line with the time the run then took.
 """

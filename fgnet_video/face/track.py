@@ -109,11 +109,14 @@ def match_score(detection: Box, predicted: Box) -> float:
 
 def search_region(box: Box, width: int, height: int) -> Region:
     """Where a tracked face is looked for in a re-detection (`FaceTracker._detect_around`):
-    its box widened by _SEARCH_MARGIN box sides on every side, within the frame, starting on
-    the CNN's grid (so the windows it scores there are those of the whole frame)."""
+    its box widened by _SEARCH_MARGIN box sides on every side, within the frame (at least
+    1 px of it, also for a box predicted past its edge), starting on the CNN's grid (so
+    that at the first pyramid level of the default passes, scales 1 and 2, it scores the
+    whole frame's windows; at other levels and scales nearly)."""
     x, y, w, h = box
     margin = _SEARCH_MARGIN * max(w, h)
-    x0, y0 = (max(int(v - margin) // _GRID * _GRID, 0) for v in (x, y))
+    x0, y0 = (min(max(int(v - margin) // _GRID * _GRID, 0), (size - 1) // _GRID * _GRID)
+              for v, size in ((x, width), (y, height)))
     x1, y1 = min(int(np.ceil(x + w + margin)), width), min(int(np.ceil(y + h + margin)), height)
     return x0, y0, max(x1, x0 + 1), max(y1, y0 + 1)
 
@@ -351,27 +354,38 @@ class FaceTracker:
         """A re-detection for the `failing` faces by a detector with `local_redetection`:
         around every tracked face only (`search_region`, `in_region`, with the small-face
         pass for a face only that pass can find), so that each is found again, or counts a
-        miss, as in a whole-frame detection. Detections that can be no tracked face (faces
-        new or lost since the keyframe, at a region's edge) are dropped: those are found,
-        or resume their tracks, at keyframes. When a failing face has no detection around
-        it, it may have moved far: the whole frame is searched (`_detect`). Returns the ids
+        miss, as in a whole-frame detection. Of two detections of one face (regions
+        overlap) the higher score is kept, and only those that match a tracked face best
+        by position: faces new or lost since the keyframe are found at keyframes (a region
+        cuts through its neighbours' faces at its edges). The whole frame is searched
+        instead (`_detect`) when the regions hold as many pixels as the frame, and when a
+        failing face is no detection's best match (it may have moved far). Returns the ids
         detected."""
         h, w = image.shape[:2]
+        regions = [search_region(track.predicted(self._frame), w, h) for track in self._active]
+        if sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in regions) >= w * h:
+            return self._detect(image, fits)
         side = getattr(self.detector, "small_face_side", 0.0)
-        detections: list[Detection] = []
-        for track in self._active:
-            region = search_region(track.predicted(self._frame), w, h)
+        found: list[Detection] = []
+        for track, region in zip(self._active, regions, strict=True):
             small = min(track.box[2], track.box[3]) < side
-            detections += [found for found in self.detector.in_region(image, region, small)
-                           if not any(same_face(found.box, d.box) for d in detections)]
+            found += self.detector.in_region(image, region, small)
+        detections: list[Detection] = []
+        for candidate in sorted(found, key=lambda d: d.score, reverse=True):
+            if not any(same_face(candidate.box, d.box) for d in detections):
+                detections.append(candidate)
+        owners = [self._best_match(d.box) for d in detections]
+        if not all(any(owner is track for owner in owners) for track in failing):
+            return self._detect(image, fits)  # a failing face is not there: the whole frame
+        return self._match(image, [d for d, owner in zip(detections, owners, strict=True)
+                                   if owner is not None], fits)
 
-        def near(track: _Track) -> list[Detection]:
-            return [d for d in detections if match_score(d.box, track.predicted(self._frame))]
-
-        if not all(near(track) for track in failing):
-            return self._detect(image, fits)  # one is not there: look in the whole frame
-        kept = {id(d) for track in self._active for d in near(track)}
-        return self._match(image, [d for d in detections if id(d) in kept], fits)
+    def _best_match(self, box: Box) -> _Track | None:
+        """The tracked face that `box` matches best by position (`match_score`), if any."""
+        scores = [(match_score(box, t.predicted(self._frame)), k)
+                  for k, t in enumerate(self._active)]
+        score, k = max(scores, default=(0.0, -1))
+        return self._active[k] if score > 0 else None
 
     def _match(self, image: np.ndarray, detections: list[Detection], fits: dict[int, _Fit]
                ) -> set[int]:
