@@ -325,3 +325,40 @@ def test_cnn_detections_are_batched_on_a_gpu_and_frame_by_frame_on_a_cpu():
     stage.device_batch = detection_batch("cuda")  # what a GPU's stage reads ahead
     assert stage.look_ahead(640 * 360 * 3) == DEVICE_BATCH * 10 + 1
     assert stage.look_ahead(1280 * 720 * 3) == 97  # 256 MiB of 720p
+
+
+def test_a_region_re_detection_runs_on_the_device_and_comes_back_in_frame_pixels():
+    """The tracker's region re-detections go to the device's thread as crops (never a
+    whole frame prepared ahead), and their boxes come back moved to the frame's pixels;
+    without a device, the local detector does the same."""
+    from concurrent.futures import Future
+
+    from fgnet_video.face.detect import Detection
+    from fgnet_video.face.parallel import _PrefetchedDetector
+
+    class Device:
+        def __init__(self):
+            self.shapes = []
+
+        def submit(self, image, small_faces):
+            self.shapes.append((image.shape, small_faces))
+            done: Future = Future()
+            done.set_result([Detection((5.0, 6.0, 40.0, 40.0), 0.9)])  # in crop pixels
+            return done
+
+    class Local:
+        def in_region(self, image, region, small_faces=True):
+            return [Detection((float(region[0]), float(region[1]), 1.0, 1.0), 0.1)]
+
+    image = np.zeros((720, 1280, 3), np.uint8)
+    prefetched = _PrefetchedDetector(Local())
+    prefetched.current = 7
+    prefetched.pending[(7, True)] = Future()  # a whole frame's detection prepared ahead
+    prefetched.device = Device()
+    found = prefetched.in_region(image, (96, 200, 296, 420), True)
+    assert prefetched.device.shapes == [((220, 200, 3), True)]
+    assert found == [Detection((101.0, 206.0, 40.0, 40.0), 0.9)]
+    assert (7, True) in prefetched.pending  # left for the keyframe it was prepared for
+    prefetched.device = None
+    assert prefetched.in_region(image, (8, 16, 100, 100)) == [Detection((8.0, 16.0, 1.0,
+                                                                          1.0), 0.1)]
