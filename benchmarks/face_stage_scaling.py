@@ -72,21 +72,39 @@ def make_720p_clip(path: Path, frames: int) -> Path:
     return path
 
 
+class TimedDetector:
+    """The tracker's detector with the CPU seconds of its detections counted: whole frames
+    and the CNN's regions (`in_region`); its other attributes (`small_face_side`,
+    `local_redetection`) are the detector's, so the tracker uses it as it is."""
+
+    def __init__(self, detector) -> None:
+        self.detector, self.seconds = detector, 0.0
+
+    def __getattr__(self, name: str):
+        return getattr(self.detector, name)
+
+    def __call__(self, image, small_faces=True):
+        return self._timed(self.detector, image, small_faces=small_faces)
+
+    def in_region(self, image, region, small_faces=True):
+        return self._timed(self.detector.in_region, image, region, small_faces)
+
+    def _timed(self, detect, *args, **kwargs):
+        begin = time.process_time()
+        try:
+            return detect(*args, **kwargs)
+        finally:
+            self.seconds += time.process_time() - begin
+
+
 def stage_costs(path: Path, settings: FaceSettings) -> dict[str, float]:
     """CPU ms per frame of each stage, one worker (see the module docstring)."""
     started = time.process_time()
     frames = list(read_frames(path))
     costs = {"decode": time.process_time() - started}
     pipeline = FacePipeline(settings)
-    detector, detect_seconds = pipeline.tracker.detector, [0.0]
-
-    def timed_detector(image, small_faces=True):
-        begin = time.process_time()
-        found = detector(image, small_faces=small_faces)
-        detect_seconds[0] += time.process_time() - begin
-        return found
-
-    pipeline.tracker.detector = timed_detector
+    detector = TimedDetector(pipeline.tracker.detector)
+    pipeline.tracker.detector = detector
     tracked, tracking, persons = [], 0.0, 0.0
     for frame in frames:  # as `FacePipeline.locate`: the tracker resumes lost tracks by
         started = time.process_time()  # the person ids of the frames before
@@ -95,8 +113,8 @@ def stage_costs(path: Path, settings: FaceSettings) -> dict[str, float]:
         pipeline.persons.update(frame.image, tracked[-1])
         tracking += between - started
         persons += time.process_time() - between
-    costs["detect"] = detect_seconds[0]
-    costs["landmarks"] = tracking - detect_seconds[0]
+    costs["detect"] = detector.seconds
+    costs["landmarks"] = tracking - detector.seconds
     costs["persons"] = persons
     started = time.process_time()
     for frame, faces in zip(frames, tracked, strict=True):
