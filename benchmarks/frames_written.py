@@ -1,6 +1,6 @@
 """When `analyze`'s rows come out, and which detections the face stage ran for them.
 
-    python benchmarks/frames_written.py CLIP [--detector cnn|hog]
+    python benchmarks/frames_written.py CLIP [--detector cnn|hog] [--json FILE]
 
 Analyses CLIP in this process as `analyze` does (`fgnet_video.analysis.recording.face_stage`:
 the CNN's look-ahead with its detections in the device's thread, `analyze_stream`), with
@@ -8,20 +8,25 @@ random tiny weights (the model is not what is measured), and logs the seconds fr
 start (after imports; the face networks' loading included) of every progress report: the
 frames written so far. Prints when the first rows came, when each fifth of the frames was
 written, the whole run, and the detector's work: whole-frame detections (keyframes,
-searches and re-detections) and region re-detections (`FaceDetector.in_region`).
+searches and re-detections) and region re-detections (`FaceDetector.in_region`). `--json`
+also writes the whole timeline ({"frames": total, "run_s": ..., "written": [[seconds,
+frames], ...]}), e.g. to replay the time-left line on it (`benchmarks/eta_replay.py`).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
+from pathlib import Path
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("clip")
     parser.add_argument("--detector", default="cnn")
+    parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     from fgnet_video.analysis.recording import face_stage
     from fgnet_video.analysis.stream import analyze_stream
@@ -65,6 +70,10 @@ def main() -> None:
         print(f"  {fifth * 20}% of the frames written at {at:.1f} s")
     print(f"run {ended:.1f} s; detections: {scanned['whole frames']} whole frames, "
           f"{scanned['regions']} regions (the detector's work, ahead of the frames written)")
+    if args.json is not None:
+        args.json.write_text(json.dumps({"clip": args.clip, "detector": args.detector,
+                                         "frames": total, "run_s": ended,
+                                         "written": written}))
 
 
 if __name__ == "__main__":

@@ -3,11 +3,15 @@ dlib's own CNN face detector (dlib.cnn_face_detection_model_v1), same frames, sa
 
     python benchmarks/mmod_parity.py                  # 13 frames per clip, 720p
     python benchmarks/mmod_parity.py --per-clip 4 --height 480
+    python benchmarks/mmod_parity.py --dtype bf16 --upsample 1 --real-footage
 
 Frames are spread evenly over every clip in ../shared/media and sample_videos/, scaled to
 `--height` rows (aspect kept) and centred on a black 16:9 canvas (1280x720 by default), as
-RGB uint8. Each frame goes through dlib (upsample 0, its threshold 0) and then through the
-torch detector (fp32, torch.set_num_threads(1), one frame per call); a dlib face counts as
+RGB uint8 (`--real-footage`: also those of the stored multi-person clips of
+benchmarks/real_footage). Each frame goes through dlib (upsample `--upsample`, 0 by default;
+1 is the small-face pass's 2x copy; its threshold 0) and then through the torch detector
+(`--dtype`, fp32 by default, the exact path; bf16 or fp16 to hold a reduced precision to
+the same guard; torch.set_num_threads(1), one frame per call); a dlib face counts as
 matched when a torch face has every edge within 1 px and a confidence within 0.01. Extras
 are torch faces no dlib face matched. Times are wall seconds per frame (dlib's CPU seconds
 too: it may use more than one core); the first call of each is a warm-up, not counted.
@@ -31,14 +35,16 @@ sys.path.insert(0, str(REPO))
 from fgnet_video.face.mmod import MmodDetector, default_model_path  # noqa: E402
 
 CLIP_DIRS = (REPO.parent / "shared" / "media", REPO / "sample_videos")
+REAL_FOOTAGE = REPO / "benchmarks" / "real_footage"
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 CLIP_SUFFIXES = {".avi", ".mp4", ".mov", ".wmv", ".mkv"}
 BOX_TOLERANCE_PX = 1
 SCORE_TOLERANCE = 0.01
 
 
-def clips() -> list[Path]:
-    """Every video in the clip folders, sorted."""
-    return sorted(p for d in CLIP_DIRS if d.is_dir() for p in d.iterdir()
+def clips(folders: tuple[Path, ...] = CLIP_DIRS) -> list[Path]:
+    """Every video in `folders`, sorted."""
+    return sorted(p for d in folders if d.is_dir() for p in d.iterdir()
                   if p.suffix.lower() in CLIP_SUFFIXES)
 
 
@@ -95,6 +101,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--per-clip", type=int, default=13, help="frames per clip")
     parser.add_argument("--height", type=int, default=720, help="frame rows (16:9 canvas)")
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default="fp32")
+    parser.add_argument("--upsample", type=int, default=0)
+    parser.add_argument("--real-footage", action="store_true")
     args = parser.parse_args()
 
     import dlib
@@ -102,18 +111,18 @@ def main() -> None:
     torch.set_num_threads(1)
     model = default_model_path()
     dlib_detector = dlib.cnn_face_detection_model_v1(str(model))
-    torch_detector = MmodDetector.from_file(model).eval()
+    torch_detector = MmodDetector.from_file(model).eval().to(DTYPES[args.dtype])
 
     frames, names = [], []
-    for clip in clips():
+    for clip in clips(CLIP_DIRS + ((REAL_FOOTAGE,) if args.real_footage else ())):
         picked = spread_frames(clip, args.per_clip)
         frames += [on_canvas(f, args.height) for f in picked]
         names.append(f"{clip.name} ({len(picked)})")
     if not frames:
         sys.exit("no clips found in " + ", ".join(map(str, CLIP_DIRS)))
 
-    dlib_detector(frames[0], 0)  # warm-ups
-    torch_detector.detect(frames[:1])
+    dlib_detector(frames[0], args.upsample)  # warm-ups
+    torch_detector.detect(frames[:1], upsample=args.upsample)
     totals = dict(dlib=0, matched=0, missed=0, extra=0, torch=0)
     box_errors: list[float] = []
     score_errors: list[float] = []
@@ -121,11 +130,11 @@ def main() -> None:
     for frame in frames:
         wall, cpu = time.perf_counter(), time.process_time()
         expected = [((d.rect.left(), d.rect.top(), d.rect.right(), d.rect.bottom()),
-                     d.confidence) for d in dlib_detector(frame, 0)]
+                     d.confidence) for d in dlib_detector(frame, args.upsample)]
         dlib_wall += time.perf_counter() - wall
         dlib_cpu += time.process_time() - cpu
         wall = time.perf_counter()
-        actual = torch_detector.detect([frame])[0]
+        actual = torch_detector.detect([frame], upsample=args.upsample)[0]
         torch_wall += time.perf_counter() - wall
         matched, missed, extra, boxes, scores = compare(expected, actual)
         totals["dlib"] += len(expected)
@@ -140,7 +149,7 @@ def main() -> None:
     h, w = frames[0].shape[:2]
     print(f"MMOD parity, dlib {dlib.__version__} vs torch {torch.__version__} "
           f"({platform.processor() or platform.machine()}, {torch.get_num_threads()} torch "
-          "thread, fp32)")
+          f"thread, {args.dtype}, upsample {args.upsample})")
     print(f"clips: {', '.join(names)}")
     print(f"frames: {n} at {w}x{h}")
     print(f"dlib detections: {totals['dlib']}   torch detections: {totals['torch']}")

@@ -17,6 +17,10 @@ to about 10%), greedily by IoU. Per clip and detector it prints:
   those whose centre lies in one of the frame's `ignore` regions (a head turned away, a
   face under 40 px, a distant crowd: neither required nor wrong);
 - tracks per person: distinct face ids matched to one annotated person, mean over people;
+  and per shot: distinct face ids matched to one person within one shot (between the clip's
+  annotated `cuts`), mean over the (person, shot) pairs where the person is found. A shot
+  cut ends every track on purpose, so a person seen in three shots has three tracks at
+  least; the per-shot figure is the one a perfect tracker brings to 1.00 on every clip;
 - person ids per person: distinct person ids matched to one annotated person (the target:
   1 on clips where each person is seen frontally at least once, marked "everyone frontal":
   a pose annotated `frontal` on one of the person's faces), and shared ids: person ids
@@ -109,7 +113,7 @@ def run_clip(path: Path, detector: str, seconds: float | None) -> tuple[dict, fl
 def score(clip: dict, faces: dict) -> dict:
     """The module docstring's figures for one clip's faces."""
     total = found = big = big_found = turned = turned_found = false = 0
-    tracks, persons = defaultdict(set), defaultdict(set)
+    tracks, persons, shot_tracks = defaultdict(set), defaultdict(set), defaultdict(set)
     for frame in clip["annotated"]:
         if frame["frame"] not in faces:
             continue
@@ -128,6 +132,7 @@ def score(clip: dict, faces: dict) -> dict:
             big_found += min(t["box"][2:]) >= 60
             turned_found += t.get("pose", "frontal") != "frontal"
             tracks[t["person"]].add(f.face_id)
+            shot_tracks[t["person"], shot_of(clip, frame["frame"])].add(f.face_id)
             persons[t["person"]].add(f.person_id)
     owners = defaultdict(set)
     for person, ids in persons.items():
@@ -139,10 +144,18 @@ def score(clip: dict, faces: dict) -> dict:
             "recall_turned": turned_found / max(turned, 1), "turned": turned,
             "false_positives": false,
             "tracks_per_person": sum(len(v) for v in tracks.values()) / people,
+            "tracks_per_person_shot": (sum(len(v) for v in shot_tracks.values())
+                                       / max(len(shot_tracks), 1)),
             "person_ids_per_person": sum(len(v) for v in persons.values()) / people,
             "shared_person_ids": sum(1 for v in owners.values() if len(v) > 1),
             "people_found": len(tracks), "people": len(clip.get("people", {})),
             "everyone_frontal": everyone_frontal(clip)}
+
+
+def shot_of(clip: dict, frame: int) -> int:
+    """The shot (0, 1, ...) of `frame`: the number of the clip's annotated cuts (the first
+    frame of each new shot) at or before it."""
+    return sum(1 for cut in clip.get("cuts", []) if cut <= frame)
 
 
 def everyone_frontal(clip: dict) -> bool:
@@ -183,7 +196,8 @@ def main() -> None:
             print(f"{clip['file']:<26} {detector:<8} recall {row['recall']:.2f} "
                   f"(>=60px {row['recall_60px']:.2f} of {row['faces_60px']}, turned "
                   f"{row['recall_turned']:.2f} of {row['turned']}) of {row['faces']} faces, "
-                  f"FP {row['false_positives']}, tracks/person {row['tracks_per_person']:.2f}, "
+                  f"FP {row['false_positives']}, tracks/person {row['tracks_per_person']:.2f} "
+                  f"(per shot {row['tracks_per_person_shot']:.2f}), "
                   f"ids/person {row['person_ids_per_person']:.2f}"
                   f"{' (everyone frontal)' if row['everyone_frontal'] else ''}, shared ids "
                   f"{row['shared_person_ids']}, people {row['people_found']}/{row['people']}, "
