@@ -232,3 +232,50 @@ def test_min_confidence_drops_weak_detections(tiny_weights, tmp_path):
     strict = analyze_video(video, weights=str(tiny_weights), min_confidence=0.5)
     assert (strict["confidence"] >= 0.5).all() and set(strict["face_id"]) == {0}
     assert len(strict) == 12
+
+
+def test_a_batch_that_stops_filling_goes_out_when_faces_stop_coming():
+    """Frames wait for a batch of faces (rows stay in order); when frames without a face
+    keep coming, what waits is scored (if it holds faces) and goes out once a frame without
+    a face comes FACELESS_WAIT_S after the last face, or after the first frame waiting when
+    none holds a face: a stretch without faces is written as it goes, not 64 frames at a
+    time."""
+    from types import SimpleNamespace
+
+    from fgnet_video.analysis.stream import FACELESS_WAIT_S, FrameBatcher, StageTimes
+    from fgnet_video.inference.engine import Prediction
+    from fgnet_video.media.video import Frame
+
+    calls: list[int] = []
+
+    class Engine:
+        aus, batch_size = (1, 2), 2
+
+        def predict(self, images):
+            calls.append(len(images))
+            return Prediction(np.zeros((len(images), 2)))
+
+    now = [0.0]
+    batcher = FrameBatcher(Engine(), StageTimes(), clock=lambda: now[0])
+    frame = [Frame(k, k / 25, np.zeros((4, 4, 3), np.uint8)) for k in range(10)]
+    face = SimpleNamespace(aligned=np.zeros((4, 4, 3), np.uint8))
+
+    def indices(scored):
+        return [s.frame.index for s in scored]
+
+    assert batcher.add(frame[0], []) == []
+    now[0] = FACELESS_WAIT_S / 2
+    assert batcher.add(frame[1], []) == []
+    now[0] = FACELESS_WAIT_S
+    assert indices(batcher.add(frame[2], [])) == [0, 1, 2] and calls == []  # no model
+    assert batcher.add(frame[3], [face]) == []
+    assert indices(batcher.add(frame[4], [face])) == [3, 4] and calls == [2]  # a batch
+    now[0] = 10.0
+    assert batcher.add(frame[5], [face]) == []
+    now[0] = 10.0 + FACELESS_WAIT_S / 2
+    assert batcher.add(frame[6], []) == []  # faces may still come
+    now[0] = 10.0 + FACELESS_WAIT_S
+    assert indices(batcher.add(frame[7], [])) == [5, 6, 7] and calls == [2, 1]
+    assert batcher.add(frame[8], []) == []  # the clock starts again at the first waiting
+    now[0] = 10.0 + 2 * FACELESS_WAIT_S
+    assert indices(batcher.add(frame[9], [])) == [8, 9] and calls == [2, 1]

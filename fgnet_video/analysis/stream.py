@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 ROW_COLUMNS = ["frame", "timestamp", "face_id", "person_id", "person", "success", "confidence",
                "x", "y", "w", "h", "small_face"]
 QUEUE_FRAMES = 32
+FACELESS_WAIT_S = 0.5  # frames without a face this long after the last face: write what waits
 
 
 def table_columns(aus: tuple[int, ...]) -> list[str]:
@@ -167,20 +168,34 @@ class Scorer(Protocol):
 
 
 class FrameBatcher:
-    """Groups consecutive frames until they hold `batch_size` faces, then scores them all."""
+    """Groups consecutive frames until they hold `batch_size` faces (or `max_frames` frames),
+    then scores them all. When frames without a face keep coming (a face left, a stretch
+    without faces where the detector searches every frame: 0.1-2.5 s a frame with the CNN
+    on a CPU), no batch fills: once a frame without a face comes FACELESS_WAIT_S after the
+    last face (or, with no face waiting, after the first frame waiting), what waits is
+    scored and written at once, so that such a stretch is written, and its progress
+    reported, as it goes rather than 64 frames at a time."""
 
-    def __init__(self, engine: Scorer, times: StageTimes, max_frames: int = 64):
+    def __init__(self, engine: Scorer, times: StageTimes, max_frames: int = 64,
+                 clock: Callable[[], float] = time.monotonic):
         self.engine = engine
         self.times = times
         self.max_frames = max_frames
+        self.clock = clock
         self._pending: list[tuple[Frame, list[Face]]] = []
         self._n_faces = 0
+        self._filled_at = 0.0  # when the last pending face came (or the first pending frame)
 
     def add(self, frame: Frame, faces: list[Face]) -> list[ScoredFrame]:
-        """Queue a frame; returns the scored frames whenever a batch is complete."""
+        """Queue a frame; returns the scored frames whenever a batch is complete, or when
+        it stopped filling (class docstring)."""
+        now = self.clock()
+        if faces or not self._pending:
+            self._filled_at = now
         self._pending.append((frame, faces))
         self._n_faces += len(faces)
-        if self._n_faces >= self.engine.batch_size or len(self._pending) >= self.max_frames:
+        if (self._n_faces >= self.engine.batch_size or len(self._pending) >= self.max_frames
+                or now - self._filled_at >= FACELESS_WAIT_S):
             return self.flush()
         return []
 
