@@ -20,6 +20,7 @@ too: it may use more than one core); the first call of each is a warm-up, not co
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 import time
@@ -108,6 +109,7 @@ def main() -> None:
 
     import dlib
 
+    load_before = os.getloadavg()[0]
     torch.set_num_threads(1)
     model = default_model_path()
     dlib_detector = dlib.cnn_face_detection_model_v1(str(model))
@@ -149,7 +151,8 @@ def main() -> None:
     h, w = frames[0].shape[:2]
     print(f"MMOD parity, dlib {dlib.__version__} vs torch {torch.__version__} "
           f"({platform.processor() or platform.machine()}, {torch.get_num_threads()} torch "
-          f"thread, {args.dtype}, upsample {args.upsample})")
+          f"thread, {args.dtype}, upsample {args.upsample}); load average "
+          f"{load_before:.2f} before, {os.getloadavg()[0]:.2f} after ({os.cpu_count()} cores)")
     print(f"clips: {', '.join(names)}")
     print(f"frames: {n} at {w}x{h}")
     print(f"dlib detections: {totals['dlib']}   torch detections: {totals['torch']}")
