@@ -10,7 +10,7 @@ frames written so far. Prints when the first rows came, when each fifth of the f
 written, the whole run, and the detector's work: whole-frame detections (keyframes,
 searches and re-detections) and region re-detections (`FaceDetector.in_region`). `--json`
 also writes the whole timeline ({"frames": total, "run_s": ..., "written": [[seconds,
-frames], ...]}), e.g. to replay the time-left line on it (`benchmarks/eta_replay.py`).
+frames], ...]}), e.g. to replay `fgnet_video.analysis.eta.TimeLeft` on it with its `clock`.
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ def main() -> None:
     written: list[tuple[float, int]] = []
     print(f"load {os.getloadavg()[0]:.2f} ({os.cpu_count()} cores); detector {args.detector}")
     started = time.monotonic()
+
     def progress(frames: int, _faces: int) -> None:
         written.append((time.monotonic() - started, frames))
 

@@ -132,7 +132,7 @@ def score(clip: dict, faces: dict) -> dict:
             big_found += min(t["box"][2:]) >= 60
             turned_found += t.get("pose", "frontal") != "frontal"
             tracks[t["person"]].add(f.face_id)
-            shot_tracks[t["person"], shot_of(clip, frame["frame"])].add(f.face_id)
+            shot_tracks[t["person"], shot_of(clip.get("cuts", []), frame["frame"])].add(f.face_id)
             persons[t["person"]].add(f.person_id)
     owners = defaultdict(set)
     for person, ids in persons.items():
@@ -152,10 +152,10 @@ def score(clip: dict, faces: dict) -> dict:
             "everyone_frontal": everyone_frontal(clip)}
 
 
-def shot_of(clip: dict, frame: int) -> int:
-    """The shot (0, 1, ...) of `frame`: the number of the clip's annotated cuts (the first
-    frame of each new shot) at or before it."""
-    return sum(1 for cut in clip.get("cuts", []) if cut <= frame)
+def shot_of(cuts: list[int], frame: int) -> int:
+    """The shot (0, 1, ...) of `frame`: the number of `cuts` (the first frame of each new
+    shot) at or before it."""
+    return sum(1 for cut in cuts if cut <= frame)
 
 
 def everyone_frontal(clip: dict) -> bool:

@@ -40,7 +40,7 @@ sys.path.insert(0, str(HERE / "real_footage"))
 sys.path.insert(0, str(HERE))
 
 from make_excerpts import CLIPS, read_source  # noqa: E402
-from real_footage_eval import score  # noqa: E402
+from real_footage_eval import score, shot_of  # noqa: E402
 
 # excerpt name: (what the whole source is, people seen in it, counted by looking at frames)
 SOURCES = {
@@ -59,23 +59,23 @@ def run(path: Path, detector: str) -> tuple[dict, float, int, list[int]]:
     from fgnet_video.options import FaceSettings
 
     pipeline = FacePipeline(FaceSettings(detector=detector))
-    cuts, shots = CutDetector(), []
+    cut_detector, cuts = CutDetector(), []
     faces, spent = {}, 0.0
     for frame in read_frames(path):
         started = time.perf_counter()
         faces[frame.index] = pipeline.process(frame)
         spent += time.perf_counter() - started
-        if cuts.is_cut(frame.image):
-            shots.append(frame.index)
-    return faces, spent, len(faces), shots
+        if cut_detector.is_cut(frame.image):
+            cuts.append(frame.index)
+    return faces, spent, len(faces), cuts
 
 
-def summary(faces: dict, shots: list[int]) -> dict:
+def summary(faces: dict, cuts: list[int]) -> dict:
     """Faces, tracks, person ids, and tracks per (person id, shot) of one run."""
     tracks_of = defaultdict(set)  # (person id, shot) -> face ids
     tracks, persons, total = set(), set(), 0
     for index, found in faces.items():
-        shot = sum(1 for cut in shots if cut <= index)
+        shot = shot_of(cuts, index)
         for face in found:
             total += 1
             tracks.add(face.face_id)
@@ -123,9 +123,9 @@ def main() -> None:
             print(f"{name}: {spec['repo']}:{spec['path']}, {what}: {info.width}x{info.height}, "
                   f"{people} people")
             for detector in args.detectors:
-                faces, spent, count, shots = run(path, detector)
-                row = summary(faces, shots)
-                print(f"  {detector:<4} {count} frames, {len(shots) + 1} shots: "
+                faces, spent, count, cuts = run(path, detector)
+                row = summary(faces, cuts)
+                print(f"  {detector:<4} {count} frames, {len(cuts) + 1} shots: "
                       f"{row['faces'] / count:.2f} faces/frame, {row['tracks']} tracks "
                       f"({row['tracks_per_shot']:.2f} per person id and shot), "
                       f"{row['person_ids']} person ids for {people} people, "
