@@ -180,6 +180,45 @@ def _sleep() -> None:
     time.sleep(60)
 
 
+def _send_until_stopped(connection) -> None:
+    """A busy worker as the run's interrupt finds it: one thread blocked sending a request
+    larger than the pipe holds (the main process reads no more), the main thread unwinding
+    on SIGTERM and waiting for that thread (as a job's stages wait for theirs)."""
+    from fgnet_video.errors import Terminated
+
+    def stop(signum, frame):
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, stop)
+    link = WorkerLink(connection)
+    sender = threading.Thread(target=link.request, args=("detect", b"x" * (64 << 20)))
+    sender.start()
+    try:
+        while True:
+            time.sleep(0.05)
+    except Terminated:
+        sender.join()
+        os._exit(143)
+
+
+def test_an_interrupted_run_stops_a_worker_blocked_sending():
+    """The run's interrupt closes the workers' pipes before SIGTERM: a worker blocked sending
+    to the main process (a 64 MB request here, a large frame to detect on in a run) fails
+    its send and stops by itself, instead of being killed WORKER_STOP_SECONDS later (CI saw
+    a --jobs 2 CNN run take 5.5 s to stop so)."""
+    from fgnet_video.study.local_workers import _stop_workers, _Worker
+
+    context = multiprocessing.get_context("spawn")
+    ours, theirs = context.Pipe()
+    process = context.Process(target=_send_until_stopped, args=(theirs,))
+    process.start()
+    theirs.close()
+    assert ours.poll(120)  # the request has begun to arrive: the sender fills the pipe
+    time.sleep(0.2)
+    _stop_workers([_Worker(0, process, ours, 0)])
+    assert process.exitcode == 143  # stopped by itself, not killed (-9)
+
+
 @pytest.mark.parametrize("how, expected", [  # the failure line is "the worker process
     ("exit", "exit status 3"),                  # stopped (<this>)" (test_nothing_lost)
     (signal.SIGKILL, "killed by SIGKILL, e.g. for lack of memory"),

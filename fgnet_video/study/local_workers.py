@@ -17,8 +17,9 @@ when MAX_LOST_BEFORE_START workers in a row die so (a broken environment), the r
 with one line.
 
 Signals: an interrupt of the main process (SIGINT, or SIGTERM with the CLI's handler) stops
-the workers (SIGTERM: a busy worker unwinds its job, which removes its partial outputs;
-SIGKILL after WORKER_STOP_SECONDS, whose partials the main process then removes) and leaves
+the workers (their pipes closed, so none stays blocked sending, and SIGTERM: a busy worker
+unwinds its job, which removes its partial outputs; SIGKILL after WORKER_STOP_SECONDS, whose
+partials the main process then removes) and leaves
 queued jobs unstarted. A worker ignores SIGINT (the main process decides) and stops by
 itself when the main process dies.
 """
@@ -190,7 +191,7 @@ def run_parallel(plan: Plan, engine: InferenceEngine, n_jobs: int, on_end: OnEnd
     except BaseException:
         faces.shutdown(wait=False)  # nothing more for the workers, who need no answer to stop
         try:
-            stop_processes([worker.process for worker in workers])
+            _stop_workers(workers)
             for worker in workers:  # one killed after its grace period could not clean up
                 if worker.job is not None:
                     remove_partials(worker.job)
@@ -205,6 +206,17 @@ def run_parallel(plan: Plan, engine: InferenceEngine, n_jobs: int, on_end: OnEnd
         worker.process.join(WORKER_STOP_SECONDS)
     stop_processes([worker.process for worker in workers])  # any that did not end
     return summary
+
+
+def _stop_workers(workers: list[_Worker]) -> None:
+    """Stop the workers of an interrupted run: close their pipes first, so a worker thread
+    blocked sending to this process (which reads no more: a large frame to detect on fills
+    the pipe) fails and lets its job unwind, then `stop_processes` (SIGTERM, SIGKILL after
+    WORKER_STOP_SECONDS). Without the close such a worker is killed, and the run takes
+    that long to stop."""
+    for worker in workers:
+        worker.close()
+    stop_processes([worker.process for worker in workers])
 
 
 def _ready(busy: list[_Worker], timeout: float | None) -> list[_Worker]:
