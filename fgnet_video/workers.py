@@ -11,7 +11,11 @@ import signal
 import threading
 import time
 
-WORKER_STOP_SECONDS = 5.0  # how long stopped workers get to clean up (remove partials)
+# How long stopped workers get to clean up (remove partials; under a second, unless a worker
+# is inside a long call that holds Python's lock, e.g. loading dlib's 68-point model from a
+# cold disk). Shorter than the README's "SIGTERM stops the run within 5 seconds", which
+# also counts the main process removing a killed worker's partials and its own exit.
+WORKER_STOP_SECONDS = 3.0
 PARENT_POLL_SECONDS = 0.5
 
 
